@@ -1,0 +1,27 @@
+"""scratchlm: large language models built from arrays up.
+
+    import scratchlm as sl
+    x = sl.tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()      # x.grad == 2x
+"""
+
+from scratchlm.autograd import (
+    Function,
+    GradcheckError,
+    GraphReleasedError,
+    Tensor,
+    enable_grad,
+    gradcheck,
+    gradcheck_op,
+    is_grad_enabled,
+    no_grad,
+    tensor,
+)
+from scratchlm.backend import gpu_available, manual_seed
+from scratchlm.ops import concat, stack, where
+
+__version__ = "0.1.0"
+
+__all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
+           "gradcheck", "gradcheck_op", "GradcheckError", "GraphReleasedError",
+           "manual_seed", "gpu_available", "concat", "stack", "where"]

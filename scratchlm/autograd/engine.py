@@ -1,0 +1,132 @@
+"""The backward pass: reverse-mode automatic differentiation over the recorded graph.
+
+For a scalar loss L and every recorded op ``y = f(x₁, …, xₙ)`` the chain rule gives
+
+    ∂L/∂xᵢ = Σ over uses of xᵢ of  (∂y/∂xᵢ)ᵀ · ∂L/∂y,
+
+so we visit the ops from the loss back to the leaves in reverse topological order (every
+consumer of a tensor before the op that produced it), hand each op the summed gradient of
+its outputs and add what it returns into its inputs' gradients. The order is found with an
+explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's recursion limit.
+"""
+
+from scratchlm import backend
+
+
+class GraphReleasedError(RuntimeError):
+    """Backward reached an op whose saved arrays were freed by an earlier backward."""
+
+
+def _check_alive(fn):
+    if fn._released:
+        raise GraphReleasedError(
+            f"backward went through {fn.name} a second time, but its saved arrays were "
+            "freed after the first backward; call .backward(retain_graph=True) the first "
+            "time if you need to differentiate the same graph twice")
+
+
+def _parents(fn):
+    return [t._ctx for t in fn.inputs if t is not None and t._ctx is not None]
+
+
+def topological_order(root_fn):
+    """Ops reachable from ``root_fn``, each after every op it consumes (inputs first)."""
+    _check_alive(root_fn)
+    order, visited = [], {root_fn}
+    stack = [(root_fn, iter(_parents(root_fn)))]
+    while stack:
+        fn, parents = stack[-1]
+        for parent in parents:
+            if parent not in visited:
+                _check_alive(parent)
+                visited.add(parent)
+                stack.append((parent, iter(_parents(parent))))
+                break
+        else:
+            stack.pop()
+            order.append(fn)
+    return order
+
+
+def sum_to_shape(grad, shape, op_name="backward"):
+    """Undo broadcasting: sum ``grad`` over the axes that broadcasting added or stretched."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        raise ValueError(f"{op_name}: gradient of shape {grad.shape} cannot be summed to "
+                         f"its input's shape {shape}")
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    if extra:
+        grad = grad.reshape(grad.shape[extra:])
+    if grad.shape != shape:
+        raise ValueError(f"{op_name}: gradient of shape {grad.shape} does not match its "
+                         f"input's shape {shape}")
+    return grad
+
+
+class _GradSlot:
+    """A gradient being summed; copies on the second contribution so no caller's array
+    is ever modified in place, then accumulates in place."""
+
+    __slots__ = ("value", "owned")
+
+    def __init__(self, value):
+        self.value, self.owned = value, False
+
+    def add(self, grad):
+        if self.owned:
+            self.value += grad
+        else:
+            self.value = self.value + grad
+            self.owned = True
+
+
+def _accumulate_leaf(tensor, grad):
+    """Leaf gradients add up across backward calls, as in PyTorch."""
+    if tensor.grad is None:
+        tensor.grad = grad.copy()
+    else:
+        tensor.grad += grad
+
+
+def run_backward(root, grad, retain_graph=False):
+    """Propagate ``grad`` (∂L/∂root) to every leaf that requires a gradient."""
+    if root._ctx is None:  # a leaf: its gradient is the seed itself
+        _accumulate_leaf(root, grad)
+        return
+    order = topological_order(root._ctx)
+    slots = {root._ctx: {root._index: _GradSlot(grad)}}
+    for fn in reversed(order):
+        output_slots = slots.pop(fn, None)
+        if output_slots is None:  # nothing downstream of this op reached the loss
+            continue
+        xp = backend.get_array_module(next(iter(output_slots.values())).value)
+        grad_outputs = [output_slots[i].value if i in output_slots else xp.zeros(shape, dtype)
+                        for i, (shape, dtype) in enumerate(fn.output_meta)]
+        grad_inputs = fn.backward(*grad_outputs)
+        if not isinstance(grad_inputs, (tuple, list)):
+            grad_inputs = (grad_inputs,)
+        if len(grad_inputs) != len(fn.inputs):
+            raise RuntimeError(f"{fn.name}.backward returned {len(grad_inputs)} gradients "
+                               f"for {len(fn.inputs)} inputs")
+        for tensor, g in zip(fn.inputs, grad_inputs):
+            if tensor is None or g is None:
+                continue
+            if g.shape != tensor.shape:
+                g = sum_to_shape(g, tensor.shape, fn.name)
+            if g.dtype != tensor.dtype:
+                g = g.astype(tensor.dtype)
+            if tensor._ctx is None:
+                _accumulate_leaf(tensor, g)
+                continue
+            producer_slots = slots.setdefault(tensor._ctx, {})
+            slot = producer_slots.get(tensor._index)
+            if slot is None:
+                producer_slots[tensor._index] = _GradSlot(g)
+            else:
+                slot.add(g)
+        if not retain_graph:
+            fn.release()

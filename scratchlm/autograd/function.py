@@ -1,0 +1,71 @@
+"""``Function``: one differentiable op, its forward and its hand-derived backward.
+
+A subclass writes two methods on raw backend arrays (NumPy or CuPy), nothing else::
+
+    class Square(Function):
+        '''y = x²,  ∂L/∂x = 2x · ∂L/∂y'''
+        def forward(self, x):
+            self.x = x                     # save what backward needs on self
+            return x * x
+        def backward(self, grad_y):
+            return 2 * self.x * grad_y     # one gradient per input
+
+and is used as ``Square()(tensor)``. Calling it runs ``forward`` on the inputs' arrays and,
+when any input requires a gradient (and recording is on), links the output to this
+Function so that :mod:`scratchlm.autograd.engine` can call ``backward`` later.
+
+Configuration that is not a tensor (an axis, a shape) goes to ``__init__``.
+Inputs may be Tensors, backend arrays or Python numbers; only Tensors get gradients.
+``backward`` returns one array per input (``None`` where no gradient is needed; a
+one-input op may return the bare array) shaped like its output's broadcast shape or the
+input's own: the engine sums a broadcast gradient back to each input's shape.
+"""
+
+from scratchlm import backend
+from scratchlm.autograd import grad_mode
+from scratchlm.autograd.tensor import Tensor
+
+
+class Function:
+    #: set after backward has run and the saved arrays were released
+    _released = False
+
+    def forward(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def __call__(self, *inputs):
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        backend.check_same_device(self.name, arrays)
+        needs_grad = grad_mode.is_grad_enabled() and any(
+            isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        if needs_grad:
+            # Which inputs need a gradient: backward may skip the others.
+            self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad
+                                          for x in inputs)
+        outputs = self.forward(*arrays)
+        if not needs_grad:
+            if isinstance(outputs, tuple):
+                return tuple(Tensor._wrap(y) for y in outputs)
+            return Tensor._wrap(outputs)
+        self.inputs = tuple(x if isinstance(x, Tensor) and x.requires_grad else None
+                            for x in inputs)
+        if isinstance(outputs, tuple):
+            self.output_meta = [(y.shape, y.dtype) for y in outputs]
+            return tuple(Tensor._wrap(y, self, i) for i, y in enumerate(outputs))
+        self.output_meta = [(outputs.shape, outputs.dtype)]
+        return Tensor._wrap(outputs, self, 0)
+
+    def release(self):
+        """Drop everything saved for backward (the graph's intermediate buffers)."""
+        self.__dict__.clear()
+        self._released = True
+
+    def __repr__(self):
+        return f"<{self.name}>"

@@ -1,0 +1,146 @@
+"""The one place that knows NumPy from CuPy.
+
+Every op asks :func:`get_array_module` for the module its inputs live in (``numpy`` on the
+CPU, ``cupy`` on a GPU) and writes its maths once against that module, as DeZero and
+Chainer do. No other file imports CuPy.
+
+CuPy imports fine on a machine without a GPU, so a GPU is detected with
+``cupy.is_available()``, never by the import alone.
+"""
+
+import numpy as np
+
+try:  # CuPy is the optional `gpu` extra.
+    import cupy
+    import cupyx
+    import cupyx.scipy.special
+except ImportError:  # pragma: no cover - depends on the machine
+    cupy = None
+
+from scipy import special as _scipy_special
+
+DEVICES = ("cpu", "cuda")
+_INSTALL_HINT = (
+    "install the `gpu` extra on a machine with an NVIDIA GPU: "
+    "pip install 'scratchlm[gpu]' (it installs cupy-cuda12x; pick the cupy wheel matching "
+    "your CUDA version)"
+)
+
+
+def gpu_available():
+    """True when CuPy is installed *and* it can see a CUDA device."""
+    if cupy is None:
+        return False
+    try:
+        return bool(cupy.is_available())
+    except Exception:  # pragma: no cover - broken CUDA installs
+        return False
+
+
+def check_device(device):
+    """Validate a device name and return it; ``"cuda"`` needs a working GPU."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+    if device == "cuda" and not gpu_available():
+        reason = "CuPy is not installed" if cupy is None else "CuPy found no CUDA device"
+        raise RuntimeError(f"device='cuda' was asked for but no GPU was found ({reason}); "
+                           + _INSTALL_HINT)
+    return device
+
+
+def is_gpu_array(array):
+    return cupy is not None and isinstance(array, cupy.ndarray)
+
+
+def device_of(array):
+    """``"cuda"`` for a CuPy array, ``"cpu"`` for anything else."""
+    return "cuda" if is_gpu_array(array) else "cpu"
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any argument is a CuPy array, else ``numpy``."""
+    if cupy is None:
+        return np
+    return cupy.get_array_module(*arrays)
+
+
+def xp_for(device):
+    """The array module of a device name."""
+    return cupy if check_device(device) == "cuda" else np
+
+
+def to_device(array, device):
+    """Move an array to ``device`` (a no-op when it is already there)."""
+    if device == "cpu":
+        return to_numpy(array)
+    check_device(device)
+    return cupy.asarray(array)
+
+
+def to_numpy(array):
+    """A host NumPy array (copied from the GPU when needed)."""
+    if is_gpu_array(array):
+        return cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def check_same_device(op_name, arrays):
+    """Raise if ``arrays`` (ndarrays among other values) live on different devices."""
+    if cupy is None:
+        return
+    devices = {device_of(a) for a in arrays if hasattr(a, "shape")}
+    if len(devices) > 1:
+        raise RuntimeError(f"{op_name}: inputs are on different devices (cpu and cuda); "
+                           "move them to one device with .to(device) first")
+
+
+def scatter_add(target, indices, values):
+    """``target[indices] += values`` with repeated indices accumulating (in place).
+
+    NumPy's ``np.add.at`` and CuPy's ``cupyx.scatter_add`` (``cupy.scatter_add`` was
+    removed in CuPy 8).
+    """
+    if is_gpu_array(target):
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+
+
+def erf(x):
+    """The error function, from SciPy on the CPU and ``cupyx.scipy`` on the GPU."""
+    if is_gpu_array(x):
+        return cupyx.scipy.special.erf(x)
+    return _scipy_special.erf(x)
+
+
+# ----------------------------------------------------------------------------- random state
+_seed = None
+_generators = {}
+
+
+def manual_seed(seed):
+    """Seed every random generator scratchlm uses (parameter init, dropout, sampling)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(device="cpu"):
+    """The shared random generator of a device (a ``Generator`` of NumPy or CuPy)."""
+    if device not in _generators:
+        if device == "cuda":
+            check_device(device)
+            _generators[device] = cupy.random.default_rng(_seed)
+        else:
+            _generators[device] = np.random.default_rng(_seed)
+    return _generators[device]
+
+
+def get_rng_state():
+    """The CPU generator's state as a JSON-friendly dict (for checkpoints)."""
+    return generator("cpu").bit_generator.state
+
+
+def set_rng_state(state):
+    """Restore the CPU generator from :func:`get_rng_state`'s dict."""
+    generator("cpu").bit_generator.state = state

@@ -1,0 +1,29 @@
+"""The primitive ops of the engine, each a Function with a hand-written backward."""
+
+from scratchlm.ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub
+from scratchlm.ops.elementwise import Cast, Exp, Log, Sqrt, Tanh
+from scratchlm.ops.join import Concat, Stack
+from scratchlm.ops.matmul import MatMul
+from scratchlm.ops.reduction import Max, Mean, Sum
+from scratchlm.ops.shape import GetItem, Reshape, Transpose
+from scratchlm.ops.where import Where
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis (``np.concatenate``)."""
+    return Concat(axis)(*tensors)
+
+
+def stack(tensors, axis=0):
+    """Join same-shaped tensors along a new axis (``np.stack``)."""
+    return Stack(axis)(*tensors)
+
+
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b``, with broadcasting."""
+    return Where()(cond, a, b)
+
+
+__all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Tanh",
+           "Cast", "Sum", "Mean", "Max", "Reshape", "Transpose", "GetItem", "Concat", "Stack",
+           "Where", "concat", "stack", "where"]
