@@ -103,10 +103,13 @@ def run_backward(root, grad, retain_graph=False):
         output_slots = slots.pop(fn, None)
         if output_slots is None:  # nothing downstream of this op reached the loss
             continue
-        xp = backend.get_array_module(next(iter(output_slots.values())).value)
-        grad_outputs = [output_slots[i].value if i in output_slots else xp.zeros(shape, dtype)
-                        for i, (shape, dtype) in enumerate(fn.output_meta)]
-        grad_inputs = fn.backward(*grad_outputs)
+        if fn.output_meta is None:
+            grad_inputs = fn.backward(output_slots[0].value)
+        else:  # several outputs: the unused ones get zeros
+            xp = backend.get_array_module(next(iter(output_slots.values())).value)
+            grad_inputs = fn.backward(*[
+                output_slots[i].value if i in output_slots else xp.zeros(shape, dtype)
+                for i, (shape, dtype) in enumerate(fn.output_meta)])
         if not isinstance(grad_inputs, (tuple, list)):
             grad_inputs = (grad_inputs,)
         if len(grad_inputs) != len(fn.inputs):

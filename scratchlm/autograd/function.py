@@ -41,25 +41,28 @@ class Function:
         return type(self).__name__
 
     def __call__(self, *inputs):
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        arrays, needs = [], []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                needs.append(x.requires_grad)
+            else:
+                arrays.append(x)
+                needs.append(False)
         backend.check_same_device(self.name, arrays)
-        needs_grad = grad_mode.is_grad_enabled() and any(
-            isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        needs_grad = True in needs and grad_mode.is_grad_enabled()
         if needs_grad:
-            # Which inputs need a gradient: backward may skip the others.
-            self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad
-                                          for x in inputs)
+            self.needs_input_grad = tuple(needs)  # backward may skip the other inputs
         outputs = self.forward(*arrays)
         if not needs_grad:
             if isinstance(outputs, tuple):
                 return tuple(Tensor._wrap(y) for y in outputs)
             return Tensor._wrap(outputs)
-        self.inputs = tuple(x if isinstance(x, Tensor) and x.requires_grad else None
-                            for x in inputs)
+        self.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
         if isinstance(outputs, tuple):
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
             return tuple(Tensor._wrap(y, self, i) for i, y in enumerate(outputs))
-        self.output_meta = [(outputs.shape, outputs.dtype)]
+        self.output_meta = None  # one output: it always receives a gradient
         return Tensor._wrap(outputs, self, 0)
 
     def release(self):

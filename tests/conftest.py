@@ -1,0 +1,24 @@
+"""Shared test helpers: the device parameter and float tolerances."""
+
+import numpy as np
+import pytest
+
+import scratchlm as sl
+
+#: Run a test on the CPU always, and on CuPy when a GPU is present (skipped cleanly otherwise).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not sl.gpu_available(), reason="no GPU (CuPy with a CUDA device) on this machine"))]
+
+#: Comparison tolerances per dtype, for forward values and gradients against an oracle.
+TOLERANCE = {np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+             np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12)}
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
