@@ -18,10 +18,11 @@ from scratchlm.autograd import (
     tensor,
 )
 from scratchlm.backend import gpu_available, manual_seed
+from scratchlm.checkpoint import load, save
 from scratchlm.ops import concat, stack, where
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
            "gradcheck", "gradcheck_op", "GradcheckError", "GraphReleasedError",
-           "manual_seed", "gpu_available", "concat", "stack", "where"]
+           "manual_seed", "gpu_available", "concat", "stack", "where", "save", "load"]
