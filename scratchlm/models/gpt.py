@@ -1,0 +1,192 @@
+"""GPT: a decoder-only Transformer language model, with nanoGPT's layout and names.
+
+    h₀ = E[idx] + P[0..T)                      token embedding + learned positions
+    hₗ = hₗ₋₁ + Attn(LN₁(hₗ₋₁))                 pre-LayerNorm, causal multi-head attention
+    hₗ = hₗ + MLP(LN₂(hₗ)),  MLP(x) = W₂ GELU(W₁ x)   (width 4·n_embd, tanh GELU)
+    logits = LN_f(h_L) Eᵀ                       the head is tied to the token embedding
+
+Training minimises the cross-entropy of each next token. Parameter names and shapes are
+nanoGPT's, so its (and, converted, Hugging Face's GPT-2) weights load directly.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from scratchlm import backend, nn
+from scratchlm import functional as F
+from scratchlm.autograd.tensor import Tensor
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    block_size: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "
+                             f"n_head={self.n_head}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GPTConfig: {name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """A named configuration (see ``PRESETS``), with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown GPT preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self):
+        return asdict(self)
+
+
+PRESETS = {
+    # A few thousand parameters: for tests and gradient checks.
+    "tiny": dict(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32),
+    # Character-level Shakespeare in minutes on two CPU cores.
+    "shakespeare-char": dict(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=192,
+                             dropout=0.0),
+    # nanoGPT's "baby GPT" for character-level Shakespeare on a GPU.
+    "baby-gpt": dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
+                     dropout=0.2),
+    # OpenAI's GPT-2 family (sizes of the released checkpoints).
+    "gpt2": dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(vocab_size=50257, block_size=1024, n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(vocab_size=50257, block_size=1024, n_layer=36, n_head=20, n_embd=1280),
+}
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: c_proj(GELU_tanh(c_fc(x))), width 4·n_embd."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """x + Attn(LN(x)), then x + MLP(LN(x)): the pre-LN residual block of GPT-2."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = nn.MultiHeadAttention(config.n_embd, config.n_head, dropout=config.dropout,
+                                          bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, kv_cache=None):
+        x = x + self.resid_dropout(self.attn(self.ln_1(x), is_causal=True, kv_cache=kv_cache))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying
+        if not config.bias:
+            for module in self.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.bias = None
+        self._init_weights()
+
+    def _init_weights(self):
+        """GPT-2's init: every weight matrix and embedding N(0, 0.02²), biases 0, and the
+        projections into the residual stream N(0, (0.02/√(2·n_layer))²) so the residual
+        sum of 2·n_layer branches keeps unit scale. LayerNorms stay (1, 0)."""
+        rng = backend.generator("cpu")
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                values = rng.normal(0.0, residual_std, p.shape)
+            elif p.ndim == 2:
+                values = rng.normal(0.0, 0.02, p.shape)
+            elif name.endswith(".bias") and ".ln_" not in name and "ln_f" not in name:
+                values = np.zeros(p.shape)
+            else:
+                continue
+            p.data = backend.to_device(values.astype(p.dtype), p.device)
+
+    @property
+    def block_size(self):
+        return self.config.block_size
+
+    def forward(self, idx, targets=None, kv_caches=None):
+        """Logits (B, T, vocab) for token ids ``idx`` (B, T), and the mean next-token
+        cross-entropy against ``targets`` (B, T) when given (else None).
+
+        With ``kv_caches`` (one :class:`~scratchlm.nn.KVCache` per layer, under no_grad) only
+        the new tokens are fed and their positions continue after the cached ones.
+        """
+        ids = idx.data if isinstance(idx, Tensor) else idx
+        if getattr(ids, "ndim", 0) != 2:
+            raise ValueError(f"GPT: idx should be token ids of shape (batch, time), got "
+                             f"shape {getattr(ids, 'shape', None)}")
+        start = 0 if kv_caches is None else kv_caches[0].length
+        T = ids.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(f"GPT: a sequence of {start + T} positions is longer than "
+                             f"block_size={self.config.block_size}; crop the input to the last "
+                             f"{self.config.block_size} tokens (generate() does this itself)")
+        xp = backend.get_array_module(self.transformer.wpe.weight.data)
+        positions = xp.arange(start, start + T)
+        x = self.transformer.wte(ids) + self.transformer.wpe(positions)
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None if targets is None else F.cross_entropy(logits, targets)
+        return logits, loss
+
+    def new_kv_caches(self):
+        """Empty key/value caches for incremental decoding, one per layer."""
+        return [nn.KVCache(self.config.block_size) for _ in self.transformer.h]
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                 do_sample=True, use_cache=True):
+        """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; see :mod:`scratchlm.generation`."""
+        from scratchlm.generation import generate
+
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                        top_p=top_p, do_sample=do_sample, use_cache=use_cache)
+
+    def optimizer_groups(self, weight_decay):
+        """AdamW parameter groups: decay every matrix (weights, embeddings), not biases or
+        LayerNorm gains — shrinking those towards 0 has no regularising sense."""
+        decay = [(n, p) for n, p in self.named_parameters() if p.ndim >= 2]
+        no_decay = [(n, p) for n, p in self.named_parameters() if p.ndim < 2]
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    @classmethod
+    def from_hf_gpt2(cls, path_or_state_dict):
+        """GPT-2 with Hugging Face's weights (a local ``model.safetensors`` or its arrays)."""
+        from scratchlm.models.hf_gpt2 import load_hf_gpt2
+
+        return load_hf_gpt2(cls, path_or_state_dict)
+
+    def extra_repr(self):
+        return f"{self.num_parameters():,} parameters"
