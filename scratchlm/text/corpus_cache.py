@@ -1,0 +1,83 @@
+"""`prepare_corpus`: a corpus tokenized once, kept under ``data/`` as ``.npy`` + tokenizer JSON."""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from scratchlm.text.bpe_tokenizer import BPETokenizer
+from scratchlm.text.char_tokenizer import CharTokenizer
+from scratchlm.text.corpora import load_chinese, load_shakespeare
+from scratchlm.text.gpt2_files import load_gpt2_tokenizer
+
+#: Corpus name -> function returning its text.
+CORPORA: dict[str, Callable[[], str]] = {
+    "shakespeare": load_shakespeare,
+    "chinese": load_chinese,
+    "chinese_reviews": lambda: load_chinese("reviews"),
+    "hsk": lambda: load_chinese("hsk"),
+}
+TOKENIZER_KINDS = ("char", "bpe", "gpt2")
+DEFAULT_BPE_VOCAB_SIZE = 1000
+#: A BPE tokenizer is trained on at most this many leading characters; all text is encoded.
+BPE_TRAINING_CHARS = 1_000_000
+
+
+class PreparedCorpus(NamedTuple):
+    ids: np.ndarray  #: the whole corpus as token ids, 1-D (uint16 when they fit, else int32)
+    tokenizer: CharTokenizer | BPETokenizer
+
+
+def prepare_corpus(name: str, tokenizer_kind: str = "char", data_dir: str | os.PathLike = "data",
+                   vocab_size: int | None = None) -> PreparedCorpus:
+    """Load corpus ``name`` (see `CORPORA`) tokenized with ``tokenizer_kind``, using the cache.
+
+    * ``"char"``: a `CharTokenizer` over the corpus's characters;
+    * ``"bpe"``: a `BPETokenizer` trained on the corpus, ``vocab_size`` tokens (default 1000);
+    * ``"gpt2"``: GPT-2's own tokenizer.
+
+    The first call writes ``<name>-<kind>[<vocab_size>].npy`` and ``.tokenizer.json`` under
+    ``data_dir``; later calls with the same settings just read them back.
+    """
+    if name not in CORPORA:
+        raise ValueError(f"prepare_corpus: unknown corpus {name!r}; choose from {list(CORPORA)}")
+    if tokenizer_kind not in TOKENIZER_KINDS:
+        raise ValueError(f"prepare_corpus: tokenizer_kind must be one of {TOKENIZER_KINDS}, "
+                         f"got {tokenizer_kind!r}")
+    if tokenizer_kind == "bpe":
+        vocab_size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
+        key = f"{name}-bpe{vocab_size}"
+    elif vocab_size is not None:
+        raise ValueError(f"prepare_corpus: vocab_size applies to 'bpe' only; a "
+                         f"{tokenizer_kind!r} tokenizer's vocabulary is fixed")
+    else:
+        key = f"{name}-{tokenizer_kind}"
+    ids_path = Path(data_dir) / f"{key}.npy"
+    tokenizer_path = Path(data_dir) / f"{key}.tokenizer.json"
+    tokenizer_class = CharTokenizer if tokenizer_kind == "char" else BPETokenizer
+
+    if ids_path.exists() and tokenizer_path.exists():
+        return PreparedCorpus(np.load(ids_path, allow_pickle=False),
+                              tokenizer_class.load(tokenizer_path))
+
+    text = CORPORA[name]()
+    if tokenizer_kind == "char":
+        tokenizer = CharTokenizer().train(text)
+    elif tokenizer_kind == "bpe":
+        tokenizer = BPETokenizer().train(text[:BPE_TRAINING_CHARS], vocab_size)
+    else:
+        tokenizer = load_gpt2_tokenizer()
+    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
+    ids = np.array(tokenizer.encode(text), dtype=dtype)
+    tokenizer.save(tokenizer_path)
+    _save_array_atomically(ids_path, ids)
+    return PreparedCorpus(ids, tokenizer)
+
+
+def _save_array_atomically(path: Path, array: np.ndarray) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(partial, path)
