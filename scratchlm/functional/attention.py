@@ -1,0 +1,129 @@
+"""Scaled dot-product attention, softmax(Q Kᵀ/√d + M) V, fused into one op with PyTorch's
+``scaled_dot_product_attention`` semantics (boolean mask: True = may attend)."""
+
+import math
+
+import numpy as np
+
+from scratchlm.autograd.function import Function
+from scratchlm.backend import get_array_module
+from scratchlm.functional.checks import check_probability
+from scratchlm.functional.regularization import keep_mask, survivor_scale
+from scratchlm.functional.rowwise import dot_along, max_along
+
+OP = "scaled_dot_product_attention"
+
+
+def _check_shapes(q, k, v):
+    if min(q.ndim, k.ndim, v.ndim) < 2:
+        raise ValueError(f"{OP}: q, k and v need at least 2 axes (…, T, d), got shapes "
+                         f"{q.shape}, {k.shape} and {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{OP}: shapes q {q.shape}, k {k.shape}, v {v.shape} do not fit; "
+                         "expected q (…, Tq, d), k (…, Tk, d) and v (…, Tk, dv)")
+
+
+def _scores_shape(q, k):
+    try:
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{OP}: the leading (batch) axes of q {q.shape} and k {k.shape} "
+                         "cannot be broadcast together") from None
+    return batch + (q.shape[-2], k.shape[-2])
+
+
+def _check_mask(mask, scores_shape):
+    if mask.dtype.kind not in "bf":
+        raise TypeError(f"{OP}: attn_mask must be boolean (True = may attend) or an additive "
+                        f"float mask, got dtype {mask.dtype}")
+    try:
+        fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{OP}: attn_mask of shape {mask.shape} cannot be broadcast to the "
+                         f"attention scores' shape (…, Tq, Tk) = {scores_shape}")
+
+
+class ScaledDotProductAttention(Function):
+    """O = P' V,  P = softmax(S) along keys,  S = Q Kᵀ/√d + M,  P' = dropout(P).
+
+    M is 0 where a query may attend a key and −∞ where it may not (a boolean mask, the causal
+    triangle, or an additive float mask). A query that may attend no key gets P = 0, so O = 0.
+    Backward (batched over every leading axis), with G = ∂L/∂O:
+        ∂L/∂V = P'ᵀ G,   ∂L/∂P' = G Vᵀ,   ∂L/∂P = ∂L/∂P' ⊙ (dropout mask)/(1 − p),
+        ∂L/∂S = P ⊙ (∂L/∂P − rowsum(∂L/∂P ⊙ P))   (softmax backward),
+        ∂L/∂Q = ∂L/∂S K/√d,   ∂L/∂K = ∂L/∂Sᵀ Q/√d,   ∂L/∂M = ∂L/∂S (a float mask).
+    """
+
+    def __init__(self, is_causal=False, dropout_p=0.0):
+        self.is_causal, self.dropout_p = is_causal, dropout_p
+
+    def forward(self, q, k, v, attn_mask):
+        xp = get_array_module(q, k, v)
+        _check_shapes(q, k, v)
+        scores_shape = _scores_shape(q, k)
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
+        scores = q @ k.swapaxes(-1, -2)
+        scores *= self.scale
+        # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked copy
+        if attn_mask is not None:
+            attn_mask = xp.asarray(attn_mask)
+            _check_mask(attn_mask, scores_shape)
+            if attn_mask.dtype == bool:
+                scores += xp.where(attn_mask, scores.dtype.type(0), scores.dtype.type(-math.inf))
+            else:
+                scores += attn_mask
+        if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
+            scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype), k=1)
+        row_max = max_along(scores, -1)
+        row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
+        scores -= row_max
+        probs = xp.exp(scores, out=scores)
+        # every row that attends somewhere sums to ≥ 1 (its max gives e⁰); fully masked: 0 → 1
+        probs /= xp.maximum(probs.sum(axis=-1, keepdims=True), 1)
+        self.q, self.k, self.v, self.probs = q, k, v, probs
+        self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
+        if self.dropout_p:
+            self.keep = keep_mask(probs.shape, self.dropout_p, probs)
+            return self._dropped(probs) @ v
+        return probs @ v
+
+    def _dropped(self, probs):
+        """P' = P ⊙ keep/(1 − p), a new array."""
+        dropped = probs * self.keep
+        dropped *= survivor_scale(self.dropout_p)
+        return dropped
+
+    def backward(self, g):
+        probs = self.probs
+        dropped = self._dropped(probs) if self.dropout_p else probs
+        grad_v = dropped.swapaxes(-1, -2) @ g if self.needs_input_grad[2] else None
+        grad_probs = g @ self.v.swapaxes(-1, -2)
+        if self.dropout_p:
+            grad_probs *= self.keep
+            grad_probs *= survivor_scale(self.dropout_p)
+        grad_scores = grad_probs  # softmax backward, in place
+        grad_scores -= dot_along(grad_probs, probs, -1)
+        grad_scores *= probs
+        grad_q = grad_k = grad_mask = None
+        if self.needs_input_grad[0]:
+            grad_q = grad_scores @ self.k
+            grad_q *= self.scale
+        if self.needs_input_grad[1]:
+            grad_k = grad_scores.swapaxes(-1, -2) @ self.q
+            grad_k *= self.scale
+        if self.needs_input_grad[3] and self.mask_is_float:
+            grad_mask = grad_scores
+        return grad_q, grad_k, grad_v, grad_mask
+
+
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0):
+    """softmax(Q Kᵀ/√d + mask) V for q (…, Tq, d), k (…, Tk, d), v (…, Tk, dv).
+
+    ``attn_mask`` broadcasts to (…, Tq, Tk): boolean (True = may attend) or an additive float
+    mask; ``is_causal`` lets query i attend keys j ≤ i; both may be combined. A query with
+    no key to attend gets zeros. ``dropout_p`` drops attention weights (always, as PyTorch).
+    """
+    check_probability(OP, dropout_p, "dropout_p")
+    return ScaledDotProductAttention(is_causal, dropout_p)(q, k, v, attn_mask)

@@ -1,0 +1,78 @@
+"""Layer normalization over the last axis, as PyTorch's ``layer_norm`` with
+``normalized_shape=(C,)`` and llm.c's layernorm forward/backward pair."""
+
+from scratchlm.autograd.function import Function
+from scratchlm.backend import get_array_module
+from scratchlm.functional.rowwise import dot_along, row_mean
+
+
+def _check_shapes(x, weight, bias):
+    if x.ndim == 0:
+        raise ValueError("layer_norm: input must have at least one axis (the C features to "
+                         "normalize over), got a 0-d input")
+    features = x.shape[-1:]
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is not None and param.shape != features:
+            raise ValueError(f"layer_norm: {name} of shape {param.shape} does not fit input "
+                             f"of shape {x.shape}; expected {features}")
+
+
+class LayerNorm(Function):
+    """y = n ⊙ w + b,  n = (x − μ) r,  μ = mean(x),  r = 1/√(var(x) + ε), per row of C features.
+
+    ∂nⱼ/∂xᵢ = r (δᵢⱼ − 1/C − nᵢnⱼ/C), so with dn = g ⊙ w (per row)
+        ∂L/∂x = r (dn − mean(dn) − n · mean(dn ⊙ n)),
+        ∂L/∂w = Σ_rows g ⊙ n,   ∂L/∂b = Σ_rows g.
+    Only μ and r are saved (x is the input); backward recomputes n from them.
+    """
+
+    def __init__(self, eps=1e-5):
+        self.eps = eps
+
+    def forward(self, x, weight, bias):
+        _check_shapes(x, weight, bias)
+        xp = get_array_module(x)
+        features = x.shape[-1]
+        mean = row_mean(x)
+        y = x - mean
+        variance = dot_along(y, y, -1)
+        variance /= features
+        rstd = 1.0 / xp.sqrt(variance + self.eps)
+        y *= rstd
+        if weight is not None:
+            y *= weight
+        if bias is not None:
+            y += bias
+        self.x, self.weight, self.mean, self.rstd = x, weight, mean, rstd
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        features = g.shape[-1]
+        norm = self.x - self.mean
+        norm *= self.rstd
+        grad_weight = grad_bias = None
+        if self.needs_input_grad[1]:
+            grad_weight = xp.einsum("rc,rc->c", g.reshape(-1, features),
+                                    norm.reshape(-1, features))
+        if self.needs_input_grad[2]:
+            g_rows = g.reshape(-1, features)
+            grad_bias = xp.ones(g_rows.shape[0], dtype=g.dtype) @ g_rows
+        grad_x = None
+        if self.needs_input_grad[0]:
+            dnorm = g if self.weight is None else g * self.weight
+            mean_dnorm_norm = dot_along(dnorm, norm, -1)
+            mean_dnorm_norm /= features
+            # dn − mean(dn), into dn's buffer when it is ours (never into g)
+            grad_x = xp.subtract(dnorm, row_mean(dnorm),
+                                 out=None if dnorm is g else dnorm)
+            norm *= mean_dnorm_norm
+            grad_x -= norm
+            grad_x *= self.rstd
+        return grad_x, grad_weight, grad_bias
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """Normalize each row over the last axis to mean 0, variance 1, then scale and shift
+    (``weight`` and ``bias`` of shape (C,), or None)."""
+    return LayerNorm(eps)(x, weight, bias)
