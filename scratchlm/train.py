@@ -1,0 +1,215 @@
+"""Training a language model: the loop, validation, checkpoints, progress and the loss plot.
+
+One optimisation step, with gradient accumulation over ``grad_accum_steps`` micro-batches:
+
+    g = (1/A) Σₐ ∇θ L(batchₐ)                     mean gradient of A micro-batches
+    g ← g · min(1, c / ‖g‖)                        clip the global norm to c
+    θ ← AdamW(θ, g, lr(step))                      lr: linear warmup, then cosine decay
+
+Every ``eval_interval`` steps the mean loss over a fixed set of validation batches is
+recorded. A checkpoint holds everything the next step depends on — weights, optimizer
+moments, the step, both random generators, the loss history — so a resumed run continues
+with the bit-identical loss curve (on the CPU) as if it had never stopped.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from scratchlm import backend, checkpoint, optim
+from scratchlm.autograd.grad_mode import no_grad
+from scratchlm.text import get_batch
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 2000
+    batch_size: int = 32
+    grad_accum_steps: int = 1
+    learning_rate: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_batches: int = 20
+    checkpoint_interval: int = 500
+    seed: int = 1337
+    device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class Trainer:
+    """Trains ``model`` on token ids ``train_data`` (1-D) and validates on ``val_data``.
+
+    ``run_dir`` receives ``checkpoint.npz``, ``loss.png`` and ``config.json``; ``extras``
+    (e.g. the tokenizer as a JSON string) are stored in the checkpoint as they are.
+    """
+
+    def __init__(self, model, train_data, val_data, config, run_dir, extras=None):
+        self.model, self.config, self.run_dir = model, config, run_dir
+        self.train_data, self.val_data = np.asarray(train_data), np.asarray(val_data)
+        self.extras = extras or {}
+        block = model.block_size
+        for name, data in (("train", self.train_data), ("validation", self.val_data)):
+            if data.ndim != 1 or len(data) <= block:
+                raise ValueError(f"Trainer: the {name} data has {data.size} tokens; it needs "
+                                 f"more than block_size={block} in one 1-D array")
+        backend.manual_seed(config.seed)
+        model.to(config.device)
+        self.optimizer = optim.AdamW(model.optimizer_groups(config.weight_decay),
+                                     lr=config.learning_rate,
+                                     betas=(config.beta1, config.beta2))
+        self.scheduler = optim.WarmupCosine(self.optimizer, config.warmup_steps,
+                                            config.max_steps, config.min_lr_ratio)
+        self.data_rng = np.random.default_rng(config.seed)
+        self.step = 0
+        self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+
+    # ------------------------------------------------------------------------ the loop
+    def train_step(self):
+        """One optimisation step; returns the mean training loss of its micro-batches."""
+        cfg, model = self.config, self.model
+        model.train()
+        total = 0.0
+        for _ in range(cfg.grad_accum_steps):
+            x, y = self._batch(self.train_data, self.data_rng)
+            _, loss = model(x, y)
+            if cfg.grad_accum_steps > 1:
+                loss = loss / cfg.grad_accum_steps
+            loss.backward()
+            total += loss.item()
+        if cfg.grad_clip:
+            optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.scheduler.step()
+        self.step += 1
+        return total
+
+    def _batch(self, data, rng):
+        x, y = get_batch(data, self.config.batch_size, self.model.block_size, rng)
+        return backend.to_device(x, self.config.device), backend.to_device(y, self.config.device)
+
+    def evaluate(self, data=None):
+        """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation."""
+        data = self.val_data if data is None else data
+        rng = np.random.default_rng(self.config.seed + 1)
+        self.model.eval()
+        losses = []
+        with no_grad():
+            for _ in range(self.config.eval_batches):
+                _, loss = self.model(*self._batch(data, rng))
+                losses.append(loss.item())
+        self.model.train()
+        return float(np.mean(losses))
+
+    def train(self, progress=True, stop_at=None):
+        """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        last = min(cfg.max_steps, stop_at or cfg.max_steps)
+        tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model.block_size
+        bar = tqdm(total=last, initial=self.step, disable=not progress, unit="step",
+                   dynamic_ncols=True)
+        started, first_step = time.perf_counter(), self.step
+        while self.step < last:
+            loss = self.train_step()
+            self.history["step"].append(self.step)
+            self.history["train_loss"].append(loss)
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}",
+                            tok_s=f"{tokens_per_step * (self.step - first_step) / elapsed:,.0f}")
+            bar.update(1)
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                self._validate(bar)
+            if self.step % cfg.checkpoint_interval == 0 or self.step == last:
+                self.save()
+        bar.close()
+        return self.history
+
+    def _validate(self, bar):
+        val = self.evaluate()
+        self.history["val_step"].append(self.step)
+        self.history["val_loss"].append(val)
+        bar.write(f"step {self.step}: validation loss {val:.4f} "
+                  f"(perplexity {math.exp(min(val, 50)):.2f})")
+
+    # ----------------------------------------------------------------- saving, resuming
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.run_dir, "checkpoint.npz")
+
+    def state(self):
+        return {
+            "model": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_config": asdict(self.config),
+            "step": self.step,
+            "rng": {"data": self.data_rng.bit_generator.state,
+                    "engine": backend.get_rng_state()},
+            "history": self.history,
+            "extras": self.extras,
+        }
+
+    def save(self):
+        """Write the checkpoint, the loss plot and the configuration into ``run_dir``."""
+        os.makedirs(self.run_dir, exist_ok=True)
+        checkpoint.save(self.state(), self.checkpoint_path)
+        with open(os.path.join(self.run_dir, "config.json"), "w", encoding="utf-8") as f:
+            json.dump({"model": self.model.config.to_dict(), "train": asdict(self.config)},
+                      f, indent=2)
+        plot_losses(self.history, os.path.join(self.run_dir, "loss.png"))
+
+    def load_state(self, state):
+        """Continue from a :meth:`state` (as saved): weights, optimizer, step, generators."""
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.config.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.data_rng.bit_generator.state = state["rng"]["data"]
+        backend.set_rng_state(state["rng"]["engine"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.extras = state.get("extras", {})
+
+
+def plot_losses(history, path):
+    """Training loss per step (and its running mean) with validation loss, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps, train = np.asarray(history["step"]), np.asarray(history["train_loss"])
+    if len(train):
+        ax.plot(steps, train, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step)")
+        window = max(1, len(train) // 50)
+        smooth = np.convolve(train, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, color="tab:blue", label="train (running mean)")
+    if history["val_loss"]:
+        ax.plot(history["val_step"], history["val_loss"], "o-", color="tab:orange",
+                label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,123 @@
+"""The training loop: it learns, it resumes bit-identically, and the command line works."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+import scratchlm as sl
+from scratchlm import checkpoint
+from scratchlm.__main__ import main
+from scratchlm.models import GPT, GPTConfig
+from scratchlm.text import CharTokenizer
+from scratchlm.train import Trainer, TrainConfig
+
+TEXT = ("First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. "
+        "First Citizen: You are all resolved rather to die than to famish? All: Resolved. "
+        "resolved. First Citizen: First, you know Caius Marcius is chief enemy to the people.")
+
+
+def make_trainer(run_dir, max_steps=12, **overrides):
+    tokenizer = CharTokenizer().train(TEXT)
+    ids = np.array(tokenizer.encode(TEXT))
+    sl.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, block_size=16,
+                                      dropout=0.1))
+    config = TrainConfig(**{**dict(max_steps=max_steps, batch_size=4, learning_rate=1e-2,
+                                   warmup_steps=3, eval_interval=4, eval_batches=2,
+                                   checkpoint_interval=6, seed=5), **overrides})
+    return Trainer(model, ids, ids, config, str(run_dir))
+
+
+def test_a_tiny_model_overfits_200_characters():
+    assert len(TEXT) >= 200
+    tokenizer = CharTokenizer().train(TEXT)
+    ids = np.array(tokenizer.encode(TEXT))
+    sl.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=2,
+                          n_embd=64))
+    config = TrainConfig(max_steps=250, batch_size=16, learning_rate=1e-2, warmup_steps=20,
+                         min_lr_ratio=0.1, weight_decay=0.0, eval_interval=1000,
+                         checkpoint_interval=10_000)
+    trainer = Trainer(model, ids, ids, config, "unused")
+    started = time.perf_counter()
+    while trainer.step < config.max_steps:
+        loss = trainer.train_step()
+    assert time.perf_counter() - started < 30
+    assert loss < 0.1
+    assert trainer.evaluate() < 0.1
+
+
+def test_resume_gives_the_bit_identical_loss_curve(tmp_path):
+    uninterrupted = make_trainer(tmp_path / "a")
+    uninterrupted.train(progress=False)
+
+    first_half = make_trainer(tmp_path / "b")
+    first_half.train(progress=False, stop_at=6)  # writes a checkpoint at step 6
+    resumed = make_trainer(tmp_path / "b")
+    resumed.load_state(checkpoint.load(resumed.checkpoint_path))
+    assert resumed.step == 6
+    resumed.train(progress=False)
+
+    assert resumed.history["train_loss"] == uninterrupted.history["train_loss"]
+    assert resumed.history["val_loss"] == uninterrupted.history["val_loss"]
+    for name, p in uninterrupted.model.named_parameters():
+        np.testing.assert_array_equal(dict(resumed.model.named_parameters())[name].data, p.data)
+
+
+def test_training_writes_checkpoint_plot_and_config(tmp_path):
+    trainer = make_trainer(tmp_path / "run")
+    trainer.train(progress=False)
+    names = set(os.listdir(tmp_path / "run"))
+    assert {"checkpoint.npz", "loss.png", "config.json"} <= names
+    with open(tmp_path / "run" / "loss.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    state = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))
+    assert state["step"] == 12
+    assert state["model_config"]["block_size"] == 16
+    assert len(trainer.history["val_loss"]) == 3  # steps 4, 8, 12
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["train"]["max_steps"] == 12
+
+
+def test_gradient_accumulation_averages_micro_batches(tmp_path):
+    """With A micro-batches the step uses the gradient of their mean loss."""
+    trainer = make_trainer(tmp_path / "acc", grad_accum_steps=2, grad_clip=0.0)
+    trainer.model.eval()  # no dropout, so both computations see the same function
+    trainer.model.train = lambda mode=True: trainer.model
+    reference = make_trainer(tmp_path / "ref")
+    reference.model.eval()
+    captured = {}
+    trainer.optimizer.step = lambda: captured.update(
+        {n: p.grad.copy() for n, p in trainer.model.named_parameters()})
+    rng = np.random.default_rng(trainer.config.seed)  # the trainer's data generator, replayed
+    batches = [trainer._batch(trainer.train_data, rng) for _ in range(2)]
+    trainer.train_step()
+    losses = [reference.model(x, y)[1] for x, y in batches]
+    ((losses[0] + losses[1]) / 2).backward()
+    for name, p in reference.model.named_parameters():
+        np.testing.assert_allclose(captured[name], p.grad, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_trainer_rejects_data_shorter_than_a_block():
+    sl.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny"))
+    with pytest.raises(ValueError, match="more than block_size=32"):
+        Trainer(model, np.arange(10) % 65, np.arange(100) % 65, TrainConfig(), "unused")
+
+
+def test_cli_sample_and_eval_need_a_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        main(["sample", "--run", str(tmp_path / "nothing")])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="error:"):
+        main(["eval", "--run", str(tmp_path / "bad")])
+
+
+def test_cli_unknown_preset_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "gpt5"])
+    assert "invalid choice: 'gpt5'" in capsys.readouterr().err
