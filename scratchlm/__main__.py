@@ -16,9 +16,9 @@ import time
 import numpy as np
 
 from scratchlm import backend, checkpoint
-from scratchlm.models import PRESETS, GPT, GPTConfig
+from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
-from scratchlm.train import Trainer, TrainConfig
+from scratchlm.train import TrainConfig, Trainer
 
 #: Training settings of each preset that differ from TrainConfig's defaults.
 TRAIN_PRESETS = {

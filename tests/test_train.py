@@ -12,7 +12,7 @@ from scratchlm import checkpoint
 from scratchlm.__main__ import main
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer
-from scratchlm.train import Trainer, TrainConfig
+from scratchlm.train import TrainConfig, Trainer
 
 TEXT = ("First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. "
         "First Citizen: You are all resolved rather to die than to famish? All: Resolved. "

@@ -32,7 +32,11 @@ def _config_from(arrays, config_path):
     block_size = arrays["wpe.weight"].shape[0]
     n_layer = len({name.split(".")[1] for name in arrays if name.startswith("h.")})
     n_head = n_embd // GPT2_HEAD_SIZE
-    if config_path is not None and os.path.exists(config_path):
+    has_config = config_path is not None and os.path.exists(config_path)
+    if not has_config and n_embd % GPT2_HEAD_SIZE:
+        raise ValueError(f"from_hf_gpt2: n_embd={n_embd} is not a multiple of GPT-2's head size "
+                         f"{GPT2_HEAD_SIZE}; put the checkpoint's config.json beside it")
+    if has_config:
         with open(config_path, encoding="utf-8") as f:
             hf = json.load(f)
         n_head = hf.get("n_head", n_head)
