@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -42,10 +41,8 @@ def test_a_tiny_model_overfits_200_characters():
                          min_lr_ratio=0.1, weight_decay=0.0, eval_interval=1000,
                          checkpoint_interval=10_000)
     trainer = Trainer(model, ids, ids, config, "unused")
-    started = time.perf_counter()
-    while trainer.step < config.max_steps:
+    while trainer.step < config.max_steps:  # ~10 s on 2 cores (timings are never asserted)
         loss = trainer.train_step()
-    assert time.perf_counter() - started < 30
     assert loss < 0.1
     assert trainer.evaluate() < 0.1
 

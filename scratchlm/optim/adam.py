@@ -46,24 +46,24 @@ class Adam(Optimizer):
         for p, g, m, v in chunks(param, grad, state["exp_avg"], state["exp_avg_sq"]):
             work, tmp = self.scratch(p)  # tmp ends as the denominator
             if weight_decay != 0 and self.decoupled_weight_decay:
-                p *= 1 - lr * weight_decay                  # θ(1 − ηλ)
+                p *= 1 - lr * weight_decay          # θ(1 − ηλ)
             elif weight_decay != 0:
                 xp.multiply(p, weight_decay, out=work)
-                work += g                                   # g + λθ
+                work += g                           # g + λθ
                 g = work
             xp.subtract(g, m, out=tmp)
             tmp *= 1 - beta1
-            m += tmp                                      # m + (1 − β₁)(g − m)
+            m += tmp                                # m + (1 − β₁)(g − m)
             v *= beta2
             xp.multiply(g, 1 - beta2, out=tmp)
             tmp *= g
-            v += tmp                                      # β₂v + (1 − β₂)g²
+            v += tmp                                # β₂v + (1 − β₂)g²
             xp.sqrt(v, out=tmp)
             tmp /= bias_correction2_sqrt
-            tmp += group["eps"]                           # √v / √(1 − β₂ᵗ) + ε
+            tmp += group["eps"]                     # √v / √(1 − β₂ᵗ) + ε
             xp.multiply(m, -step_size, out=work)
             work /= tmp
-            p += work                                       # θ − step_size · m / denom
+            p += work                               # θ − step_size · m / denom
 
 
 class AdamW(Adam):

@@ -44,21 +44,21 @@ class SGD(Optimizer):
             work, tmp = self.scratch(p)
             if weight_decay != 0:
                 xp.multiply(p, weight_decay, out=work)
-                work += g                                   # g + λθ
+                work += g                           # g + λθ
                 g = work
             if momentum != 0:
                 (b,) = buffer
                 if first_step:
-                    b[...] = g                              # b = g
+                    b[...] = g                      # b = g
                 else:
                     b *= momentum
                     xp.multiply(g, 1 - group["dampening"], out=tmp)
-                    b += tmp                          # b = μb + (1 − τ)g
+                    b += tmp                        # b = μb + (1 − τ)g
                 if group["nesterov"]:
                     xp.multiply(b, momentum, out=tmp)
-                    tmp += g                          # g + μb
+                    tmp += g                        # g + μb
                     g = tmp
                 else:
                     g = b
             xp.multiply(g, -lr, out=tmp)
-            p += tmp                                  # θ − ηg
+            p += tmp                                # θ − ηg
