@@ -67,7 +67,8 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True,
 
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              do_sample=True, use_cache=True, rng=None):
-    """``idx`` (B, T) extended by ``max_new_tokens`` tokens: (B, T + max_new_tokens)."""
+    """``idx`` (B, T) extended by ``max_new_tokens`` tokens: (B, T + max_new_tokens), a Tensor
+    when ``idx`` is one, else an array."""
     ids = _as_ids(idx, _model_device(model))
     xp = backend.get_array_module(ids)
     block_size = model.block_size
@@ -87,7 +88,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
                 ids = xp.concatenate([ids, next_ids[:, None].astype(ids.dtype)], axis=1)
     finally:
         model.train(was_training)
-    return ids
+    return Tensor._wrap(ids) if isinstance(idx, Tensor) else ids
 
 
 def _log_softmax(logits):

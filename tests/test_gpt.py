@@ -35,11 +35,12 @@ def test_parameter_names_are_nanogpts():
     assert "lm_head.weight" in model.state_dict()
 
 
-def test_float32_logits_loss_and_gradients_match_pytorch():
+@pytest.mark.parametrize("bias", [True, False])
+def test_float32_logits_loss_and_gradients_match_pytorch(bias):
     torch = pytest.importorskip("torch")
     from torch_gpt import TorchGPT
 
-    model = tiny_model()
+    model = tiny_model(bias=bias)
     reference = TorchGPT(**model.config.to_dict())
     reference.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     idx, targets = random_ids((3, 20)), random_ids((3, 20), seed=2)
@@ -179,6 +180,14 @@ def test_sampling_follows_the_model_distribution():
     probs /= probs.sum()
     counts = np.bincount(tokens, minlength=65) / len(tokens)
     assert np.abs(counts - probs).max() < 0.03
+
+
+def test_generate_returns_the_type_it_was_given():
+    model = tiny_model()
+    prompt = random_ids((1, 3))
+    assert isinstance(model.generate(prompt, 2), np.ndarray)
+    out = model.generate(sl.tensor(prompt), 2)
+    assert isinstance(out, sl.Tensor) and out.shape == (1, 5)
 
 
 def test_top_k_one_is_greedy():
