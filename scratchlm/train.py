@@ -15,6 +15,7 @@ with the bit-identical loss curve (on the CPU) as if it had never stopped.
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -145,6 +146,7 @@ class Trainer:
         self.history["val_loss"].append(val)
         bar.write(f"step {self.step}: validation loss {val:.4f} "
                   f"(perplexity {math.exp(min(val, 50)):.2f})")
+        sys.stdout.flush()  # show it now even when stdout is a file
 
     # ----------------------------------------------------------------- saving, resuming
     @property
