@@ -77,6 +77,13 @@ def to_device(array, device):
     return cupy.asarray(array)
 
 
+def synchronize(device):
+    """Wait until every kernel queued on ``device`` has finished (a no-op on the CPU, whose
+    ops return when done); GPU timings need it, since CuPy's calls return at once."""
+    if check_device(device) == "cuda":
+        cupy.cuda.Device().synchronize()
+
+
 def to_numpy(array):
     """A host NumPy array (copied from the GPU when needed)."""
     if is_gpu_array(array):

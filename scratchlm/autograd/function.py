@@ -30,6 +30,18 @@ class Function:
     #: set after backward has run and the saved arrays were released
     _released = False
 
+    #: A subclass sets this True when its backward returns only arrays it allocated itself,
+    #: each returned once (never its incoming gradient, a saved array, or a view of either):
+    #: the engine then keeps them as gradient buffers and adds into them in place, where it
+    #: would otherwise have to copy them first.
+    new_gradient_arrays = False
+
+    #: The engine sets this True while it runs the last backward through this op (the graph
+    #: is not retained, so everything saved is freed right after): backward may then write
+    #: into arrays that its own forward allocated and saved for it, instead of allocating
+    #: new ones. Never into inputs, outputs or incoming gradients: other ops share those.
+    may_overwrite_saved = False
+
     def forward(self, *arrays):
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 

@@ -18,6 +18,8 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class ReLU(Function):
     """y = max(x, 0);  ∂L/∂x = g · 1[x > 0]."""
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def forward(self, x):
         self.positive = x > 0
         return get_array_module(x).maximum(x, 0)
@@ -27,36 +29,37 @@ class ReLU(Function):
 
 
 class GELUTanh(Function):
-    """y = ½x(1 + t),  t = tanh u,  u = √(2/π)(x + 0.044715x³)  (GPT-2's GELU).
+    """y = x h,  h = ½(1 + tanh u),  u = √(2/π)(x + 0.044715x³)  (GPT-2's GELU).
 
-    dy/dx = ½(1 + t) + ½x(1 − t²) u',  u' = √(2/π)(1 + 3·0.044715x²); t is cached.
+    With t = tanh u, dt/du = 1 − t² = (1 − t)(1 + t) = 4h(1 − h), so dh/dx = 2h(1 − h)u' and
+        dy/dx = h + x dh/dx = h (1 + w (1 − h)),  w = 2x u',  u' = √(2/π)(1 + 3·0.044715x²).
+    h is cached: backward then takes 9 passes over the array instead of 11 from t.
     """
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def forward(self, x):
         xp = get_array_module(x)
-        u = xp.multiply(x, x, out=xp.empty_like(x))  # a buffer we own, an array even if 0-d
-        u *= SQRT_2_OVER_PI * GELU_CUBIC
-        u += SQRT_2_OVER_PI
-        u *= x  # u = x(√(2/π) + √(2/π)·0.044715x²)
-        self.x, self.t = x, xp.tanh(u, out=u)
-        y = self.t + 1
-        y *= x
-        y *= 0.5
-        return y
+        h = xp.multiply(x, x, out=xp.empty_like(x))  # a buffer we own, an array even if 0-d
+        h *= SQRT_2_OVER_PI * GELU_CUBIC
+        h += SQRT_2_OVER_PI
+        h *= x  # u = x(√(2/π) + √(2/π)·0.044715x²)
+        xp.tanh(h, out=h)
+        h += 1
+        h *= 0.5
+        self.x, self.h = x, h
+        return x * h
 
     def backward(self, g):
         xp = get_array_module(g)
-        x, t = self.x, self.t
+        x, h = self.x, self.h
         grad = xp.multiply(x, x, out=xp.empty_like(x))
-        grad *= 3 * SQRT_2_OVER_PI * GELU_CUBIC
-        grad += SQRT_2_OVER_PI  # u'
-        grad *= x
-        t_squared_minus_1 = t * t
-        t_squared_minus_1 -= 1
-        grad *= t_squared_minus_1  # −x(1 − t²)u'
-        xp.subtract(t, grad, out=grad)
+        grad *= 6 * SQRT_2_OVER_PI * GELU_CUBIC
+        grad += 2 * SQRT_2_OVER_PI
+        grad *= x  # w = 2x u'
+        grad *= 1 - h
         grad += 1
-        grad *= 0.5  # ½(1 + t) + ½x(1 − t²)u'
+        grad *= h
         grad *= g
         return grad
 
@@ -66,6 +69,8 @@ class GELUErf(Function):
 
     dy/dx = Φ(x) + x φ(x),  φ(x) = e^(−x²/2)/√(2π); Φ(x) is cached.
     """
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def forward(self, x):
         cdf = backend.erf(x * SQRT_HALF)
@@ -100,6 +105,8 @@ def logistic(x):
 
 class Sigmoid(Function):
     """y = σ(x) = 1/(1 + e⁻ˣ);  dy/dx = e⁻ˣ/(1 + e⁻ˣ)² = y(1 − y)."""
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def forward(self, x):
         self.y = logistic(x)

@@ -23,6 +23,8 @@ class Linear(Function):
     Yᵣₒ = Σᵢ Xᵣᵢ Wₒᵢ + bₒ, so  ∂L/∂X = G W,  ∂L/∂W = Gᵀ X,  ∂L/∂b = Σᵣ Gᵣ = 1ᵀ G.
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def forward(self, x, weight, bias=None):
         _check_shapes(x, weight, bias)
         self.x_shape = x.shape

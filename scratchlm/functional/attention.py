@@ -9,7 +9,7 @@ from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional.checks import check_probability
 from scratchlm.functional.regularization import keep_mask, survivor_scale
-from scratchlm.functional.rowwise import dot_along, max_along
+from scratchlm.functional.rowwise import dot_along, max_along, row_sum
 
 OP = "scaled_dot_product_attention"
 
@@ -52,9 +52,18 @@ class ScaledDotProductAttention(Function):
     triangle, or an additive float mask). A query that may attend no key gets P = 0, so O = 0.
     Backward (batched over every leading axis), with G = ∂L/∂O:
         ∂L/∂V = P'ᵀ G,   ∂L/∂P' = G Vᵀ,   ∂L/∂P = ∂L/∂P' ⊙ (dropout mask)/(1 − p),
-        ∂L/∂S = P ⊙ (∂L/∂P − rowsum(∂L/∂P ⊙ P))   (softmax backward),
+        ∂L/∂S = P ⊙ (∂L/∂P − D),   D = rowsum(∂L/∂P ⊙ P) = rowsum(G ⊙ O)   (softmax backward),
         ∂L/∂Q = ∂L/∂S K/√d,   ∂L/∂K = ∂L/∂Sᵀ Q/√d,   ∂L/∂M = ∂L/∂S (a float mask).
+    (D: Σⱼ ∂L/∂P'ᵢⱼ P'ᵢⱼ = Σⱼ Σₖ Gᵢₖ Vⱼₖ P'ᵢⱼ = Σₖ Gᵢₖ Oᵢₖ, a sum over d features, not keys.)
+
+    Every pass over the (Tq, Tk) score arrays costs more than the matmuls around it, so, as
+    FlashAttention does, the scale 1/√d is applied to Q (d wide, not Tk), and P is kept
+    unnormalized: E = exp(S − rowmax S) with row sums s, P = E/s, and the 1/s goes on the
+    (Tq, dv) rows instead: O = (E' V)/s (E' = E ⊙ mask/(1 − p)), and with Ĝ = G/s,
+        ∂L/∂V = E'ᵀ Ĝ,   ∂L/∂S = E ⊙ (Ĝ Vᵀ ⊙ mask/(1 − p) − D/s),   D/s = rowsum(Ĝ ⊙ O).
     """
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def __init__(self, is_causal=False, dropout_p=0.0):
         self.is_causal, self.dropout_p = is_causal, dropout_p
@@ -64,8 +73,7 @@ class ScaledDotProductAttention(Function):
         _check_shapes(q, k, v)
         scores_shape = _scores_shape(q, k)
         self.scale = 1.0 / math.sqrt(q.shape[-1])
-        scores = q @ k.swapaxes(-1, -2)
-        scores *= self.scale
+        scores = (q * self.scale) @ k.swapaxes(-1, -2)
         # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked copy
         if attn_mask is not None:
             attn_mask = xp.asarray(attn_mask)
@@ -79,33 +87,40 @@ class ScaledDotProductAttention(Function):
         row_max = max_along(scores, -1)
         row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
         scores -= row_max
-        probs = xp.exp(scores, out=scores)
+        exp_scores = xp.exp(scores, out=scores)
         # every row that attends somewhere sums to ≥ 1 (its max gives e⁰); fully masked: 0 → 1
-        probs /= xp.maximum(probs.sum(axis=-1, keepdims=True), 1)
-        self.q, self.k, self.v, self.probs = q, k, v, probs
+        sums = xp.maximum(row_sum(exp_scores), 1)
+        self.q, self.k, self.v = q, k, v
+        self.exp_scores, self.sums = exp_scores, sums
         self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
         if self.dropout_p:
-            self.keep = keep_mask(probs.shape, self.dropout_p, probs)
-            return self._dropped(probs) @ v
-        return probs @ v
+            self.keep = keep_mask(exp_scores.shape, self.dropout_p, exp_scores)
+            out = self._dropped(exp_scores) @ v
+        else:
+            out = exp_scores @ v
+        out /= sums
+        self.out = out
+        return out
 
-    def _dropped(self, probs):
-        """P' = P ⊙ keep/(1 − p), a new array."""
-        dropped = probs * self.keep
+    def _dropped(self, weights):
+        """weights ⊙ keep/(1 − p), a new array."""
+        dropped = weights * self.keep
         dropped *= survivor_scale(self.dropout_p)
         return dropped
 
     def backward(self, g):
-        probs = self.probs
-        dropped = self._dropped(probs) if self.dropout_p else probs
-        grad_v = dropped.swapaxes(-1, -2) @ g if self.needs_input_grad[2] else None
-        grad_probs = g @ self.v.swapaxes(-1, -2)
+        exp_scores = self.exp_scores
+        g_hat = g / self.sums  # Ĝ = G/s
+        grad_v = None
+        if self.needs_input_grad[2]:
+            dropped = self._dropped(exp_scores) if self.dropout_p else exp_scores
+            grad_v = dropped.swapaxes(-1, -2) @ g_hat
+        grad_scores = g_hat @ self.v.swapaxes(-1, -2)  # Ĝ Vᵀ = ∂L/∂P'/s
         if self.dropout_p:
-            grad_probs *= self.keep
-            grad_probs *= survivor_scale(self.dropout_p)
-        grad_scores = grad_probs  # softmax backward, in place
-        grad_scores -= dot_along(grad_probs, probs, -1)
-        grad_scores *= probs
+            grad_scores *= self.keep
+            grad_scores *= survivor_scale(self.dropout_p)
+        grad_scores -= dot_along(g_hat, self.out, -1)  # − D/s
+        grad_scores *= exp_scores
         grad_q = grad_k = grad_mask = None
         if self.needs_input_grad[0]:
             grad_q = grad_scores @ self.k

@@ -46,6 +46,8 @@ class Embedding(Function):
     on the GPU a scatter-add.
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def forward(self, ids, weight):
         xp = get_array_module(weight)
         ids = integer_array("embedding", "ids", ids, xp)

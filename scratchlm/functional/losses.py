@@ -49,6 +49,8 @@ class CrossEntropy(Function):
     that are not ignored, g for "sum", its own gᵢ for "none", and 0 where ignored.
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def __init__(self, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
         self.ignore_index, self.smoothing, self.reduction = (
             ignore_index, label_smoothing, reduction)
@@ -102,6 +104,8 @@ class BinaryCrossEntropyWithLogits(Function):
     (g/n for "mean" over n elements, g for "sum", gᵢ for "none").
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def __init__(self, reduction="mean"):
         self.reduction = reduction
 
@@ -135,6 +139,8 @@ class BinaryCrossEntropyWithLogits(Function):
 
 class MSELoss(Function):
     """L = (1/n) Σ (x − y)²;  ∂L/∂x = 2(x − y) g/n,  ∂L/∂y = −∂L/∂x."""
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def forward(self, x, y):
         _check_same_shape("mse_loss", x, y, ("input", "target"))

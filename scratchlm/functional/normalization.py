@@ -3,7 +3,7 @@
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.functional.rowwise import dot_along, row_mean
+from scratchlm.functional.rowwise import dot_along, row_mean, row_sum
 
 
 def _check_shapes(x, weight, bias):
@@ -23,8 +23,10 @@ class LayerNorm(Function):
     ∂nⱼ/∂xᵢ = r (δᵢⱼ − 1/C − nᵢnⱼ/C), so with dn = g ⊙ w (per row)
         ∂L/∂x = r (dn − mean(dn) − n · mean(dn ⊙ n)),
         ∂L/∂w = Σ_rows g ⊙ n,   ∂L/∂b = Σ_rows g.
-    Only μ and r are saved (x is the input); backward recomputes n from them.
+    n and r are saved (n costs one array, and recomputing it two passes in backward).
     """
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def __init__(self, eps=1e-5):
         self.eps = eps
@@ -32,42 +34,38 @@ class LayerNorm(Function):
     def forward(self, x, weight, bias):
         _check_shapes(x, weight, bias)
         xp = get_array_module(x)
-        features = x.shape[-1]
-        mean = row_mean(x)
-        y = x - mean
-        variance = dot_along(y, y, -1)
-        variance /= features
-        rstd = 1.0 / xp.sqrt(variance + self.eps)
-        y *= rstd
-        if weight is not None:
-            y *= weight
+        norm = x - row_mean(x)
+        variance = dot_along(norm, norm, -1)
+        variance /= x.shape[-1]
+        variance += self.eps
+        rstd = xp.reciprocal(xp.sqrt(variance, out=variance), out=variance)
+        norm *= rstd
+        self.norm, self.rstd, self.weight = norm, rstd, weight
+        # the output is a new array, so that backward may overwrite n (may_overwrite_saved)
+        y = norm * weight if weight is not None else norm.copy()
         if bias is not None:
             y += bias
-        self.x, self.weight, self.mean, self.rstd = x, weight, mean, rstd
         return y
 
     def backward(self, g):
         xp = get_array_module(g)
         features = g.shape[-1]
-        norm = self.x - self.mean
-        norm *= self.rstd
+        norm = self.norm
         grad_weight = grad_bias = None
         if self.needs_input_grad[1]:
             grad_weight = xp.einsum("rc,rc->c", g.reshape(-1, features),
                                     norm.reshape(-1, features))
         if self.needs_input_grad[2]:
-            g_rows = g.reshape(-1, features)
-            grad_bias = xp.ones(g_rows.shape[0], dtype=g.dtype) @ g_rows
+            grad_bias = row_sum(g.reshape(-1, features).T)[:, 0]
         grad_x = None
         if self.needs_input_grad[0]:
             dnorm = g if self.weight is None else g * self.weight
             mean_dnorm_norm = dot_along(dnorm, norm, -1)
             mean_dnorm_norm /= features
             # dn − mean(dn), into dn's buffer when it is ours (never into g)
-            grad_x = xp.subtract(dnorm, row_mean(dnorm),
-                                 out=None if dnorm is g else dnorm)
-            norm *= mean_dnorm_norm
-            grad_x -= norm
+            grad_x = xp.subtract(dnorm, row_mean(dnorm), out=None if dnorm is g else dnorm)
+            grad_x -= xp.multiply(norm, mean_dnorm_norm,
+                                  out=norm if self.may_overwrite_saved else None)
             grad_x *= self.rstd
         return grad_x, grad_weight, grad_bias
 

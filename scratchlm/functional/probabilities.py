@@ -17,6 +17,8 @@ class Softmax(Function):
     dx = y ⊙ (g − rowsum(g ⊙ y)).
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def __init__(self, axis=-1):
         self.axis = axis
 
@@ -40,6 +42,8 @@ class LogSoftmax(Function):
 
     ∂yⱼ/∂xᵢ = δᵢⱼ − softmax(x)ᵢ, so dx = g − softmax(x) · rowsum(g), with softmax(x) = eʸ.
     """
+
+    new_gradient_arrays = True  # backward returns arrays of its own
 
     def __init__(self, axis=-1):
         self.axis = axis

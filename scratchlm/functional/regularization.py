@@ -24,6 +24,8 @@ class Dropout(Function):
     p = 1 drops everything: y = 0 and ∂L/∂x = 0.
     """
 
+    new_gradient_arrays = True  # backward returns arrays of its own
+
     def __init__(self, p):
         self.p = p
 

@@ -20,10 +20,15 @@ def dot_along(a, b, axis):
     return xp.expand_dims(xp.einsum("...i,...i->...", a, b), axis)
 
 
-def row_mean(x):
-    """mean x over the last axis, as a GEMV with a ones vector (about 4x faster than
-    ``x.mean(axis=-1)``)."""
+def row_sum(x):
+    """Σ x over the last axis, as a GEMV with a ones vector (about 2x faster than
+    ``x.sum(axis=-1)``)."""
     ones = get_array_module(x).ones(x.shape[-1], dtype=x.dtype)
-    mean = x @ ones
+    return (x @ ones)[..., None]
+
+
+def row_mean(x):
+    """mean x over the last axis (a GEMV, as :func:`row_sum`)."""
+    mean = row_sum(x)
     mean /= x.shape[-1]
-    return mean[..., None]
+    return mean

@@ -1,5 +1,31 @@
 """Language models built from :mod:`scratchlm.nn`: GPT (decoder-only), BERT, seq2seq."""
 
+from scratchlm.models.bert import (
+    BERT_PRESETS,
+    BertConfig,
+    BertForPreTraining,
+    BertModel,
+    BertOutput,
+    BertPreTrainingOutput,
+    PreTrainingBatch,
+    make_pretraining_batch,
+)
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig
+from scratchlm.models.seq2seq import (
+    SEQ2SEQ_PRESETS,
+    CharVocabulary,
+    Seq2SeqConfig,
+    Seq2SeqTransformer,
+    TranslationRun,
+    pad_sequences,
+    train_translation,
+    trim_at_eos,
+)
 
-__all__ = ["GPT", "GPTConfig", "PRESETS"]
+__all__ = [
+    "BERT_PRESETS", "BertConfig", "BertForPreTraining", "BertModel", "BertOutput",
+    "BertPreTrainingOutput", "PreTrainingBatch", "make_pretraining_batch",
+    "GPT", "GPTConfig", "PRESETS",
+    "SEQ2SEQ_PRESETS", "CharVocabulary", "Seq2SeqConfig", "Seq2SeqTransformer",
+    "TranslationRun", "pad_sequences", "train_translation", "trim_at_eos",
+]
