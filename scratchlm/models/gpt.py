@@ -52,7 +52,7 @@ PRESETS = {
     # A few thousand parameters: for tests and gradient checks.
     "tiny": dict(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32),
     # Character-level Shakespeare in minutes on two CPU cores.
-    "shakespeare-char": dict(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=192,
+    "shakespeare-char": dict(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=128,
                              dropout=0.0),
     # nanoGPT's "baby GPT" for character-level Shakespeare on a GPU.
     "baby-gpt": dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
