@@ -61,7 +61,7 @@ class Function:
             else:
                 arrays.append(x)
                 needs.append(False)
-        backend.check_same_device(self.name, arrays)
+        backend.check_same_device(self, arrays)
         needs_grad = True in needs and grad_mode.is_grad_enabled()
         if needs_grad:
             self.needs_input_grad = tuple(needs)  # backward may skip the other inputs

@@ -16,6 +16,8 @@ def max_along(x, axis):
 def dot_along(a, b, axis):
     """Σ a ⊙ b along ``axis``, by ``einsum`` (no a ⊙ b temporary, about 3x faster)."""
     xp = get_array_module(a)
+    if axis in (-1, a.ndim - 1):  # the common case, without moveaxis's Python overhead
+        return xp.einsum("...i,...i->...", a, b)[..., None]
     a, b = xp.moveaxis(a, axis, -1), xp.moveaxis(b, axis, -1)
     return xp.expand_dims(xp.einsum("...i,...i->...", a, b), axis)
 
