@@ -2,7 +2,9 @@
 
 Every op asks :func:`get_array_module` for the module its inputs live in (``numpy`` on the
 CPU, ``cupy`` on a GPU) and writes its maths once against that module, as DeZero and
-Chainer do. No other file imports CuPy.
+Chainer do. No other file imports CuPy: the fused CUDA kernels of
+:mod:`scratchlm.functional.gpu_kernels` are built through :func:`elementwise_kernel` and
+:func:`raw_kernel` here.
 
 CuPy imports fine on a machine without a GPU, so a GPU is detected with
 ``cupy.is_available()``, never by the import alone.
@@ -118,6 +120,42 @@ def erf(x):
     if is_gpu_array(x):
         return cupyx.scipy.special.erf(x)
     return _scipy_special.erf(x)
+
+
+# ----------------------------------------------------------------------------- CUDA kernels
+_kernels = {}  # (kind, name, source...) -> CuPy kernel object (compiled on its first call)
+
+
+def _cached_kernel(key, what, build):
+    kernel = _kernels.get(key)
+    if kernel is None:
+        if not gpu_available():
+            reason = "CuPy is not installed" if cupy is None else "CuPy found no CUDA device"
+            raise RuntimeError(f"{what}: CUDA kernels run only on an NVIDIA GPU, and none was "
+                               f"found ({reason}); the NumPy code path needs no kernel. To "
+                               "use the GPU, " + _INSTALL_HINT)
+        kernel = _kernels[key] = build()
+    return kernel
+
+
+def elementwise_kernel(in_params, out_params, operation, name, options=()):
+    """A ``cupy.ElementwiseKernel`` (built once per source, compiled by CuPy on its first
+    call for each dtype): ``operation`` is CUDA C for one element, ``in_params`` and
+    ``out_params`` are lists such as ``"T x, T y"`` with ``T`` the arrays' dtype, and
+    ``options`` are NVRTC's. Raises a RuntimeError where there is no GPU."""
+    return _cached_kernel(("elementwise", name, in_params, out_params, operation, options),
+                          f"backend.elementwise_kernel({name!r})",
+                          lambda: cupy.ElementwiseKernel(in_params, out_params, operation, name,
+                                                         options=tuple(options)))
+
+
+def raw_kernel(code, name, options=()):
+    """A ``cupy.RawKernel`` for the ``extern "C" __global__`` function ``name`` of the CUDA
+    source ``code`` (built once per source; call it as ``kernel(grid, block, args)`` with
+    C-contiguous arrays and NumPy scalars of the C types); ``options`` are NVRTC's.
+    Raises a RuntimeError where there is no GPU."""
+    return _cached_kernel(("raw", name, code, options), f"backend.raw_kernel({name!r})",
+                          lambda: cupy.RawKernel(code, name, options=tuple(options)))
 
 
 # ----------------------------------------------------------------------------- random state

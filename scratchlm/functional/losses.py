@@ -4,6 +4,7 @@ reduced loss is a 0-d tensor."""
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.functional import gpu_kernels
 from scratchlm.functional.activations import logistic
 from scratchlm.functional.checks import check_reduction, integer_array
 from scratchlm.functional.rowwise import max_along
@@ -47,6 +48,8 @@ class CrossEntropy(Function):
         ∂loss/∂z = softmax(z) − q,   so   ∂L/∂z = w (softmax(z) − q),
     w being the gradient reaching that position's loss: g/n for "mean" over the n targets
     that are not ignored, g for "sum", its own gᵢ for "none", and 0 where ignored.
+    On the GPU, softmax(z) with the row maximum and log Σ e^(z − max) comes from one fused
+    row kernel (:mod:`~scratchlm.functional.gpu_kernels`); the array code is its reference.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
@@ -68,6 +71,9 @@ class CrossEntropy(Function):
         self.valid = target.reshape(-1) != self.ignore_index
         self.target_ids = xp.where(self.valid, target.reshape(-1), 0)  # ignored rows: any id
         self.rows = xp.arange(z.shape[0])
+        self.count = max(int(self.valid.sum()), 1)  # all ignored: loss 0, not 0/0
+        if gpu_kernels.fusable_rows(z):
+            return self._forward_fused(z)
         # shifted = z − max z: every term below is unchanged by the shift, since Σ_c q_c = 1
         shifted = z - max_along(z, 1)
         losses = shifted[self.rows, self.target_ids]
@@ -80,7 +86,19 @@ class CrossEntropy(Function):
         losses *= self.valid
         probs /= sum_exp
         self.probs = probs
-        self.count = max(int(self.valid.sum()), 1)  # all ignored: loss 0, not 0/0
+        return _reduce(losses.reshape(self.target_shape), self.reduction, self.count)
+
+    def _forward_fused(self, z):
+        """The losses above, with softmax(z), max z and log Σ e^(z − max z) per row from one
+        kernel (a CuPy array z of rows)."""
+        probs, row_max, log_sum_exp = gpu_kernels.softmax_rows(z)
+        losses = z[self.rows, self.target_ids] - row_max  # the shifted target logits
+        losses *= -(1.0 - self.smoothing)
+        if self.smoothing:
+            losses -= (self.smoothing / z.shape[1]) * (z - row_max[:, None]).sum(axis=1)
+        losses += log_sum_exp
+        losses *= self.valid
+        self.probs = probs
         return _reduce(losses.reshape(self.target_shape), self.reduction, self.count)
 
     def backward(self, g):

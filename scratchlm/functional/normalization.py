@@ -3,6 +3,7 @@
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.functional import gpu_kernels
 from scratchlm.functional.rowwise import dot_along, row_mean, row_sum
 
 
@@ -24,6 +25,8 @@ class LayerNorm(Function):
         ∂L/∂x = r (dn − mean(dn) − n · mean(dn ⊙ n)),
         ∂L/∂w = Σ_rows g ⊙ n,   ∂L/∂b = Σ_rows g.
     n and r are saved (n costs one array, and recomputing it two passes in backward).
+    On the GPU, the forward and ∂L/∂x are each one fused kernel with a thread block per row
+    (:mod:`~scratchlm.functional.gpu_kernels`); the array code below is their reference.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
@@ -33,6 +36,10 @@ class LayerNorm(Function):
 
     def forward(self, x, weight, bias):
         _check_shapes(x, weight, bias)
+        if gpu_kernels.fusable_rows(x, weight, bias):
+            y, self.norm, self.rstd = gpu_kernels.layer_norm_rows(x, weight, bias, self.eps)
+            self.weight = weight
+            return y
         xp = get_array_module(x)
         norm = x - row_mean(x)
         variance = dot_along(norm, norm, -1)
@@ -58,7 +65,10 @@ class LayerNorm(Function):
         if self.needs_input_grad[2]:
             grad_bias = row_sum(g.reshape(-1, features).T)[:, 0]
         grad_x = None
-        if self.needs_input_grad[0]:
+        if (self.needs_input_grad[0] and g.shape == norm.shape
+                and gpu_kernels.fusable_rows(g, norm, self.rstd, self.weight)):
+            grad_x = gpu_kernels.layer_norm_backward_rows(g, norm, self.weight, self.rstd)
+        elif self.needs_input_grad[0]:
             dnorm = g if self.weight is None else g * self.weight
             mean_dnorm_norm = dot_along(dnorm, norm, -1)
             mean_dnorm_norm /= features

@@ -6,6 +6,7 @@ nothing overflows, even for logits of ±1e4.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.functional import gpu_kernels
 from scratchlm.functional.checks import normalize_axis
 from scratchlm.functional.rowwise import dot_along, max_along
 
@@ -15,6 +16,8 @@ class Softmax(Function):
 
     ∂yⱼ/∂xᵢ = yⱼ(δᵢⱼ − yᵢ), so ∂L/∂xᵢ = Σⱼ gⱼ yⱼ(δᵢⱼ − yᵢ) = yᵢ (gᵢ − Σⱼ gⱼ yⱼ):
     dx = y ⊙ (g − rowsum(g ⊙ y)).
+    Along the last axis on the GPU, each direction is one fused kernel with a thread block per
+    row (:mod:`~scratchlm.functional.gpu_kernels`); the array code below is their reference.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
@@ -25,6 +28,9 @@ class Softmax(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.axis = normalize_axis("softmax", self.axis, x.shape)
+        if self.axis == x.ndim - 1 and gpu_kernels.fusable_rows(x):
+            self.y = gpu_kernels.softmax_rows(x)[0]
+            return self.y
         y = x - max_along(x, self.axis)
         xp.exp(y, out=y)
         y /= y.sum(axis=self.axis, keepdims=True)
@@ -32,6 +38,9 @@ class Softmax(Function):
         return y
 
     def backward(self, g):
+        if (self.axis == g.ndim - 1 and g.shape == self.y.shape
+                and gpu_kernels.fusable_rows(g, self.y)):
+            return gpu_kernels.softmax_backward_rows(g, self.y)
         grad = g - dot_along(g, self.y, self.axis)
         grad *= self.y
         return grad

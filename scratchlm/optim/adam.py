@@ -10,10 +10,13 @@ For each parameter θ with gradient g, at its step t = 1, 2, …:
 
 The two bias corrections undo the pull of m and v towards their zero start. m is updated as
 m + (1 − β₁)(g − m) (torch's ``lerp``) and the last line as θ + (−η/(1 − β₁ᵗ))·m / denom, in
-torch's order of operations, so float32 results agree to rounding.
+torch's order of operations, so float32 results agree to rounding. On the GPU the whole
+update is one fused elementwise kernel per parameter (``gpu_kernels.adam_update``); the array
+code below is its reference.
 """
 
 from scratchlm.backend import get_array_module
+from scratchlm.functional import gpu_kernels
 from scratchlm.optim.optimizer import Optimizer, check_range, chunks
 
 
@@ -43,6 +46,12 @@ class Adam(Optimizer):
         lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
         step_size = lr / (1 - beta1 ** state["step"])
         bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
+        if gpu_kernels.fusable(param, grad, state["exp_avg"], state["exp_avg_sq"]):
+            gpu_kernels.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr,
+                                    beta1=beta1, beta2=beta2, eps=group["eps"],
+                                    weight_decay=weight_decay,
+                                    decoupled=self.decoupled_weight_decay, step=state["step"])
+            return
         for p, g, m, v in chunks(param, grad, state["exp_avg"], state["exp_avg_sq"]):
             work, tmp = self.scratch(p)  # tmp ends as the denominator
             if weight_decay != 0 and self.decoupled_weight_decay:
