@@ -93,14 +93,15 @@ def to_numpy(array):
     return np.asarray(array)
 
 
-def check_same_device(op_name, arrays):
-    """Raise if ``arrays`` (ndarrays among other values) live on different devices."""
+def check_same_device(op, arrays):
+    """Raise if ``arrays`` (ndarrays among other values) live on different devices; ``op``
+    is the op's name, or the op itself (its name is looked up only for the error)."""
     if cupy is None:
         return
     devices = {device_of(a) for a in arrays if hasattr(a, "shape")}
     if len(devices) > 1:
-        raise RuntimeError(f"{op_name}: inputs are on different devices (cpu and cuda); "
-                           "move them to one device with .to(device) first")
+        raise RuntimeError(f"{getattr(op, 'name', op)}: inputs are on different devices "
+                           "(cpu and cuda); move them to one device with .to(device) first")
 
 
 def scatter_add(target, indices, values):
