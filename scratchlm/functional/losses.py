@@ -7,7 +7,7 @@ from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
 from scratchlm.functional.activations import logistic
 from scratchlm.functional.checks import check_reduction, integer_array
-from scratchlm.functional.rowwise import max_along
+from scratchlm.functional.rowwise import max_along, row_blocks, row_sum
 
 
 def _reduce(losses, reduction, count):
@@ -48,7 +48,9 @@ class CrossEntropy(Function):
         ∂loss/∂z = softmax(z) − q,   so   ∂L/∂z = w (softmax(z) − q),
     w being the gradient reaching that position's loss: g/n for "mean" over the n targets
     that are not ignored, g for "sum", its own gᵢ for "none", and 0 where ignored.
-    On the GPU, softmax(z) with the row maximum and log Σ e^(z − max) comes from one fused
+    On the CPU, m = max z, E = e^(z − m) and s = Σ_c E_c are made block by block of rows that
+    stay in cache across the passes, and softmax = E/s is never stored: backward forms
+    w softmax(z) = E · (w/s) in one pass. On the GPU, softmax(z) with the row maximum and log Σ e^(z − max) comes from one fused
     row kernel (:mod:`~scratchlm.functional.gpu_kernels`); the array code is its reference.
     """
 
@@ -74,18 +76,25 @@ class CrossEntropy(Function):
         self.count = max(int(self.valid.sum()), 1)  # all ignored: loss 0, not 0/0
         if gpu_kernels.fusable_rows(z):
             return self._forward_fused(z)
-        # shifted = z − max z: every term below is unchanged by the shift, since Σ_c q_c = 1
-        shifted = z - max_along(z, 1)
-        losses = shifted[self.rows, self.target_ids]
+        # Row by row block (kept in cache across the passes): m = max z, E = e^(z − m) and
+        # s = Σ_c E_c. Softmax is E/s; the division is left to backward, which scales E once.
+        exp_shifted = xp.empty_like(z)
+        row_max = xp.empty((z.shape[0], 1), dtype=z.dtype)
+        sum_exp = xp.empty((z.shape[0], 1), dtype=z.dtype)
+        for rows in row_blocks(z):
+            row_max[rows] = max_along(z[rows], 1)
+            block = xp.subtract(z[rows], row_max[rows], out=exp_shifted[rows])
+            xp.exp(block, out=block)
+            sum_exp[rows] = row_sum(block)
+        # loss = log s − (1 − ε)(z_t − m) − (ε/C) Σ_c (z_c − m)
+        row_max = row_max[:, 0]
+        losses = z[self.rows, self.target_ids] - row_max
         losses *= -(1.0 - self.smoothing)
         if self.smoothing:
-            losses -= (self.smoothing / classes) * shifted.sum(axis=1)
-        probs = xp.exp(shifted, out=shifted)
-        sum_exp = probs.sum(axis=1, keepdims=True)
+            losses -= (self.smoothing / classes) * (row_sum(z)[:, 0] - classes * row_max)
         losses += xp.log(sum_exp[:, 0])
         losses *= self.valid
-        probs /= sum_exp
-        self.probs = probs
+        self.softmax_numerator, self.softmax_denominator = exp_shifted, sum_exp
         return _reduce(losses.reshape(self.target_shape), self.reduction, self.count)
 
     def _forward_fused(self, z):
@@ -98,16 +107,23 @@ class CrossEntropy(Function):
             losses -= (self.smoothing / z.shape[1]) * (z - row_max[:, None]).sum(axis=1)
         losses += log_sum_exp
         losses *= self.valid
-        self.probs = probs
+        self.softmax_numerator, self.softmax_denominator = probs, None
         return _reduce(losses.reshape(self.target_shape), self.reduction, self.count)
 
     def backward(self, g):
+        xp = get_array_module(g)
         classes = self.logits_shape[-1]
         if self.reduction == "none":
             weights = g.reshape(-1) * self.valid
         else:
             weights = self.valid * (g / self.count if self.reduction == "mean" else g)
-        grad = self.probs * weights[:, None]
+        # ∂L/∂z = w softmax(z) − w q, with softmax(z) = E/s (just E when s is None), scaling
+        # the saved E itself when it is freed right after
+        scale = weights[:, None]
+        if self.softmax_denominator is not None:
+            scale = scale / self.softmax_denominator
+        numerator = self.softmax_numerator
+        grad = xp.multiply(numerator, scale, out=numerator if self.may_overwrite_saved else None)
         grad[self.rows, self.target_ids] -= (1.0 - self.smoothing) * weights
         if self.smoothing:
             grad -= (self.smoothing / classes) * weights[:, None]
