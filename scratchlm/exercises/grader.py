@@ -1,0 +1,222 @@
+"""Grading an exercise: the student's Function against central differences and the library.
+
+For every case of the exercise (float64 inputs, a random cotangent g) the grader checks, in
+this order, stopping a case at its first failure:
+
+1. forward runs, leaves its inputs unchanged and agrees with the library's op (the skeleton's
+   forward does; this catches an edited one);
+2. backward runs, returns one gradient per input shaped like it (or like the broadcast
+   shape), ``None`` for integer inputs, and leaves g unchanged;
+3. the gradients pass :func:`scratchlm.gradcheck_op` — the op's backward alone against
+   central differences of ⟨f(x), c⟩ for a random c (:func:`scratchlm.gradcheck` through the
+   engine when integer ids or targets are inputs, since those cannot be perturbed);
+4. the gradients equal the library op's own backward to float64 precision.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+import scratchlm as sl
+from scratchlm.autograd.engine import sum_to_shape
+from scratchlm.exercises.catalog import EXERCISES
+
+#: float64 agreement with the library: different but correct formulas differ by ~1e-15
+LIBRARY_TOLERANCE = dict(rtol=1e-7, atol=1e-9)
+
+
+class CaseFailure(Exception):
+    """One case went wrong; the message says what, for the student to read."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    label: str
+    #: None when the case passed, else what went wrong
+    failure: str | None = None
+
+    @property
+    def passed(self):
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class GradeReport:
+    exercise: str
+    student: str
+    cases: tuple
+
+    @property
+    def passed(self):
+        return all(case.passed for case in self.cases)
+
+    def __str__(self):
+        passed = sum(case.passed for case in self.cases)
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"{self.exercise} ({self.student}): {verdict}, {passed} of {len(self.cases)} "
+                 "cases pass"]
+        for case in self.cases:
+            lines.append(f"  {'ok  ' if case.passed else 'FAIL'} {case.label}")
+            if not case.passed:
+                lines.extend("         " + line for line in case.failure.splitlines())
+        return "\n".join(lines)
+
+
+def get_exercise(name):
+    """The exercise called ``name``, or a KeyError listing them all."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise named {name!r}; the exercises are {sorted(EXERCISES)}")
+    return EXERCISES[name]
+
+
+def grade(exercise_name, student_function_class, seed=0):
+    """Grade ``student_function_class`` (a subclass of ``sl.Function``) on every case of the
+    exercise; returns a :class:`GradeReport` (``.passed``, and ``print`` it to read it)."""
+    exercise = get_exercise(exercise_name)
+    if not (isinstance(student_function_class, type)
+            and issubclass(student_function_class, sl.Function)):
+        raise TypeError(f"grade({exercise_name!r}, …): expected a subclass of sl.Function "
+                        f"(the class itself, not an instance), got {student_function_class!r}")
+    rng = np.random.default_rng(seed)
+    results = []
+    for case in exercise.cases:
+        label = _label(exercise, case)
+        try:
+            _grade_case(exercise, student_function_class, case, rng)
+            results.append(CaseResult(label))
+        except CaseFailure as failure:
+            results.append(CaseResult(label, str(failure)))
+    return GradeReport(exercise.name, student_function_class.__name__, tuple(results))
+
+
+def _label(exercise, case):
+    parts = [f"{name} {spec}" if isinstance(spec, tuple) else f"{name} {spec.tolist()}"
+             for name, spec in zip(exercise.input_names, case.inputs)]
+    parts += [f"{key}={value!r}" for key, value in case.config.items()]
+    return ", ".join(parts)
+
+
+def _grade_case(exercise, student_class, case, rng):
+    inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
+              for spec in case.inputs]
+    is_float = [x.dtype.kind == "f" for x in inputs]
+    names = exercise.input_names
+    expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
+
+    student = _construct(student_class, case.config)
+    student.needs_input_grad = tuple(is_float)
+    copies = [x.copy() for x in inputs]
+    y = _run(f"{student_class.__name__}.forward", student.forward, *copies)
+    for name, x, copy in zip(names, inputs, copies):
+        if not np.array_equal(x, copy):
+            raise CaseFailure(f"forward modified its input {name} in place; compute into new "
+                              "arrays")
+    _compare("forward output", y, expected_y, exercise.name)
+
+    g = cotangent.copy()
+    grads = _run(f"{student_class.__name__}.backward", student.backward, g)
+    if not np.array_equal(g, cotangent):
+        raise CaseFailure("backward modified its incoming gradient g in place; the engine may "
+                          "share g with other ops, so write into new arrays")
+    grads = _check_structure(grads, inputs, is_float, names)
+
+    try:
+        _gradcheck(student_class, case.config, inputs, is_float)
+    except sl.GradcheckError as error:
+        checked = [name for name, differentiable in zip(names, is_float) if differentiable]
+        index = re.match(r"gradcheck failed for input (\d+)", str(error))
+        which = f"{checked[int(index[1])]} (gradcheck's input {index[1]})" if index else "an input"
+        raise CaseFailure(f"the gradient of {which} differs from central differences:\n"
+                          f"{error}") from None
+    except Exception as error:
+        raise CaseFailure(f"gradcheck could not run: {type(error).__name__}: {error}") from None
+
+    for name, grad, expected in zip(names, grads, expected_grads):
+        if expected is not None:
+            _compare(f"gradient of {name}", grad, expected, exercise.name)
+
+
+def _library_result(exercise, case, inputs, rng):
+    """The library op's output, its gradients for a random cotangent, and that cotangent."""
+    leaves = [sl.tensor(x, requires_grad=True) if x.dtype.kind == "f" else x for x in inputs]
+    y = exercise.reference(*leaves, **case.config)
+    cotangent = rng.standard_normal(y.shape)
+    y.backward(cotangent)
+    grads = [leaf.grad if isinstance(leaf, sl.Tensor) else None for leaf in leaves]
+    return y.data, grads, cotangent
+
+
+def _construct(student_class, config):
+    try:
+        return student_class(**config)
+    except Exception as error:
+        raise CaseFailure(f"{student_class.__name__}({_arguments(config)}) failed: "
+                          f"{type(error).__name__}: {error}") from None
+
+
+def _arguments(config):
+    return ", ".join(f"{key}={value!r}" for key, value in config.items())
+
+
+def _run(what, method, *arrays):
+    try:
+        return method(*arrays)
+    except NotImplementedError as error:
+        raise CaseFailure(f"{what} is not written yet: {error}") from None
+    except Exception as error:
+        raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
+
+
+def _check_structure(grads, inputs, is_float, names):
+    """Gradients as a list, one per input, each summed to its input's shape (None for ints)."""
+    if not isinstance(grads, (tuple, list)):
+        grads = [grads]
+    if len(grads) != len(inputs):
+        raise CaseFailure(f"backward returned {len(grads)} gradient(s) for {len(inputs)} "
+                          f"input(s) ({', '.join(names)}); return one per input, in order, "
+                          "None for integer ids or targets")
+    checked = []
+    for name, grad, x, differentiable in zip(names, grads, inputs, is_float):
+        if not differentiable:
+            checked.append(None)
+            continue
+        if grad is None:
+            raise CaseFailure(f"backward returned None for {name}, which needs a gradient")
+        grad = np.asarray(grad)
+        try:
+            checked.append(sum_to_shape(grad, x.shape))
+        except ValueError:
+            raise CaseFailure(f"the gradient of {name} has shape {grad.shape}, but {name} has "
+                              f"shape {x.shape}; expected that shape (or one that broadcasts "
+                              "to it)") from None
+    return checked
+
+
+def _gradcheck(student_class, config, inputs, is_float):
+    """Central differences of the student's op: its backward alone when every input is a
+    float, else through the engine with the integer inputs as constants."""
+    if all(is_float):
+        return sl.gradcheck_op(lambda: student_class(**config), inputs)
+    floats = [sl.tensor(x, requires_grad=True) for x, f in zip(inputs, is_float) if f]
+
+    def with_constants(*leaves):
+        leaves = iter(leaves)
+        return student_class(**config)(*[next(leaves) if f else x
+                                         for x, f in zip(inputs, is_float)])
+
+    return sl.gradcheck(with_constants, floats)
+
+
+def _compare(what, actual, expected, op_name):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise CaseFailure(f"{what} has shape {actual.shape}; scratchlm's {op_name} gives "
+                          f"{expected.shape}")
+    if np.allclose(actual, expected, **LIBRARY_TOLERANCE):
+        return
+    error = np.abs(actual - expected)
+    worst = np.unravel_index(np.argmax(np.where(np.isnan(error), np.inf, error)), error.shape)
+    raise CaseFailure(f"{what} differs from scratchlm's own {op_name}: worst absolute error "
+                      f"{error[worst]:.3e} at index {tuple(int(i) for i in worst)} "
+                      f"(yours {actual[worst]:.8g}, library {expected[worst]:.8g})")
