@@ -50,8 +50,9 @@ class CrossEntropy(Function):
     that are not ignored, g for "sum", its own gᵢ for "none", and 0 where ignored.
     On the CPU, m = max z, E = e^(z − m) and s = Σ_c E_c are made block by block of rows that
     stay in cache across the passes, and softmax = E/s is never stored: backward forms
-    w softmax(z) = E · (w/s) in one pass. On the GPU, softmax(z) with the row maximum and log Σ e^(z − max) comes from one fused
-    row kernel (:mod:`~scratchlm.functional.gpu_kernels`); the array code is its reference.
+    w softmax(z) = E · (w/s) in one pass. On the GPU, softmax(z) with the row maximum and
+    log Σ e^(z − max) comes from one fused row kernel (:mod:`~scratchlm.functional.gpu_kernels`);
+    the array code is its reference.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
