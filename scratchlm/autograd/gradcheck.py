@@ -56,8 +56,11 @@ def _compare(name, analytic, numerical, atol, rtol):
         return
     relative = error / np.maximum(np.abs(numerical), 1e-12)
     worst = np.argsort(np.where(np.isnan(error), np.inf, error), axis=None)[::-1][:5]
+    def index(k):  # plain ints: NumPy 2 would print np.int64(…)
+        return str(tuple(int(i) for i in np.unravel_index(k, analytic.shape)))
+
     rows = "\n".join(
-        f"    {str(np.unravel_index(k, analytic.shape)):>16}  {analytic.flat[k]: .8e}  "
+        f"    {index(k):>16}  {analytic.flat[k]: .8e}  "
         f"{numerical.flat[k]: .8e}  {error.flat[k]:.2e}" for k in worst)
     raise GradcheckError(
         f"gradcheck failed for {name} of shape {analytic.shape}: {int(bad.sum())} of "

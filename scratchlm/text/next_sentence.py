@@ -1,6 +1,7 @@
 """BERT's next-sentence-prediction data: sentence pairs, half real continuations, half random,
 packed as ``[CLS] A [SEP] B [SEP]`` with segment ids and padding."""
 
+import bisect
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -31,20 +32,23 @@ def make_nsp_pairs(sentences_by_document: Sequence[Sequence], rng: np.random.Gen
     is_next[: (len(candidates) + 1) // 2] = 1
     rng.shuffle(is_next)
 
+    non_empty = [d for d, document in enumerate(documents) if document]
     pairs = []
     for (d, i), label in zip(candidates, is_next.tolist()):
         if label:
             sentence_b = documents[d][i + 1]
         else:
-            other = _random_other_document(documents, d, rng)
+            other = _random_other_document(non_empty, d, rng)
             sentence_b = documents[other][rng.integers(len(documents[other]))]
         pairs.append((documents[d][i], sentence_b, label))
     return pairs
 
 
-def _random_other_document(documents: list[list], excluded: int, rng: np.random.Generator) -> int:
-    choices = [d for d, document in enumerate(documents) if document and d != excluded]
-    return choices[rng.integers(len(choices))]
+def _random_other_document(non_empty: list[int], excluded: int, rng: np.random.Generator) -> int:
+    """A uniformly random index from ``non_empty`` (sorted document indices) other than
+    ``excluded`` (one of them): draw among the others and step over ``excluded``'s place."""
+    position = int(rng.integers(len(non_empty) - 1))
+    return non_empty[position + (position >= bisect.bisect_left(non_empty, excluded))]
 
 
 class BertInputs(NamedTuple):
