@@ -1,6 +1,8 @@
 """Reductions along one axis that the fused ops share, each kept as a size-1 axis so the
 result broadcasts back against its input, and cache-sized blocks of rows."""
 
+import functools
+
 import numpy as np
 
 from scratchlm.backend import get_array_module
@@ -22,18 +24,32 @@ def dot_along(a, b, axis):
     return xp.expand_dims(xp.einsum("...i,...i->...", a, b), axis)
 
 
+@functools.lru_cache(maxsize=64)
+def _constant_vector(length, dtype, value):
+    """A read-only NumPy vector of ``length`` copies of ``value`` (kept: the small ops of
+    token-by-token decoding would otherwise spend a good part of their time allocating it)."""
+    vector = np.full(length, value, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
+
+
+def _filled(x, value):
+    """A vector as long as x's last axis, of x's dtype and device, full of ``value``."""
+    xp = get_array_module(x)
+    if xp is np:
+        return _constant_vector(x.shape[-1], x.dtype, value)
+    return xp.full(x.shape[-1], value, dtype=x.dtype)
+
+
 def row_sum(x):
     """Σ x over the last axis, as a GEMV with a ones vector (about 2x faster than
     ``x.sum(axis=-1)``)."""
-    ones = get_array_module(x).ones(x.shape[-1], dtype=x.dtype)
-    return (x @ ones)[..., None]
+    return (x @ _filled(x, 1))[..., None]
 
 
 def row_mean(x):
-    """mean x over the last axis (a GEMV, as :func:`row_sum`)."""
-    mean = row_sum(x)
-    mean /= x.shape[-1]
-    return mean
+    """mean x over the last axis, as a GEMV with a vector of 1/C (as :func:`row_sum`)."""
+    return (x @ _filled(x, 1 / x.shape[-1]))[..., None]
 
 
 #: Bytes of rows that several passes in a row should find in the CPU's cache (about half
