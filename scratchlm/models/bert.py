@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm import backend, nn
+from scratchlm import backend, nn, optim
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.text import mask_tokens
@@ -235,12 +235,9 @@ class BertForPreTraining(nn.Module):
         return labels
 
     def optimizer_groups(self, weight_decay):
-        """AdamW parameter groups as BERT trains: decay the matrices, not biases or
-        LayerNorm gains."""
-        named = list(self.named_parameters())
-        return [{"params": [(n, p) for n, p in named if p.ndim >= 2],
-                 "weight_decay": weight_decay},
-                {"params": [(n, p) for n, p in named if p.ndim < 2], "weight_decay": 0.0}]
+        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
+        (:func:`scratchlm.optim.weight_decay_groups`)."""
+        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
 
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"

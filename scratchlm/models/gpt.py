@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scratchlm import backend, nn
+from scratchlm import backend, nn, optim
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
 
@@ -174,12 +174,9 @@ class GPT(nn.Module):
                         top_p=top_p, do_sample=do_sample, use_cache=use_cache)
 
     def optimizer_groups(self, weight_decay):
-        """AdamW parameter groups: decay every matrix (weights, embeddings), not biases or
-        LayerNorm gains — shrinking those towards 0 has no regularising sense."""
-        decay = [(n, p) for n, p in self.named_parameters() if p.ndim >= 2]
-        no_decay = [(n, p) for n, p in self.named_parameters() if p.ndim < 2]
-        return [{"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
+        (:func:`scratchlm.optim.weight_decay_groups`)."""
+        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
 
     @classmethod
     def from_hf_gpt2(cls, path_or_state_dict):

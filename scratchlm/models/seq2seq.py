@@ -315,11 +315,9 @@ class Seq2SeqTransformer(nn.Module):
         return generated[sentences, best_beam], normalized[sentences, best_beam]
 
     def optimizer_groups(self, weight_decay):
-        """AdamW groups: decay the matrices, not biases or LayerNorm gains."""
-        named = list(self.named_parameters())
-        return [{"params": [(n, p) for n, p in named if p.ndim >= 2],
-                 "weight_decay": weight_decay},
-                {"params": [(n, p) for n, p in named if p.ndim < 2], "weight_decay": 0.0}]
+        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
+        (:func:`scratchlm.optim.weight_decay_groups`)."""
+        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
 
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"

@@ -18,8 +18,8 @@ from scratchlm.optim.lr_scheduler import (
     noam_lr,
     warmup_cosine_lr,
 )
-from scratchlm.optim.optimizer import Optimizer
+from scratchlm.optim.optimizer import Optimizer, weight_decay_groups
 from scratchlm.optim.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LRScheduler",
-           "WarmupCosine", "NoamSchedule", "warmup_cosine_lr", "noam_lr"]
+           "WarmupCosine", "NoamSchedule", "warmup_cosine_lr", "noam_lr", "weight_decay_groups"]

@@ -55,6 +55,15 @@ def check_range(owner, name, value, low, high=math.inf, high_inclusive=False):
                          f"got {value!r}")
 
 
+def weight_decay_groups(named_parameters, weight_decay):
+    """Two AdamW parameter groups, as GPT-2 and BERT train: decay every matrix (weights,
+    embeddings), not the biases or LayerNorm gains (vectors), for which shrinking towards 0
+    has no regularising sense. ``named_parameters``: (name, tensor) pairs."""
+    named = list(named_parameters)
+    return [{"params": [(n, p) for n, p in named if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [(n, p) for n, p in named if p.ndim < 2], "weight_decay": 0.0}]
+
+
 class Optimizer(abc.ABC):
     """Base class of every optimizer.
 
