@@ -131,7 +131,8 @@ class Trainer:
             self.history["train_loss"].append(loss)
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}",
-                            tok_s=f"{tokens_per_step * (self.step - first_step) / elapsed:,.0f}")
+                            tok_s=f"{tokens_per_step * (self.step - first_step) / elapsed:,.0f}",
+                            refresh=False)  # update() redraws the bar once per step
             bar.update(1)
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                 self._validate(bar)
