@@ -17,7 +17,7 @@ code below is its reference.
 
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
-from scratchlm.optim.optimizer import Optimizer, check_range, chunks
+from scratchlm.optim.optimizer import Optimizer, check_range
 
 
 class Adam(Optimizer):
@@ -52,8 +52,9 @@ class Adam(Optimizer):
                                     weight_decay=weight_decay,
                                     decoupled=self.decoupled_weight_decay, step=state["step"])
             return
-        for p, g, m, v in chunks(param, grad, state["exp_avg"], state["exp_avg_sq"]):
-            work, tmp = self.scratch(p)  # tmp ends as the denominator
+        eps = group["eps"]
+
+        def update(work, tmp, p, g, m, v):  # tmp ends as the denominator
             if weight_decay != 0 and self.decoupled_weight_decay:
                 p *= 1 - lr * weight_decay          # θ(1 − ηλ)
             elif weight_decay != 0:
@@ -69,10 +70,11 @@ class Adam(Optimizer):
             v += tmp                                # β₂v + (1 − β₂)g²
             xp.sqrt(v, out=tmp)
             tmp /= bias_correction2_sqrt
-            tmp += group["eps"]                     # √v / √(1 − β₂ᵗ) + ε
+            tmp += eps                              # √v / √(1 − β₂ᵗ) + ε
             xp.multiply(m, -step_size, out=work)
             work /= tmp
             p += work                               # θ − step_size · m / denom
+        self.for_each_piece(update, param, grad, state["exp_avg"], state["exp_avg_sq"])
 
 
 class AdamW(Adam):

@@ -12,7 +12,7 @@ With μ = 0 it is plain gradient descent, θ ← θ − η ∂J/∂θ.
 """
 
 from scratchlm.backend import get_array_module
-from scratchlm.optim.optimizer import Optimizer, check_range, chunks
+from scratchlm.optim.optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
@@ -40,8 +40,7 @@ class SGD(Optimizer):
         if first_step:
             state["momentum_buffer"] = xp.empty(param.shape, param.dtype)
         buffers = (state["momentum_buffer"],) if momentum != 0 else ()
-        for p, g, *buffer in chunks(param, grad, *buffers):
-            work, tmp = self.scratch(p)
+        def update(work, tmp, p, g, *buffer):
             if weight_decay != 0:
                 xp.multiply(p, weight_decay, out=work)
                 work += g                           # g + λθ
@@ -62,3 +61,4 @@ class SGD(Optimizer):
                     g = b
             xp.multiply(g, -lr, out=tmp)
             p += tmp                                # θ − ηg
+        self.for_each_piece(update, param, grad, *buffers)
