@@ -5,7 +5,8 @@
 Each case builds the same float32 inputs for both frameworks, then times forward + backward
 (with a fixed random cotangent, so the backward is the general one, not the special case
 of a sum), alternating the two so drifting machine load hits both alike; the figures are
-medians. The ratio is PyTorch's time over scratchlm's: above 1 means scratchlm is faster.
+medians, per forward + backward, of runs that each repeat a short case for ≳ 0.3 s.
+The ratio is PyTorch's time over scratchlm's: above 1 means scratchlm is faster.
 
 - layer_norm: x (8, 256, 768) with weight and bias;
 - attention: causal ``scaled_dot_product_attention``, q, k, v (B=8, H=6, T=256, d=64);
@@ -18,11 +19,14 @@ a machine without this one's OpenBLAS pins would.
 """
 
 import argparse
+import math
 import os
+import time
 
 import harness
 
 CASES = ("layer_norm", "attention", "cross_entropy", "block")
+MIN_TIMED_SECONDS = 0.3  # a timed run repeats a short case until it lasts about this long
 
 
 def inputs(case, seed=0):
@@ -110,6 +114,14 @@ def torch_case(case, device):
     return step
 
 
+def repeated(step, count):
+    """``step`` done ``count`` times, as one piece of work to time."""
+    def work():
+        for _ in range(count):
+            step()
+    return work
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -134,12 +146,20 @@ def main():
     print(f"{'case':>14} {'scratchlm ms':>13} {'torch ms':>9} {'torch/scratchlm':>16}")
     sync_torch = torch.cuda.synchronize if args.device == "cuda" else None
     for case in args.cases.split(","):
+        steps = {"scratchlm": scratchlm_case(case, args.device),
+                 "torch": torch_case(case, args.device)}
+        syncs = {"scratchlm": lambda: backend.synchronize(args.device), "torch": sync_torch}
+        # short cases repeat inside one timed run, so that a run lasts ≳ MIN_TIMED_SECONDS
+        start = time.perf_counter()
+        for name, step in steps.items():
+            step()
+            (syncs[name] or (lambda: None))()
+        count = max(1, math.ceil(MIN_TIMED_SECONDS / ((time.perf_counter() - start) / 2)))
         timed = harness.alternate(
-            {"scratchlm": harness.stopwatch(scratchlm_case(case, args.device),
-                                            lambda: backend.synchronize(args.device)),
-             "torch": harness.stopwatch(torch_case(case, args.device), sync_torch)},
-            repeats=args.repeats, warmup=2)
-        ours, theirs = timed["scratchlm"][0], timed["torch"][0]
+            {name: harness.stopwatch(repeated(step, count), syncs[name])
+             for name, step in steps.items()},
+            repeats=args.repeats, warmup=1)
+        ours, theirs = timed["scratchlm"][0] / count, timed["torch"][0] / count
         print(f"{case:>14} {ours * 1e3:13.2f} {theirs * 1e3:9.2f} {theirs / ours:15.2f}x",
               flush=True)
 

@@ -2,6 +2,7 @@
 logits, and mean squared error. Reductions follow PyTorch: "mean", "sum" or "none"; a
 reduced loss is a 0-d tensor."""
 
+from scratchlm import threads
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
@@ -49,10 +50,10 @@ class CrossEntropy(Function):
     w being the gradient reaching that position's loss: g/n for "mean" over the n targets
     that are not ignored, g for "sum", its own gᵢ for "none", and 0 where ignored.
     On the CPU, m = max z, E = e^(z − m) and s = Σ_c E_c are made block by block of rows that
-    stay in cache across the passes, and softmax = E/s is never stored: backward forms
-    w softmax(z) = E · (w/s) in one pass. On the GPU, softmax(z) with the row maximum and
-    log Σ e^(z − max) comes from one fused row kernel (:mod:`~scratchlm.functional.gpu_kernels`);
-    the array code is its reference.
+    stay in cache across the passes (the blocks shared out among threads), and softmax = E/s
+    is never stored: backward forms w softmax(z) = E · (w/s) in one pass. On the GPU,
+    softmax(z) with the row maximum and log Σ e^(z − max) comes from one fused row kernel
+    (:mod:`~scratchlm.functional.gpu_kernels`); the array code is its reference.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
@@ -82,11 +83,13 @@ class CrossEntropy(Function):
         exp_shifted = xp.empty_like(z)
         row_max = xp.empty((z.shape[0], 1), dtype=z.dtype)
         sum_exp = xp.empty((z.shape[0], 1), dtype=z.dtype)
-        for rows in row_blocks(z):
+
+        def exponentiate(rows, _):
             row_max[rows] = max_along(z[rows], 1)
             block = xp.subtract(z[rows], row_max[rows], out=exp_shifted[rows])
             xp.exp(block, out=block)
             sum_exp[rows] = row_sum(block)
+        threads.run_shared(exponentiate, row_blocks(z))
         # loss = log s − (1 − ε)(z_t − m) − (ε/C) Σ_c (z_c − m)
         row_max = row_max[:, 0]
         losses = z[self.rows, self.target_ids] - row_max
@@ -124,7 +127,9 @@ class CrossEntropy(Function):
         if self.softmax_denominator is not None:
             scale = scale / self.softmax_denominator
         numerator = self.softmax_numerator
-        grad = xp.multiply(numerator, scale, out=numerator if self.may_overwrite_saved else None)
+        grad = numerator if self.may_overwrite_saved else xp.empty_like(numerator)
+        threads.run_shared(lambda rows, _: xp.multiply(numerator[rows], scale[rows],
+                                                       out=grad[rows]), row_blocks(grad))
         grad[self.rows, self.target_ids] -= (1.0 - self.smoothing) * weights
         if self.smoothing:
             grad -= (self.smoothing / classes) * weights[:, None]

@@ -25,7 +25,8 @@ class LayerNorm(Function):
         ∂L/∂x = r (dn − mean(dn) − n · mean(dn ⊙ n)),
         ∂L/∂w = Σ_rows g ⊙ n,   ∂L/∂b = Σ_rows g.
     n and r are saved (n costs one array, and recomputing it two passes in backward). On the
-    CPU both directions go block by block of rows that stay in cache across their passes.
+    CPU both directions go block by block of rows that stay in cache across their passes
+    (on one thread: sharing the blocks out among two measured no faster here).
     On the GPU, the forward and ∂L/∂x are each one fused kernel with a thread block per row
     (:mod:`~scratchlm.functional.gpu_kernels`); the array code below is their reference.
     """

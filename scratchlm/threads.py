@@ -1,0 +1,41 @@
+"""Independent pieces of CPU work, shared out among a few threads.
+
+NumPy's ufuncs and BLAS calls release the GIL while they run, so Python threads that each
+take a share of the pieces of a big array (the row blocks of a layer norm, the slices of an
+optimizer update) work in parallel on several cores. Only worth it for pieces big enough
+that the arithmetic, not Python, takes the time: each piece here is ~1 MB or more.
+"""
+
+import concurrent.futures
+import os
+
+#: Threads used: two measured 1.5-1.9x faster than one on a 2-core machine (layer norm and
+#: cross-entropy row blocks, the AdamW update). Elementwise work is bound by memory
+#: bandwidth, so more threads than that gain little.
+THREADS = min(2, os.cpu_count() or 1)
+_pool = None
+
+
+def _thread_pool():
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="scratchlm")
+    return _pool
+
+
+def run_shared(work, pieces):
+    """Call ``work(piece, slot)`` for every piece, the pieces dealt out in turn among
+    :data:`THREADS` threads; ``slot`` (0, 1, …) says which thread runs it, so ``work`` can
+    keep scratch arrays per thread. One piece, or one thread, runs here, inline. Returns
+    when all are done and re-raises the first error."""
+    pieces = list(pieces)
+    threads = min(THREADS, len(pieces))
+    if threads <= 1:
+        for piece in pieces:
+            work(piece, 0)
+        return
+
+    def run_every_nth(slot):
+        for piece in pieces[slot::threads]:
+            work(piece, slot)
+    list(_thread_pool().map(run_every_nth, range(threads)))
