@@ -23,6 +23,16 @@ def _thread_pool():
     return _pool
 
 
+def _forget_pool():
+    """A forked child has none of its parent's threads: it starts a pool of its own."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def run_shared(work, pieces):
     """Call ``work(piece, slot)`` for every piece, the pieces dealt out in turn among
     :data:`THREADS` threads; ``slot`` (0, 1, …) says which thread runs it, so ``work`` can
