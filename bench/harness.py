@@ -84,6 +84,15 @@ def alternate(runners, repeats, warmup=1, budget_s=None):
     return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 
 
+def repeated(step, count):
+    """``step`` done ``count`` times, as one piece of work to time (a step of a few
+    milliseconds is timed in groups, so that one timed run is long enough to measure)."""
+    def work():
+        for _ in range(count):
+            step()
+    return work
+
+
 def stopwatch(work, synchronize=None):
     """A runner for :func:`alternate`: calls ``work()`` and returns the seconds it took,
     waiting for the device (``synchronize()``, None on the CPU) before starting and

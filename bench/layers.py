@@ -49,6 +49,16 @@ def inputs(case, seed=0):
     return {"x": normal(8, 256, 384)}, normal(8, 256, 384)
 
 
+def forward_backward(tensors, forward, cotangent):
+    """One step of a case, the same code for both frameworks: clear the inputs' gradients,
+    run ``forward()``, backpropagate ``cotangent`` (None for a scalar loss)."""
+    def step():
+        for tensor in tensors.values():
+            tensor.grad = None
+        forward().backward(cotangent)
+    return step
+
+
 def scratchlm_case(case, device):
     """A callable doing one forward + backward in scratchlm."""
     import scratchlm as sl
@@ -74,13 +84,7 @@ def scratchlm_case(case, device):
         block = Block(GPTConfig(vocab_size=65, n_layer=1, n_head=6, n_embd=384,
                                 block_size=256)).to(device)
         forward = lambda: block(t["x"])  # noqa: E731
-
-    def step():
-        for tensor in t.values():
-            tensor.grad = None
-        out = forward()
-        out.backward(cotangent)
-    return step
+    return forward_backward(t, forward, cotangent)
 
 
 def torch_case(case, device):
@@ -105,21 +109,7 @@ def torch_case(case, device):
         torch.manual_seed(0)
         block = Block(384, 6, dropout=0.0, bias=True).to(device)
         forward = lambda: block(t["x"])  # noqa: E731
-
-    def step():
-        for tensor in t.values():
-            tensor.grad = None
-        out = forward()
-        out.backward(cotangent)
-    return step
-
-
-def repeated(step, count):
-    """``step`` done ``count`` times, as one piece of work to time."""
-    def work():
-        for _ in range(count):
-            step()
-    return work
+    return forward_backward(t, forward, cotangent)
 
 
 def main():
@@ -156,7 +146,7 @@ def main():
             (syncs[name] or (lambda: None))()
         count = max(1, math.ceil(MIN_TIMED_SECONDS / ((time.perf_counter() - start) / 2)))
         timed = harness.alternate(
-            {name: harness.stopwatch(repeated(step, count), syncs[name])
+            {name: harness.stopwatch(harness.repeated(step, count), syncs[name])
              for name, step in steps.items()},
             repeats=args.repeats, warmup=1)
         ours, theirs = timed["scratchlm"][0] / count, timed["torch"][0] / count

@@ -170,14 +170,9 @@ def training(name, device, repeats):
         sync()
     steps = max(1, math.ceil(MIN_TIMED_SECONDS / ((time.perf_counter() - start) / 2)))
 
-    def repeated(step):
-        def work():
-            for _ in range(steps):
-                step()
-        return work
-
     result = harness.alternate(
-        {fw: harness.stopwatch(repeated(step), sync) for fw, (step, sync) in runs.items()},
+        {fw: harness.stopwatch(harness.repeated(step, steps), sync)
+         for fw, (step, sync) in runs.items()},
         repeats=repeats)
     return {fw: seconds / steps for fw, (seconds, _) in result.items()}, steps
 
