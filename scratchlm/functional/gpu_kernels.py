@@ -106,7 +106,7 @@ def gelu_tanh_backward(grad, x, h):
 
 _ADAM_UPDATE = dict(
     in_params=("T grad, T decay, T l2, T one_minus_beta1, T beta2, T one_minus_beta2, "
-               "T bias_correction2_sqrt, T eps, T neg_step_size"),
+               "T eps_scaled, T step_scaled"),
     out_params="T param, T exp_avg, T exp_avg_sq",
     operation="""
         T g = grad;
@@ -114,8 +114,7 @@ _ADAM_UPDATE = dict(
         param *= decay;
         exp_avg += (g - exp_avg) * one_minus_beta1;
         exp_avg_sq = exp_avg_sq * beta2 + g * one_minus_beta2 * g;
-        param += exp_avg * neg_step_size
-                 / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);
+        param += exp_avg / (sqrt(exp_avg_sq) + eps_scaled) * step_scaled;
     """,
     name="scratchlm_adam_update", options=OPTIONS)
 
@@ -123,22 +122,24 @@ _ADAM_UPDATE = dict(
 def adam_update(param, grad, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay,
                 decoupled, step):
     """One Adam/AdamW step on ``param``, ``exp_avg`` (m) and ``exp_avg_sq`` (v), in place,
-    per element (``optim.adam.Adam.update_parameter``, torch's order of operations):
+    per element (``optim.adam.Adam.update_parameter``, in its order of operations):
 
         g ← g + λθ                   Adam with λ ≠ 0        (l2 = λ, else 0)
         θ ← θ(1 − ηλ)                AdamW                  (decay = 1 − ηλ, else 1)
         m ← m + (1 − β₁)(g − m)
         v ← β₂v + (1 − β₂)g²
-        θ ← θ + (−η/(1 − β₁ᵗ)) m / (√v / √(1 − β₂ᵗ) + ε)
+        θ ← θ + m / (√v + ε√(1 − β₂ᵗ)) · (−η√(1 − β₂ᵗ)/(1 − β₁ᵗ))
 
     The scalars go in as NumPy scalars of the arrays' dtype, rounded as the reference's
     Python floats are when they meet a float32 array."""
     scalar = param.dtype.type
     decay = 1 - lr * weight_decay if decoupled and weight_decay != 0 else 1.0
     l2 = weight_decay if not decoupled else 0.0
+    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
     backend.elementwise_kernel(**_ADAM_UPDATE)(
         grad, scalar(decay), scalar(l2), scalar(1 - beta1), scalar(beta2), scalar(1 - beta2),
-        scalar((1 - beta2 ** step) ** 0.5), scalar(eps), scalar(-lr / (1 - beta1 ** step)),
+        scalar(eps * bias_correction2_sqrt),
+        scalar(-lr / (1 - beta1 ** step) * bias_correction2_sqrt),
         param, exp_avg, exp_avg_sq)
 
 

@@ -9,10 +9,14 @@ For each parameter θ with gradient g, at its step t = 1, 2, …:
     θ ← θ − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 
 The two bias corrections undo the pull of m and v towards their zero start. m is updated as
-m + (1 − β₁)(g − m) (torch's ``lerp``) and the last line as θ + (−η/(1 − β₁ᵗ))·m / denom, in
-torch's order of operations, so float32 results agree to rounding. On the GPU the whole
-update is one fused elementwise kernel per parameter (``gpu_kernels.adam_update``); the array
-code below is its reference.
+m + (1 − β₁)(g − m) (torch's ``lerp``), and the last line is computed as
+
+    θ ← θ + m / (√v + ε√(1 − β₂ᵗ)) · (−η√(1 − β₂ᵗ) / (1 − β₁ᵗ))
+
+the same value with the bias correction of v moved into the two scalars (one pass over the
+parameter fewer than dividing √v by it); float32 results agree with torch's to rounding. On
+the GPU the whole update is one fused elementwise kernel per parameter
+(``gpu_kernels.adam_update``); the array code below is its reference.
 """
 
 from scratchlm.backend import get_array_module
@@ -44,17 +48,17 @@ class Adam(Optimizer):
                          exp_avg_sq=xp.zeros(param.shape, param.dtype))
         state["step"] += 1
         lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
-        step_size = lr / (1 - beta1 ** state["step"])
-        bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
         if gpu_kernels.fusable(param, grad, state["exp_avg"], state["exp_avg_sq"]):
             gpu_kernels.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr,
                                     beta1=beta1, beta2=beta2, eps=group["eps"],
                                     weight_decay=weight_decay,
                                     decoupled=self.decoupled_weight_decay, step=state["step"])
             return
-        eps = group["eps"]
+        bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
+        eps_scaled = group["eps"] * bias_correction2_sqrt           # ε√(1 − β₂ᵗ)
+        step_scaled = -lr / (1 - beta1 ** state["step"]) * bias_correction2_sqrt
 
-        def update(work, tmp, p, g, m, v):  # tmp ends as the denominator
+        def update(work, tmp, p, g, m, v):
             if weight_decay != 0 and self.decoupled_weight_decay:
                 p *= 1 - lr * weight_decay          # θ(1 − ηλ)
             elif weight_decay != 0:
@@ -65,15 +69,14 @@ class Adam(Optimizer):
             tmp *= 1 - beta1
             m += tmp                                # m + (1 − β₁)(g − m)
             v *= beta2
-            xp.multiply(g, 1 - beta2, out=tmp)
-            tmp *= g
+            xp.multiply(g, g, out=tmp)
+            tmp *= 1 - beta2
             v += tmp                                # β₂v + (1 − β₂)g²
             xp.sqrt(v, out=tmp)
-            tmp /= bias_correction2_sqrt
-            tmp += eps                              # √v / √(1 − β₂ᵗ) + ε
-            xp.multiply(m, -step_size, out=work)
-            work /= tmp
-            p += work                               # θ − step_size · m / denom
+            tmp += eps_scaled
+            xp.divide(m, tmp, out=tmp)
+            tmp *= step_scaled
+            p += tmp                                # θ + m/(√v + ε√(1 − β₂ᵗ)) · step
         self.for_each_piece(update, param, grad, state["exp_avg"], state["exp_avg_sq"])
 
 
