@@ -16,6 +16,7 @@ import statistics
 import time
 
 import numpy as np
+from harness import settle
 
 OPS = {
     "add": lambda y, w: y + w,
@@ -56,6 +57,7 @@ def measure(threads, repeats):
             times = {fw: [] for fw in frameworks}
             for _ in range(repeats + 1):  # the first round warms up
                 for fw, (make_leaf, backward) in frameworks.items():
+                    settle()
                     times[fw].append(chain_time(make_leaf, op, size, steps, backward))
             us = {fw: statistics.median(t[1:]) / recorded * 1e6 for fw, t in times.items()}
             rows.append((f"{size}x{size}", name, us["scratchlm"], us["torch"],

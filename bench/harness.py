@@ -15,6 +15,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: Seconds to wait before each timed run. After NumPy's last BLAS call OpenBLAS's worker
+#: threads busy-wait for about 2²⁸ cycles (~0.1 s of a core here), PyTorch's OpenMP threads
+#: for ~10 ms after its last parallel op; a run that starts sooner shares the cores with the
+#: other framework's spinning threads (measured: torch's tiny-GPT step 10.0 ms after a pause,
+#: 12.2 ms right after scratchlm's run). The pause lets them go to sleep first.
+SETTLE_SECONDS = 0.25
 #: Variables this machine may set to pin OpenBLAS's kernels (see the README of bench/).
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -63,8 +69,14 @@ def environment(threads, blas):
             **{name: os.environ.get(name) for name in BLAS_VARIABLES}}
 
 
+def settle():
+    """Wait until the other framework's worker threads have stopped spinning."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def alternate(runners, repeats, warmup=1, budget_s=None):
-    """Median seconds of each runner, timed in turn so drifting machine load hits all alike.
+    """Median seconds of each runner, timed in turn so drifting machine load hits all alike;
+    each timed run starts after :func:`settle`.
 
     ``runners`` maps a name to a callable that does the work once and returns its duration
     in seconds (it synchronizes a GPU itself). ``warmup`` untimed rounds come first. With
@@ -80,6 +92,7 @@ def alternate(runners, repeats, warmup=1, budget_s=None):
         for name, run in runners.items():
             if budget_s is not None and times[name] and sum(times[name]) > budget_s:
                 continue
+            settle()
             times[name].append(run())
     return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 

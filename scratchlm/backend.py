@@ -116,6 +116,29 @@ def scatter_add(target, indices, values):
         np.add.at(target, indices, values)
 
 
+#: Bytes of one cache line, and of one AVX-512 register.
+CACHE_LINE = 64
+
+
+def matmul_cache_aligned(a, b):
+    """``a @ b`` written into a new array that starts on a cache-line boundary.
+
+    NumPy's allocations are only 16-byte aligned, and a thin product (inner size 64, such as
+    attention's Q Kᵀ over heads of 64 features) spends much of its time writing its output:
+    with the output's rows split across cache lines, OpenBLAS's AVX-512 kernels ran Q Kᵀ at
+    (24, 256, 64) in 1.4 ms instead of 0.84. CuPy's allocations are already 256-byte aligned.
+    """
+    if is_gpu_array(a):
+        return a @ b
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    dtype = np.result_type(a, b)
+    size = int(np.prod(shape))
+    raw = np.empty(size * dtype.itemsize + CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    out = raw[start:start + size * dtype.itemsize].view(dtype).reshape(shape)
+    return np.matmul(a, b, out=out)
+
+
 def erf(x):
     """The error function, from SciPy on the CPU and ``cupyx.scipy`` on the GPU."""
     if is_gpu_array(x):

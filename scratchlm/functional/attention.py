@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from scratchlm.autograd.function import Function
-from scratchlm.backend import get_array_module
+from scratchlm.backend import get_array_module, matmul_cache_aligned
 from scratchlm.functional.checks import check_probability
 from scratchlm.functional.regularization import keep_mask, survivor_scale
 from scratchlm.functional.rowwise import dot_along, max_along, row_sum
@@ -73,7 +73,7 @@ class ScaledDotProductAttention(Function):
         _check_shapes(q, k, v)
         scores_shape = _scores_shape(q, k)
         self.scale = 1.0 / math.sqrt(q.shape[-1])
-        scores = (q * self.scale) @ k.swapaxes(-1, -2)
+        scores = matmul_cache_aligned(q * self.scale, k.swapaxes(-1, -2))
         # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked copy
         if attn_mask is not None:
             attn_mask = xp.asarray(attn_mask)
@@ -115,7 +115,7 @@ class ScaledDotProductAttention(Function):
         if self.needs_input_grad[2]:
             dropped = self._dropped(exp_scores) if self.dropout_p else exp_scores
             grad_v = dropped.swapaxes(-1, -2) @ g_hat
-        grad_scores = g_hat @ self.v.swapaxes(-1, -2)  # Ĝ Vᵀ = ∂L/∂P'/s
+        grad_scores = matmul_cache_aligned(g_hat, self.v.swapaxes(-1, -2))  # Ĝ Vᵀ = ∂L/∂P'/s
         if self.dropout_p:
             grad_scores *= self.keep
             grad_scores *= survivor_scale(self.dropout_p)
