@@ -10,6 +10,8 @@ CuPy imports fine on a machine without a GPU, so a GPU is detected with
 ``cupy.is_available()``, never by the import alone.
 """
 
+import math
+
 import numpy as np
 
 try:  # CuPy is the optional `gpu` extra.
@@ -118,6 +120,8 @@ def scatter_add(target, indices, values):
 
 #: Bytes of one cache line, and of one AVX-512 register.
 CACHE_LINE = 64
+#: Products smaller than this are left to NumPy's own allocation (token-by-token decoding).
+ALIGNED_OUTPUT_BYTES = 1 << 18
 
 
 def matmul_cache_aligned(a, b):
@@ -130,9 +134,14 @@ def matmul_cache_aligned(a, b):
     """
     if is_gpu_array(a):
         return a @ b
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    dtype = np.result_type(a, b)
-    size = int(np.prod(shape))
+    batch = a.shape[:-2]
+    if b.shape[:-2] != batch:
+        batch = np.broadcast_shapes(batch, b.shape[:-2])
+    shape = batch + (a.shape[-2], b.shape[-1])
+    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a, b)
+    size = math.prod(shape)
+    if size * dtype.itemsize < ALIGNED_OUTPUT_BYTES:  # small: the setup would cost more
+        return a @ b
     raw = np.empty(size * dtype.itemsize + CACHE_LINE, np.uint8)
     start = -raw.ctypes.data % CACHE_LINE
     out = raw[start:start + size * dtype.itemsize].view(dtype).reshape(shape)

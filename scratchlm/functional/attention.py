@@ -24,6 +24,8 @@ def _check_shapes(q, k, v):
 
 
 def _scores_shape(q, k):
+    if q.shape[:-2] == k.shape[:-2]:
+        return q.shape[:-1] + k.shape[-2:-1]
     try:
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
     except ValueError:
@@ -85,11 +87,14 @@ class ScaledDotProductAttention(Function):
         if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
             scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype), k=1)
         row_max = max_along(scores, -1)
-        row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
+        if attn_mask is not None:  # causal masking alone leaves every query a key
+            row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
         scores -= row_max
         exp_scores = xp.exp(scores, out=scores)
         # every row that attends somewhere sums to ≥ 1 (its max gives e⁰); fully masked: 0 → 1
-        sums = xp.maximum(row_sum(exp_scores), 1)
+        sums = row_sum(exp_scores)
+        if attn_mask is not None:
+            xp.maximum(sums, 1, out=sums)
         self.q, self.k, self.v = q, k, v
         self.exp_scores, self.sums = exp_scores, sums
         self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool

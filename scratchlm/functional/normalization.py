@@ -1,6 +1,8 @@
 """Layer normalization over the last axis, as PyTorch's ``layer_norm`` with
 ``normalized_shape=(C,)`` and llm.c's layernorm forward/backward pair."""
 
+import math
+
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
@@ -48,19 +50,21 @@ class LayerNorm(Function):
         norm, y = xp.empty_like(x_rows), xp.empty_like(x_rows)
         rstd = xp.empty((x_rows.shape[0], 1), dtype=x.dtype)
         for rows in row_blocks(x_rows):  # each block stays in cache across its passes
-            block = xp.subtract(x_rows[rows], row_mean(x_rows[rows]), out=norm[rows])
+            x_block = x_rows[rows]
+            block = xp.subtract(x_block, row_mean(x_block), out=norm[rows])
+            # r = 1/√(var + ε) = √C / √(Σ(x − μ)² + Cε)
             r = dot_along(block, block, -1)
-            r /= features
-            r += self.eps
-            rstd[rows] = xp.reciprocal(xp.sqrt(r, out=r), out=r)
-            block *= rstd[rows]
+            r += features * self.eps
+            r = xp.divide(math.sqrt(features), xp.sqrt(r, out=r), out=rstd[rows])
+            block *= r
             # y is its own array, so that backward may overwrite n (may_overwrite_saved)
+            y_block = y[rows]
             if weight is None:
-                y[rows] = block
+                y_block[...] = block
             else:
-                xp.multiply(block, weight, out=y[rows])
+                xp.multiply(block, weight, out=y_block)
             if bias is not None:
-                y[rows] += bias
+                y_block += bias
         self.norm, self.rstd, self.weight = norm, rstd, weight
         return y.reshape(x.shape)
 

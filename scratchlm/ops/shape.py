@@ -35,11 +35,11 @@ class Transpose(Function):
         if len(axes) != x.ndim or sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
             raise ValueError(f"transpose: axes {self.axes} are not a permutation of the "
                              f"{x.ndim} axes of a tensor of shape {x.shape}")
-        self.inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+        self.axes_used = axes
         return x.transpose(axes)
 
     def backward(self, g):
-        return g.transpose(self.inverse)
+        return g.transpose(np.argsort([a % g.ndim for a in self.axes_used]))  # p⁻¹
 
 
 def _unwrap_index(index):
