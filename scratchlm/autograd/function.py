@@ -53,6 +53,10 @@ class Function:
         return type(self).__name__
 
     def __call__(self, *inputs):
+        if not grad_mode.is_grad_enabled():  # under no_grad nothing is recorded
+            arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+            backend.check_same_device(self, arrays)
+            return _unrecorded(self.forward(*arrays))
         arrays, needs = [], []
         for x in inputs:
             if isinstance(x, Tensor):
@@ -62,14 +66,12 @@ class Function:
                 arrays.append(x)
                 needs.append(False)
         backend.check_same_device(self, arrays)
-        needs_grad = True in needs and grad_mode.is_grad_enabled()
+        needs_grad = True in needs
         if needs_grad:
             self.needs_input_grad = tuple(needs)  # backward may skip the other inputs
         outputs = self.forward(*arrays)
         if not needs_grad:
-            if isinstance(outputs, tuple):
-                return tuple(Tensor._wrap(y) for y in outputs)
-            return Tensor._wrap(outputs)
+            return _unrecorded(outputs)
         self.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
         if isinstance(outputs, tuple):
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
@@ -84,3 +86,10 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name}>"
+
+
+def _unrecorded(outputs):
+    """Tensors, outside any graph, around the array (or tuple of arrays) a forward made."""
+    if isinstance(outputs, tuple):
+        return tuple(Tensor._wrap(y) for y in outputs)
+    return Tensor._wrap(outputs)
