@@ -4,10 +4,11 @@ import math
 
 import numpy as np
 
-from scratchlm import backend
+from scratchlm import backend, threads
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
+from scratchlm.functional.rowwise import as_rows, row_blocks
 from scratchlm.ops import Tanh
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -35,6 +36,9 @@ class GELUTanh(Function):
     With t = tanh u, dt/du = 1 − t² = (1 − t)(1 + t) = 4h(1 − h), so dh/dx = 2h(1 − h)u' and
         dy/dx = h + x dh/dx = h (1 + w (1 − h)),  w = 2x u',  u' = √(2/π)(1 + 3·0.044715x²).
     h is cached: backward then takes 9 passes over the array instead of 11 from t.
+    On the CPU both directions go block by block of rows that stay in cache across their
+    passes, the blocks shared out among threads (tanh costs enough that two threads pay:
+    forward + backward at 2048 × 1536, 6.4 ms on one thread, 3.3 ms on two).
     On the GPU each direction is one fused kernel (:mod:`~scratchlm.functional.gpu_kernels`);
     the array code below is the reference it is tested against.
     """
@@ -47,30 +51,42 @@ class GELUTanh(Function):
             self.x, self.h = x, h
             return y
         xp = get_array_module(x)
-        h = xp.multiply(x, x, out=xp.empty_like(x))  # a buffer we own, an array even if 0-d
-        h *= SQRT_2_OVER_PI * GELU_CUBIC
-        h += SQRT_2_OVER_PI
-        h *= x  # u = x(√(2/π) + √(2/π)·0.044715x²)
-        xp.tanh(h, out=h)
-        h += 1
-        h *= 0.5
-        self.x, self.h = x, h
-        return x * h
+        x_rows = as_rows(x)
+        h, y = xp.empty_like(x_rows), xp.empty_like(x_rows)
+
+        def forward_rows(rows, slot):
+            x_block, h_block = x_rows[rows], h[rows]
+            xp.multiply(x_block, x_block, out=h_block)
+            h_block *= SQRT_2_OVER_PI * GELU_CUBIC
+            h_block += SQRT_2_OVER_PI
+            h_block *= x_block  # u = x(√(2/π) + √(2/π)·0.044715x²)
+            xp.tanh(h_block, out=h_block)
+            h_block += 1
+            h_block *= 0.5
+            xp.multiply(x_block, h_block, out=y[rows])
+        threads.run_shared(forward_rows, row_blocks(x_rows))
+        self.x, self.h = x_rows, h
+        return y.reshape(x.shape)
 
     def backward(self, g):
         if gpu_kernels.fusable(g, self.x, self.h):
             return gpu_kernels.gelu_tanh_backward(g, self.x, self.h)
         xp = get_array_module(g)
-        x, h = self.x, self.h
-        grad = xp.multiply(x, x, out=xp.empty_like(x))
-        grad *= 6 * SQRT_2_OVER_PI * GELU_CUBIC
-        grad += 2 * SQRT_2_OVER_PI
-        grad *= x  # w = 2x u'
-        grad *= 1 - h
-        grad += 1
-        grad *= h
-        grad *= g
-        return grad
+        x, h, g_rows = self.x, self.h, g.reshape(self.x.shape)
+        grad = xp.empty_like(g_rows)
+
+        def backward_rows(rows, slot):
+            grad_block, x_block, h_block = grad[rows], x[rows], h[rows]
+            xp.multiply(x_block, x_block, out=grad_block)
+            grad_block *= 6 * SQRT_2_OVER_PI * GELU_CUBIC
+            grad_block += 2 * SQRT_2_OVER_PI
+            grad_block *= x_block  # w = 2x u'
+            grad_block *= 1 - h_block
+            grad_block += 1
+            grad_block *= h_block
+            grad_block *= g_rows[rows]
+        threads.run_shared(backward_rows, row_blocks(g_rows))
+        return grad.reshape(g.shape)
 
 
 class GELUErf(Function):

@@ -52,6 +52,14 @@ def row_mean(x):
     return (x @ _filled(x, 1 / x.shape[-1]))[..., None]
 
 
+def as_rows(x):
+    """``x`` as a 2-D array of rows along its last axis (a 0-d or empty-last-axis array as
+    one column), a view where NumPy can make one."""
+    if x.ndim and x.shape[-1]:
+        return x.reshape(-1, x.shape[-1])
+    return x.reshape(-1, 1)
+
+
 #: Bytes of rows that several passes in a row should find in the CPU's cache (about half
 #: of a core's L2 on current x86 CPUs): each pass after the first then reads cache, not RAM.
 ROW_BLOCK_BYTES = 1 << 20
