@@ -23,13 +23,20 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 SETTLE_SECONDS = 0.25
 #: Variables this machine may set to pin OpenBLAS's kernels (see the README of bench/).
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: How long OpenBLAS's idle workers spin; scratchlm sets it (scratchlm/openblas_wait.py).
+WAIT_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT",)
 
 
 def use_repository():
-    """Import scratchlm from this checkout and the PyTorch reference GPT from tests/."""
+    """Import scratchlm from this checkout and the PyTorch reference GPT from tests/.
+
+    scratchlm itself is imported here, before NumPy or torch is, so that OpenBLAS starts
+    with scratchlm's setting (:mod:`scratchlm.openblas_wait`) as under ``python -m
+    scratchlm``: call this before :func:`limit_threads`."""
     for path in (REPO, REPO / "tests"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
+    import scratchlm  # noqa: F401
 
 
 def thread_environment(threads):
@@ -66,7 +73,16 @@ def environment(threads, blas):
 
     return {"threads": threads, "numpy": np.__version__, "torch": torch.__version__,
             "numpy_blas": blas,
-            **{name: os.environ.get(name) for name in BLAS_VARIABLES}}
+            **{name: os.environ.get(name) for name in BLAS_VARIABLES + WAIT_VARIABLES}}
+
+
+def describe(device, env):
+    """One line naming the conditions of a run, for the top of a benchmark's output."""
+    blas = env["numpy_blas"]
+    variables = ", ".join(f"{name}={env[name]}" for name in BLAS_VARIABLES + WAIT_VARIABLES)
+    return (f"device {device}, {env['threads']} threads, NumPy {env['numpy']} "
+            f"(BLAS {blas.get('library', '?')} {blas.get('architecture', '?')} kernels), "
+            f"torch {env['torch']}; {variables}")
 
 
 def settle():

@@ -128,10 +128,7 @@ def main():
     from scratchlm import backend
 
     env = harness.environment(args.threads, blas)
-    print(f"device {args.device}, {args.threads} threads, NumPy {env['numpy']} "
-          f"({blas.get('architecture', '?')} kernels), torch {env['torch']}; "
-          f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, "
-          f"OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}")
+    print(harness.describe(args.device, env))
     print(f"forward + backward, median of {args.repeats} alternated runs")
     print(f"{'case':>14} {'scratchlm ms':>13} {'torch ms':>9} {'torch/scratchlm':>16}")
     sync_torch = torch.cuda.synchronize if args.device == "cuda" else None

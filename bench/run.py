@@ -379,10 +379,7 @@ def main():
     env = harness.environment(args.threads, blas)
     peaks = gemm_peak(args.device)
     peak = max(peaks.values())
-    print(f"device {args.device}, {args.threads} threads, NumPy {env['numpy']} "
-          f"(BLAS {blas.get('library', '?')} {blas.get('architecture', '?')} kernels), "
-          f"torch {env['torch']}; OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, "
-          f"OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}")
+    print(harness.describe(args.device, env))
     print(f"float32 GEMM peak: NumPy {peaks['numpy'] / 1e9:.0f} GFLOP/s, torch "
           f"{peaks['torch'] / 1e9:.0f} GFLOP/s; MFU is against {peak / 1e9:.0f} GFLOP/s")
     print(f"medians of {args.repeats} alternated runs; each pair below is scratchlm/torch, "

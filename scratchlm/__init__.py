@@ -5,6 +5,7 @@
     (x * x).sum().backward()      # x.grad == 2x
 """
 
+from scratchlm import openblas_wait  # noqa: F401  (first: before NumPy loads OpenBLAS)
 from scratchlm.autograd import (
     Function,
     GradcheckError,

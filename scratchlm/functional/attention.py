@@ -5,11 +5,12 @@ import math
 
 import numpy as np
 
+from scratchlm import threads
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module, matmul_cache_aligned
 from scratchlm.functional.checks import check_probability
 from scratchlm.functional.regularization import keep_mask, survivor_scale
-from scratchlm.functional.rowwise import dot_along, max_along, row_sum
+from scratchlm.functional.rowwise import dot_along, max_along, row_blocks, row_sum
 
 OP = "scaled_dot_product_attention"
 
@@ -45,6 +46,44 @@ def _check_mask(mask, scores_shape):
     if not fits:
         raise ValueError(f"{OP}: attn_mask of shape {mask.shape} cannot be broadcast to the "
                          f"attention scores' shape (…, Tq, Tk) = {scores_shape}")
+
+
+def _exponentiate(scores, may_mask_whole_rows):
+    """E = exp(S − rowmax S) in place of S, and the row sums s of E (shaped (…, Tq, 1)).
+
+    Block by block of rows on the threads: the four passes over the (Tq, Tk) scores cost
+    more than the matmuls around them, and each block stays in cache across them.
+    """
+    xp = get_array_module(scores)
+    score_rows = scores.reshape(-1, scores.shape[-1])
+    sums = xp.empty((score_rows.shape[0], 1), dtype=scores.dtype)
+
+    def exponentiate_rows(rows, slot):
+        block = score_rows[rows]
+        row_max = max_along(block, -1)
+        if may_mask_whole_rows:  # causal masking alone leaves every query a key
+            row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
+        block -= row_max
+        xp.exp(block, out=block)
+        sums[rows] = row_sum(block)
+    threads.run_shared(exponentiate_rows, row_blocks(score_rows))
+    if may_mask_whole_rows:  # a row that attends somewhere sums to ≥ 1 (its max gives e⁰)
+        xp.maximum(sums, 1, out=sums)  # fully masked: 0 → 1
+    return scores, sums.reshape(scores.shape[:-1] + (1,))
+
+
+def _softmax_backward(grad_scores, row_terms, exp_scores):
+    """∂L/∂S = E ⊙ (Ĝ Vᵀ − D/s), in place of ``grad_scores`` (Ĝ Vᵀ), block by block of rows
+    on the threads (as :func:`_exponentiate`); ``row_terms`` is D/s, shaped (…, Tq, 1)."""
+    grad_rows = grad_scores.reshape(-1, grad_scores.shape[-1])
+    exp_rows = exp_scores.reshape(grad_rows.shape)
+    term_rows = row_terms.reshape(-1, 1)
+
+    def backward_rows(rows, slot):
+        block = grad_rows[rows]
+        block -= term_rows[rows]
+        block *= exp_rows[rows]
+    threads.run_shared(backward_rows, row_blocks(grad_rows))
 
 
 class ScaledDotProductAttention(Function):
@@ -86,15 +125,7 @@ class ScaledDotProductAttention(Function):
                 scores += attn_mask
         if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
             scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype), k=1)
-        row_max = max_along(scores, -1)
-        if attn_mask is not None:  # causal masking alone leaves every query a key
-            row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
-        scores -= row_max
-        exp_scores = xp.exp(scores, out=scores)
-        # every row that attends somewhere sums to ≥ 1 (its max gives e⁰); fully masked: 0 → 1
-        sums = row_sum(exp_scores)
-        if attn_mask is not None:
-            xp.maximum(sums, 1, out=sums)
+        exp_scores, sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
         self.q, self.k, self.v = q, k, v
         self.exp_scores, self.sums = exp_scores, sums
         self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
@@ -124,8 +155,7 @@ class ScaledDotProductAttention(Function):
         if self.dropout_p:
             grad_scores *= self.keep
             grad_scores *= survivor_scale(self.dropout_p)
-        grad_scores -= dot_along(g_hat, self.out, -1)  # − D/s
-        grad_scores *= exp_scores
+        _softmax_backward(grad_scores, dot_along(g_hat, self.out, -1), exp_scores)
         grad_q = grad_k = grad_mask = None
         if self.needs_input_grad[0]:
             grad_q = grad_scores @ self.k
