@@ -15,12 +15,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-#: Seconds to wait before each timed run. After NumPy's last BLAS call OpenBLAS's worker
-#: threads busy-wait for about 2²⁸ cycles (~0.1 s of a core here), PyTorch's OpenMP threads
-#: for ~10 ms after its last parallel op; a run that starts sooner shares the cores with the
-#: other framework's spinning threads (measured: torch's tiny-GPT step 10.0 ms after a pause,
-#: 12.2 ms right after scratchlm's run). The pause lets them go to sleep first.
-SETTLE_SECONDS = 0.25
+#: Seconds to wait before each timed run, so that it does not share the cores with the other
+#: framework's worker threads still spinning after their last call: PyTorch's OpenMP threads
+#: spin for a few milliseconds, OpenBLAS's for 2²⁸ cycles (~0.1 s) unless
+#: OPENBLAS_THREAD_TIMEOUT says less (scratchlm sets 2²⁰, see scratchlm/openblas_wait.py;
+#: with the default, torch's tiny-GPT step measured 12.2 ms right after scratchlm's run and
+#: 10.0 ms after a pause). Kept short: after a pause of 0.25 s the CPU had gone idle, and
+#: short runs (a tiny GPT's generation) measured up to 4x slower and far noisier.
+SETTLE_SECONDS = 0.02
 #: Variables this machine may set to pin OpenBLAS's kernels (see the README of bench/).
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: How long OpenBLAS's idle workers spin; scratchlm sets it (scratchlm/openblas_wait.py).

@@ -50,7 +50,7 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.parametrize("preset, expected", [(None, openblas_wait.THREAD_TIMEOUT), ("20", "20")])
+@pytest.mark.parametrize("preset, expected", [(None, openblas_wait.THREAD_TIMEOUT), ("24", "24")])
 def test_openblas_wait_is_set_before_numpy_loads_and_keeps_a_users_value(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     if preset is not None:
