@@ -11,7 +11,7 @@ from conftest import DEVICES, TOLERANCE
 import scratchlm as sl
 import scratchlm.functional as F
 from scratchlm import backend
-from scratchlm.functional import embedding_lookup
+from scratchlm.functional import attention, embedding_lookup
 from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
 from scratchlm.functional.affine import Linear
 from scratchlm.functional.attention import ScaledDotProductAttention
@@ -161,6 +161,52 @@ def test_attention_takes_strided_views_of_a_fused_qkv_projection_without_copying
     tol = TOLERANCE[np.dtype(np.float64)]
     np.testing.assert_allclose(y.numpy(), y_ref.detach().numpy(), **tol)
     np.testing.assert_allclose(qkv.grad, qkv_ref.grad.numpy(), **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("steps", [7, 8])
+def test_causal_attention_in_query_blocks_equals_the_whole_score_matrix(monkeypatch, device,
+                                                                        steps):
+    """Blocks of queries that skip the keys they may not attend give the outputs and
+    gradients of one block over every score (float64), and pass gradcheck."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((2, 3, steps, 4)) for _ in range(3)]
+    cotangent = rng.standard_normal((2, 3, steps, 4))
+
+    def outputs_and_gradients():
+        inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
+        y = F.scaled_dot_product_attention(*inputs, is_causal=True)
+        y.backward(backend.to_device(cotangent, device))
+        return [y.numpy()] + [backend.to_numpy(t.grad) for t in inputs]
+
+    assert len(attention.query_blocks(steps, steps, True)) == 1
+    whole = outputs_and_gradients()
+    monkeypatch.setattr(attention, "MIN_BLOCK_QUERIES", 2)
+    assert len(attention.query_blocks(steps, steps, True)) == (4 if steps == 8 else 3)
+    for blocked, expected in zip(outputs_and_gradients(), whole):
+        np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
+    inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
+    assert sl.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                        inputs)
+
+
+def test_causal_attention_in_query_blocks_matches_torch_at_gpt_size():
+    torch = pytest.importorskip("torch")
+    shape = (1, 2, 512, 16)  # 512 positions: 4 blocks of 128 queries by default
+    assert len(attention.query_blocks(512, 512, True)) == 4
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    cotangent = rng.standard_normal(shape).astype(np.float32)
+    ours = [sl.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = F.scaled_dot_product_attention(*ours, is_causal=True)
+    y_ref = torch.nn.functional.scaled_dot_product_attention(*theirs, is_causal=True)
+    y.backward(cotangent)
+    y_ref.backward(torch.tensor(cotangent))
+    tol = TOLERANCE[np.dtype(np.float32)]
+    np.testing.assert_allclose(y.numpy(), y_ref.detach().numpy(), **tol)
+    for t, t_ref in zip(ours, theirs):
+        np.testing.assert_allclose(t.grad, t_ref.grad.numpy(), **tol)
 
 
 @pytest.mark.parametrize("vocab", [4, 300], ids=["one_hot_backward", "sorted_backward"])

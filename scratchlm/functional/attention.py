@@ -97,11 +97,15 @@ class ScaledDotProductAttention(Function):
         ∂L/∂Q = ∂L/∂S K/√d,   ∂L/∂K = ∂L/∂Sᵀ Q/√d,   ∂L/∂M = ∂L/∂S (a float mask).
     (D: Σⱼ ∂L/∂P'ᵢⱼ P'ᵢⱼ = Σⱼ Σₖ Gᵢₖ Vⱼₖ P'ᵢⱼ = Σₖ Gᵢₖ Oᵢₖ, a sum over d features, not keys.)
 
-    Every pass over the (Tq, Tk) score arrays costs more than the matmuls around it, so, as
+    Every pass over the (Tq, Tk) score arrays costs more than the matmuls around them, so, as
     FlashAttention does, the scale 1/√d is applied to Q (d wide, not Tk), and P is kept
     unnormalized: E = exp(S − rowmax S) with row sums s, P = E/s, and the 1/s goes on the
     (Tq, dv) rows instead: O = (E' V)/s (E' = E ⊙ mask/(1 − p)), and with Ĝ = G/s,
         ∂L/∂V = E'ᵀ Ĝ,   ∂L/∂S = E ⊙ (Ĝ Vᵀ ⊙ mask/(1 − p) − D/s),   D/s = rowsum(Ĝ ⊙ O).
+    Also as FlashAttention does, causal self-attention (no other mask, no dropout) skips the
+    scores that the mask would zero: the queries go in blocks, each block against the keys
+    up to its last query only (:func:`query_blocks`). The formulas hold block by block, with
+    ∂L/∂K and ∂L/∂V summed over the blocks that see each key.
     """
 
     new_gradient_arrays = True  # backward returns arrays of its own
@@ -113,30 +117,41 @@ class ScaledDotProductAttention(Function):
         xp = get_array_module(q, k, v)
         _check_shapes(q, k, v)
         scores_shape = _scores_shape(q, k)
-        self.scale = 1.0 / math.sqrt(q.shape[-1])
-        scores = matmul_cache_aligned(q * self.scale, k.swapaxes(-1, -2))
-        # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked copy
         if attn_mask is not None:
             attn_mask = xp.asarray(attn_mask)
             _check_mask(attn_mask, scores_shape)
-            if attn_mask.dtype == bool:
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
+        causal_only = self.is_causal and attn_mask is None and not self.dropout_p
+        same_batch = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+        self.blocks = query_blocks(q.shape[-2], k.shape[-2], causal_only and same_batch)
+        q_scaled = q * self.scale
+        self.exp_scores, self.sums, outs = [], [], []
+        for first, end, keys in self.blocks:
+            scores = matmul_cache_aligned(q_scaled[..., first:end, :],
+                                          k[..., :keys, :].swapaxes(-1, -2))
+            # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked
+            # copy
+            if attn_mask is not None and attn_mask.dtype == bool:
                 scores += xp.where(attn_mask, scores.dtype.type(0), scores.dtype.type(-math.inf))
-            else:
+            elif attn_mask is not None:
                 scores += attn_mask
-        if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
-            scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype), k=1)
-        exp_scores, sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
+            if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
+                scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype),
+                                  k=first + 1)
+            exp_scores, sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
+            if self.dropout_p:
+                self.keep = keep_mask(exp_scores.shape, self.dropout_p, exp_scores)
+                out = self._dropped(exp_scores) @ v
+            else:
+                out = exp_scores @ v[..., :keys, :]
+            out /= sums
+            self.exp_scores.append(exp_scores)
+            self.sums.append(sums)
+            outs.append(out)
         self.q, self.k, self.v = q, k, v
-        self.exp_scores, self.sums = exp_scores, sums
         self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
-        if self.dropout_p:
-            self.keep = keep_mask(exp_scores.shape, self.dropout_p, exp_scores)
-            out = self._dropped(exp_scores) @ v
-        else:
-            out = exp_scores @ v
-        out /= sums
-        self.out = out
-        return out
+        self.out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=-2)
+        return self.out
 
     def _dropped(self, weights):
         """weights ⊙ keep/(1 − p), a new array."""
@@ -145,27 +160,68 @@ class ScaledDotProductAttention(Function):
         return dropped
 
     def backward(self, g):
-        exp_scores = self.exp_scores
-        g_hat = g / self.sums  # Ĝ = G/s
-        grad_v = None
-        if self.needs_input_grad[2]:
-            dropped = self._dropped(exp_scores) if self.dropout_p else exp_scores
-            grad_v = dropped.swapaxes(-1, -2) @ g_hat
-        grad_scores = matmul_cache_aligned(g_hat, self.v.swapaxes(-1, -2))  # Ĝ Vᵀ = ∂L/∂P'/s
-        if self.dropout_p:
-            grad_scores *= self.keep
-            grad_scores *= survivor_scale(self.dropout_p)
-        _softmax_backward(grad_scores, dot_along(g_hat, self.out, -1), exp_scores)
-        grad_q = grad_k = grad_mask = None
-        if self.needs_input_grad[0]:
-            grad_q = grad_scores @ self.k
+        xp = get_array_module(g)
+        grad_q_blocks, grad_k, grad_v, grad_mask = [], None, None, None
+        # the last block sees every key: its ∂L/∂K and ∂L/∂V are the arrays the others add to
+        for (first, end, keys), exp_scores, sums in zip(reversed(self.blocks),
+                                                         reversed(self.exp_scores),
+                                                         reversed(self.sums)):
+            k, v = self.k[..., :keys, :], self.v[..., :keys, :]
+            g_hat = g[..., first:end, :] / sums  # Ĝ = G/s
+            if self.needs_input_grad[2]:
+                dropped = self._dropped(exp_scores) if self.dropout_p else exp_scores
+                grad_v = _add_prefix(grad_v, dropped.swapaxes(-1, -2) @ g_hat)
+            grad_scores = matmul_cache_aligned(g_hat, v.swapaxes(-1, -2))  # Ĝ Vᵀ = ∂L/∂P'/s
+            if self.dropout_p:
+                grad_scores *= self.keep
+                grad_scores *= survivor_scale(self.dropout_p)
+            _softmax_backward(grad_scores, dot_along(g_hat, self.out[..., first:end, :], -1),
+                              exp_scores)
+            if self.needs_input_grad[0]:
+                grad_q_blocks.append(grad_scores @ k)
+            if self.needs_input_grad[1]:
+                grad_k = _add_prefix(grad_k, grad_scores.swapaxes(-1, -2)
+                                     @ self.q[..., first:end, :])
+            if self.needs_input_grad[3] and self.mask_is_float:
+                grad_mask = grad_scores
+        grad_q = None
+        if grad_q_blocks:
+            grad_q = (grad_q_blocks[0] if len(grad_q_blocks) == 1
+                      else xp.concatenate(grad_q_blocks[::-1], axis=-2))
             grad_q *= self.scale
-        if self.needs_input_grad[1]:
-            grad_k = grad_scores.swapaxes(-1, -2) @ self.q
+        if grad_k is not None:
             grad_k *= self.scale
-        if self.needs_input_grad[3] and self.mask_is_float:
-            grad_mask = grad_scores
         return grad_q, grad_k, grad_v, grad_mask
+
+
+#: Causal self-attention over at least 2 × this many positions goes in blocks of queries
+#: (up to :data:`QUERY_BLOCKS` of them), each against only the keys it may attend: with 2
+#: blocks 3/4 of the scores are computed, with 4 blocks 5/8. Measured forward + backward at
+#: 8 × 6 heads × 256 positions × 64: 17.8 ms in one block, 15.6 in 2 blocks of 128 queries,
+#: 16.2 in 4 of 64; at 128 positions 2 blocks of 64 were slower than one (4.9 against 4.2).
+MIN_BLOCK_QUERIES = 128
+QUERY_BLOCKS = 4
+
+
+def query_blocks(queries, keys, causal_self_attention):
+    """(first query, end query, keys seen) of each block of queries computed together: one
+    block of all queries and keys, or for causal self-attention (``queries == keys``)
+    blocks whose queries see only the keys up to their last one."""
+    count = min(QUERY_BLOCKS, queries // MIN_BLOCK_QUERIES)
+    if not causal_self_attention or queries != keys or count < 2:
+        return [(0, queries, keys)]
+    size = -(-queries // count)
+    return [(first, min(first + size, queries), min(first + size, keys))
+            for first in range(0, queries, size)]
+
+
+def _add_prefix(total, part):
+    """``total`` with ``part`` added to its first ``part.shape[-2]`` rows (the keys a block of
+    queries saw), or ``part`` itself when there is no total yet."""
+    if total is None:
+        return part
+    total[..., :part.shape[-2], :] += part
+    return total
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0):
