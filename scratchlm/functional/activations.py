@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 
-from scratchlm import backend, threads
+from scratchlm import backend
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
-from scratchlm.functional.rowwise import as_rows, row_blocks
+from scratchlm.functional.rowwise import as_rows, shared_row_blocks
 from scratchlm.ops import Tanh
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -64,7 +64,7 @@ class GELUTanh(Function):
             h_block += 1
             h_block *= 0.5
             xp.multiply(x_block, h_block, out=y[rows])
-        threads.run_shared(forward_rows, row_blocks(x_rows))
+        shared_row_blocks(forward_rows, x_rows)
         self.x, self.h = x_rows, h
         return y.reshape(x.shape)
 
@@ -85,7 +85,7 @@ class GELUTanh(Function):
             grad_block += 1
             grad_block *= h_block
             grad_block *= g_rows[rows]
-        threads.run_shared(backward_rows, row_blocks(g_rows))
+        shared_row_blocks(backward_rows, g_rows)
         return grad.reshape(g.shape)
 
 

@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 
-from scratchlm import threads
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module, matmul_cache_aligned
 from scratchlm.functional.checks import check_probability
 from scratchlm.functional.regularization import keep_mask, survivor_scale
-from scratchlm.functional.rowwise import dot_along, max_along, row_blocks, row_sum
+from scratchlm.functional.rowwise import dot_along, max_along, row_sum, shared_row_blocks
 
 OP = "scaled_dot_product_attention"
 
@@ -66,7 +65,7 @@ def _exponentiate(scores, may_mask_whole_rows):
         block -= row_max
         xp.exp(block, out=block)
         sums[rows] = row_sum(block)
-    threads.run_shared(exponentiate_rows, row_blocks(score_rows))
+    shared_row_blocks(exponentiate_rows, score_rows)
     if may_mask_whole_rows:  # a row that attends somewhere sums to ≥ 1 (its max gives e⁰)
         xp.maximum(sums, 1, out=sums)  # fully masked: 0 → 1
     return scores, sums.reshape(scores.shape[:-1] + (1,))
@@ -83,7 +82,7 @@ def _softmax_backward(grad_scores, row_terms, exp_scores):
         block = grad_rows[rows]
         block -= term_rows[rows]
         block *= exp_rows[rows]
-    threads.run_shared(backward_rows, row_blocks(grad_rows))
+    shared_row_blocks(backward_rows, grad_rows)
 
 
 class ScaledDotProductAttention(Function):

@@ -2,13 +2,12 @@
 logits, and mean squared error. Reductions follow PyTorch: "mean", "sum" or "none"; a
 reduced loss is a 0-d tensor."""
 
-from scratchlm import threads
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
 from scratchlm.functional.activations import logistic
 from scratchlm.functional.checks import check_reduction, integer_array
-from scratchlm.functional.rowwise import max_along, row_blocks, row_sum
+from scratchlm.functional.rowwise import max_along, row_sum, shared_row_blocks
 
 
 def _reduce(losses, reduction, count):
@@ -89,7 +88,7 @@ class CrossEntropy(Function):
             block = xp.subtract(z[rows], row_max[rows], out=exp_shifted[rows])
             xp.exp(block, out=block)
             sum_exp[rows] = row_sum(block)
-        threads.run_shared(exponentiate, row_blocks(z))
+        shared_row_blocks(exponentiate, z)
         # loss = log s − (1 − ε)(z_t − m) − (ε/C) Σ_c (z_c − m)
         row_max = row_max[:, 0]
         losses = z[self.rows, self.target_ids] - row_max
@@ -128,8 +127,8 @@ class CrossEntropy(Function):
             scale = scale / self.softmax_denominator
         numerator = self.softmax_numerator
         grad = numerator if self.may_overwrite_saved else xp.empty_like(numerator)
-        threads.run_shared(lambda rows, _: xp.multiply(numerator[rows], scale[rows],
-                                                       out=grad[rows]), row_blocks(grad))
+        shared_row_blocks(lambda rows, _: xp.multiply(numerator[rows], scale[rows],
+                                                      out=grad[rows]), grad)
         grad[self.rows, self.target_ids] -= (1.0 - self.smoothing) * weights
         if self.smoothing:
             grad -= (self.smoothing / classes) * weights[:, None]

@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 
+from scratchlm import threads
 from scratchlm.backend import get_array_module
 
 
@@ -74,3 +75,14 @@ def row_blocks(x):
     if get_array_module(x) is np:
         step = max(1, ROW_BLOCK_BYTES // max(1, x.shape[1] * x.itemsize))
     return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def shared_row_blocks(work, x):
+    """Call ``work(rows, slot)`` for every :func:`row_blocks` slice of ``x`` (2-D), the
+    slices shared out among threads (:func:`scratchlm.threads.run_shared`). An array of one
+    block (a token at a time, in decoding) gets a single direct call, without that
+    bookkeeping."""
+    if x.nbytes <= ROW_BLOCK_BYTES or get_array_module(x) is not np:
+        work(slice(None), 0)
+        return
+    threads.run_shared(work, row_blocks(x))
