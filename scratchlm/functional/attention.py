@@ -128,8 +128,7 @@ class ScaledDotProductAttention(Function):
         for first, end, keys in self.blocks:
             scores = matmul_cache_aligned(q_scaled[..., first:end, :],
                                           k[..., :keys, :].swapaxes(-1, -2))
-            # masks are added as 0 / −∞ biases: a broadcast add is far faster than a masked
-            # copy
+            # masks are added as 0 / −∞ biases (far faster than a masked copy)
             if attn_mask is not None and attn_mask.dtype == bool:
                 scores += xp.where(attn_mask, scores.dtype.type(0), scores.dtype.type(-math.inf))
             elif attn_mask is not None:
@@ -138,11 +137,10 @@ class ScaledDotProductAttention(Function):
                 scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype),
                                   k=first + 1)
             exp_scores, sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
-            if self.dropout_p:
+            if self.dropout_p:  # (dropout keeps to one block)
                 self.keep = keep_mask(exp_scores.shape, self.dropout_p, exp_scores)
-                out = self._dropped(exp_scores) @ v
-            else:
-                out = exp_scores @ v[..., :keys, :]
+            weights = self._dropped(exp_scores) if self.dropout_p else exp_scores
+            out = weights @ v[..., :keys, :]
             out /= sums
             self.exp_scores.append(exp_scores)
             self.sums.append(sums)
