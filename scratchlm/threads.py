@@ -1,17 +1,19 @@
 """Independent pieces of CPU work, shared out among a few threads.
 
 NumPy's ufuncs and BLAS calls release the GIL while they run, so Python threads that each
-take a share of the pieces of a big array (the row blocks of a layer norm, the slices of an
-optimizer update) work in parallel on several cores. Only worth it for pieces big enough
-that the arithmetic, not Python, takes the time: each piece here is ~1 MB or more.
+take a share of the pieces of a big array (the row blocks of a GELU or of attention scores,
+the slices of an optimizer update) work in parallel on several cores. Only worth it for
+pieces big enough that the arithmetic, not Python, takes the time: each piece here is
+~1 MB or more.
 """
 
 import concurrent.futures
 import os
 
-#: Threads used: two measured 1.5-1.9x faster than one on a 2-core machine (layer norm and
-#: cross-entropy row blocks, the AdamW update). Elementwise work is bound by memory
-#: bandwidth, so more threads than that gain little.
+#: Threads used: two measured 1.4-1.9x faster than one on a 2-core machine (GELU and
+#: cross-entropy row blocks, the AdamW update; layer norm's blocks measured no faster, and
+#: stay on one thread). Elementwise work is bound by memory bandwidth, so more threads than
+#: that gain little. NumPy's BLAS threads must not spin meanwhile: scratchlm.openblas_wait.
 THREADS = min(2, os.cpu_count() or 1)
 _pool = None
 
