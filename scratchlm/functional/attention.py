@@ -48,7 +48,7 @@ def _check_mask(mask, scores_shape):
 
 
 def _exponentiate(scores, may_mask_whole_rows):
-    """E = exp(S − rowmax S) in place of S, and the row sums s of E (shaped (…, Tq, 1)).
+    """Turn S into E = exp(S − rowmax S) in place; returns the row sums s of E, (…, Tq, 1).
 
     Block by block of rows on the threads: the four passes over the (Tq, Tk) scores cost
     more than the matmuls around them, and each block stays in cache across them.
@@ -68,7 +68,7 @@ def _exponentiate(scores, may_mask_whole_rows):
     shared_row_blocks(exponentiate_rows, score_rows)
     if may_mask_whole_rows:  # a row that attends somewhere sums to ≥ 1 (its max gives e⁰)
         xp.maximum(sums, 1, out=sums)  # fully masked: 0 → 1
-    return scores, sums.reshape(scores.shape[:-1] + (1,))
+    return sums.reshape(scores.shape[:-1] + (1,))
 
 
 def _softmax_backward(grad_scores, row_terms, exp_scores):
@@ -136,7 +136,8 @@ class ScaledDotProductAttention(Function):
             if self.is_causal:  # query i attends keys j ≤ i (top-left aligned, as PyTorch)
                 scores += xp.triu(xp.full(scores.shape[-2:], -math.inf, dtype=scores.dtype),
                                   k=first + 1)
-            exp_scores, sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
+            sums = _exponentiate(scores, may_mask_whole_rows=attn_mask is not None)
+            exp_scores = scores  # exponentiated in place
             if self.dropout_p:  # (dropout keeps to one block)
                 self.keep = keep_mask(exp_scores.shape, self.dropout_p, exp_scores)
             weights = self._dropped(exp_scores) if self.dropout_p else exp_scores
