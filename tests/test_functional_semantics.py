@@ -11,7 +11,7 @@ from conftest import DEVICES, TOLERANCE
 import scratchlm as sl
 import scratchlm.functional as F
 from scratchlm import backend
-from scratchlm.functional import attention, embedding_lookup
+from scratchlm.functional import attention, embedding_lookup, rowwise
 from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
 from scratchlm.functional.affine import Linear
 from scratchlm.functional.attention import ScaledDotProductAttention
@@ -207,6 +207,40 @@ def test_causal_attention_in_query_blocks_matches_torch_at_gpt_size():
     np.testing.assert_allclose(y.numpy(), y_ref.detach().numpy(), **tol)
     for t, t_ref in zip(ours, theirs):
         np.testing.assert_allclose(t.grad, t_ref.grad.numpy(), **tol)
+
+
+ROW_BLOCKED_OPS = {  # the ops that go block by block of rows on the CPU: inputs → output
+    "layer_norm": lambda x, w, b: F.layer_norm(x, w, b),
+    "layer_norm_no_affine": lambda x, w, b: F.layer_norm(x, None, None),
+    "gelu_tanh": lambda x, w, b: F.gelu(x, approximate="tanh"),
+    "cross_entropy": lambda x, w, b: F.cross_entropy(x, np.arange(x.shape[0]) % x.shape[1]),
+    "attention_masked": lambda x, w, b: F.scaled_dot_product_attention(
+        x[None], x[None] * w, x[None] + b, attn_mask=np.arange(7)[:, None] % 3 != 1),
+    "attention_causal": lambda x, w, b: F.scaled_dot_product_attention(
+        x[None], x[None] * w, x[None] + b, is_causal=True),
+}
+
+
+@pytest.mark.parametrize("op", ROW_BLOCKED_OPS)
+def test_row_blocked_ops_equal_one_block(monkeypatch, op):
+    """With blocks of one or two rows (shared out among the threads) an op gives the
+    outputs and gradients of one block over every row (float64), and passes gradcheck."""
+    fn = ROW_BLOCKED_OPS[op]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((7, 5)), rng.standard_normal(5), rng.standard_normal(5)]
+
+    def outputs_and_gradients():
+        inputs = [sl.tensor(a, requires_grad=True) for a in arrays]
+        y = fn(*inputs)
+        y.backward(np.random.default_rng(1).standard_normal(y.shape))
+        return [y.numpy()] + [t.grad for t in inputs if t.grad is not None]
+
+    whole = outputs_and_gradients()
+    monkeypatch.setattr(rowwise, "ROW_BLOCK_BYTES", 80)  # 5 float64 per row: 2 rows a block
+    assert len(rowwise.row_blocks(np.empty((7, 5)))) == 4
+    for blocked, expected in zip(outputs_and_gradients(), whole, strict=True):
+        np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
+    assert sl.gradcheck(fn, [sl.tensor(a, requires_grad=True) for a in arrays])
 
 
 @pytest.mark.parametrize("vocab", [4, 300], ids=["one_hot_backward", "sorted_backward"])

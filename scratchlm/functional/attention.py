@@ -9,7 +9,7 @@ from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module, matmul_cache_aligned
 from scratchlm.functional.checks import check_probability
 from scratchlm.functional.regularization import keep_mask, survivor_scale
-from scratchlm.functional.rowwise import dot_along, max_along, row_sum, shared_row_blocks
+from scratchlm.functional.rowwise import dot_along, max_along, one_block, row_sum, shared_row_blocks
 
 OP = "scaled_dot_product_attention"
 
@@ -47,28 +47,37 @@ def _check_mask(mask, scores_shape):
                          f"attention scores' shape (…, Tq, Tk) = {scores_shape}")
 
 
+def _exponentiate_rows(scores, may_mask_whole_rows):
+    """E = exp(S − rowmax S) in place of ``scores``; returns the row sums of E (…, 1)."""
+    xp = get_array_module(scores)
+    row_max = max_along(scores, -1)
+    if may_mask_whole_rows:  # causal masking alone leaves every query a key
+        row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
+    scores -= row_max
+    xp.exp(scores, out=scores)
+    return row_sum(scores)
+
+
 def _exponentiate(scores, may_mask_whole_rows):
     """Turn S into E = exp(S − rowmax S) in place; returns the row sums s of E, (…, Tq, 1).
 
     Block by block of rows on the threads: the four passes over the (Tq, Tk) scores cost
-    more than the matmuls around them, and each block stays in cache across them.
+    more than the matmuls around them, and each block stays in cache across them. Scores
+    of one block (a token at a time, in decoding) go in one direct call.
     """
-    xp = get_array_module(scores)
-    score_rows = scores.reshape(-1, scores.shape[-1])
-    sums = xp.empty((score_rows.shape[0], 1), dtype=scores.dtype)
+    if one_block(scores):
+        sums = _exponentiate_rows(scores, may_mask_whole_rows)
+    else:
+        score_rows = scores.reshape(-1, scores.shape[-1])
+        sums = np.empty((score_rows.shape[0], 1), dtype=scores.dtype)
 
-    def exponentiate_rows(rows, slot):
-        block = score_rows[rows]
-        row_max = max_along(block, -1)
-        if may_mask_whole_rows:  # causal masking alone leaves every query a key
-            row_max[row_max == -math.inf] = 0  # a fully masked row: exp(−∞ − 0) = 0, not NaN
-        block -= row_max
-        xp.exp(block, out=block)
-        sums[rows] = row_sum(block)
-    shared_row_blocks(exponentiate_rows, score_rows)
+        def exponentiate_block(rows, slot):
+            sums[rows] = _exponentiate_rows(score_rows[rows], may_mask_whole_rows)
+        shared_row_blocks(exponentiate_block, score_rows)
+        sums = sums.reshape(scores.shape[:-1] + (1,))
     if may_mask_whole_rows:  # a row that attends somewhere sums to ≥ 1 (its max gives e⁰)
-        xp.maximum(sums, 1, out=sums)  # fully masked: 0 → 1
-    return sums.reshape(scores.shape[:-1] + (1,))
+        get_array_module(sums).maximum(sums, 1, out=sums)  # fully masked: 0 → 1
+    return sums
 
 
 def _softmax_backward(grad_scores, row_terms, exp_scores):

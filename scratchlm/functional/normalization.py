@@ -6,7 +6,7 @@ import math
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional import gpu_kernels
-from scratchlm.functional.rowwise import dot_along, row_blocks, row_mean, row_sum
+from scratchlm.functional.rowwise import dot_along, one_block, row_blocks, row_mean, row_sum
 
 
 def _check_shapes(x, weight, bias):
@@ -18,6 +18,29 @@ def _check_shapes(x, weight, bias):
         if param is not None and param.shape != features:
             raise ValueError(f"layer_norm: {name} of shape {param.shape} does not fit input "
                              f"of shape {x.shape}; expected {features}")
+
+
+def _normalize_rows(x, weight, bias, eps, norm=None, rstd=None, y=None):
+    """(n, r, y) for a 2-D block of rows: n = (x − μ) r, r = 1/√(var + ε), y = n ⊙ w + b,
+    written into ``norm``, ``rstd`` and ``y`` (new arrays where they are None)."""
+    xp = get_array_module(x)
+    features = x.shape[-1]
+    norm = xp.subtract(x, row_mean(x), out=norm)
+    # r = 1/√(var + ε) = √C / √(Σ(x − μ)² + Cε)
+    r = dot_along(norm, norm, -1)
+    r += features * eps
+    rstd = xp.divide(math.sqrt(features), xp.sqrt(r, out=r), out=rstd)
+    norm *= rstd
+    # y is its own array, so that backward may overwrite n (may_overwrite_saved)
+    if weight is not None:
+        y = xp.multiply(norm, weight, out=y)
+    elif y is None:
+        y = norm.copy()
+    else:
+        y[...] = norm
+    if bias is not None:
+        y += bias
+    return norm, rstd, y
 
 
 class LayerNorm(Function):
@@ -45,26 +68,15 @@ class LayerNorm(Function):
             self.weight = weight
             return y
         xp = get_array_module(x)
-        features = x.shape[-1]
-        x_rows = x.reshape(-1, features)
-        norm, y = xp.empty_like(x_rows), xp.empty_like(x_rows)
-        rstd = xp.empty((x_rows.shape[0], 1), dtype=x.dtype)
-        for rows in row_blocks(x_rows):  # each block stays in cache across its passes
-            x_block = x_rows[rows]
-            block = xp.subtract(x_block, row_mean(x_block), out=norm[rows])
-            # r = 1/√(var + ε) = √C / √(Σ(x − μ)² + Cε)
-            r = dot_along(block, block, -1)
-            r += features * self.eps
-            r = xp.divide(math.sqrt(features), xp.sqrt(r, out=r), out=rstd[rows])
-            block *= r
-            # y is its own array, so that backward may overwrite n (may_overwrite_saved)
-            y_block = y[rows]
-            if weight is None:
-                y_block[...] = block
-            else:
-                xp.multiply(block, weight, out=y_block)
-            if bias is not None:
-                y_block += bias
+        x_rows = x.reshape(-1, x.shape[-1])
+        if one_block(x_rows):
+            norm, rstd, y = _normalize_rows(x_rows, weight, bias, self.eps)
+        else:
+            norm, y = xp.empty_like(x_rows), xp.empty_like(x_rows)
+            rstd = xp.empty((x_rows.shape[0], 1), dtype=x.dtype)
+            for rows in row_blocks(x_rows):  # each block stays in cache across its passes
+                _normalize_rows(x_rows[rows], weight, bias, self.eps,
+                                norm[rows], rstd[rows], y[rows])
         self.norm, self.rstd, self.weight = norm, rstd, weight
         return y.reshape(x.shape)
 

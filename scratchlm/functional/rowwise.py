@@ -77,12 +77,18 @@ def row_blocks(x):
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
+def one_block(x):
+    """True when ``x`` is a single :func:`row_blocks` block: small enough to stay in cache
+    as a whole (a token at a time, in decoding), or on a GPU."""
+    return x.nbytes <= ROW_BLOCK_BYTES or get_array_module(x) is not np
+
+
 def shared_row_blocks(work, x):
     """Call ``work(rows, slot)`` for every :func:`row_blocks` slice of ``x`` (2-D), the
     slices shared out among threads (:func:`scratchlm.threads.run_shared`). An array of one
     block (a token at a time, in decoding) gets a single direct call, without that
     bookkeeping."""
-    if x.nbytes <= ROW_BLOCK_BYTES or get_array_module(x) is not np:
+    if one_block(x):
         work(slice(None), 0)
         return
     threads.run_shared(work, row_blocks(x))
