@@ -24,8 +24,9 @@ in one process, alternately, after a warm-up; the numbers are medians of ``--rep
 - generation tokens/s, batch 1, greedy: scratchlm with and without its KV cache, and
   PyTorch's own cached generation. The prompt is 4 tokens and 256 new tokens are asked for,
   capped so prompt + new ≤ block_size (252 for block 256, 60 and 124 for tiny and small):
-  both implementations cache only within the block. Uncached runs stop repeating once they
-  have taken a minute (gpt2's takes longer than that on two cores).
+  both implementations cache only within the block. A cached timed run repeats the
+  generation until it lasts about 0.3 s, as the train runs do; uncached runs stop
+  repeating once they have taken a minute (gpt2's takes longer than that on two cores).
 
 Results go to ``bench/results/<device>.json`` and a bar chart ``bench/results/<device>.png``.
 The machine may set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (pinning NumPy's OpenBLAS to
@@ -198,14 +199,26 @@ def generation(name, device, repeats):
     def theirs(n=new_tokens):
         return lambda: reference.generate(torch_prompt, n, use_cache=True)
 
-    for warm in (ours(True, 8), ours(False, 8), theirs(8)):
-        warm()
+    def repeats_per_run(warm, sync):
+        """How many generations make a timed run of ≳ MIN_TIMED_SECONDS, estimated from an
+        8-token warm-up (a tiny GPT's 60 tokens take ~12 ms: alone, they would be timed
+        mostly as the CPU wakes up after the pause before each run)."""
+        seconds = harness.stopwatch(warm, sync)()
+        return max(1, math.ceil(MIN_TIMED_SECONDS / (seconds * new_tokens / 8)))
+
+    counts = {"scratchlm_cache": repeats_per_run(ours(True, 8), sync_ours),
+              "torch_cache": repeats_per_run(theirs(8), sync_theirs),
+              "scratchlm_no_cache": 1}  # slow enough alone; UNCACHED_BUDGET_S bounds it
+    ours(False, 8)()  # warm-up
     timed = harness.alternate(
-        {"scratchlm_cache": harness.stopwatch(ours(True), sync_ours),
+        {"scratchlm_cache": harness.stopwatch(
+            harness.repeated(ours(True), counts["scratchlm_cache"]), sync_ours),
          "scratchlm_no_cache": harness.stopwatch(ours(False), sync_ours),
-         "torch_cache": harness.stopwatch(theirs(), sync_theirs)},
+         "torch_cache": harness.stopwatch(
+             harness.repeated(theirs(), counts["torch_cache"]), sync_theirs)},
         repeats=repeats, warmup=0, budget_s=UNCACHED_BUDGET_S)
-    return new_tokens, {mode: {"tokens_per_s": new_tokens / seconds, "runs": runs}
+    return new_tokens, {mode: {"tokens_per_s": counts[mode] * new_tokens / seconds,
+                               "runs": runs, "generations_per_run": counts[mode]}
                         for mode, (seconds, runs) in timed.items()}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import scratchlm as sl
 import scratchlm.nn as nn
-from scratchlm.nn.heads import SplitHeads
+from scratchlm.nn.heads import MergeHeads, SplitHeads
 
 D, H, FF = 4, 2, 6
 
@@ -103,3 +103,9 @@ def test_gradcheck_module_checks_only_the_named_parameters_and_restores_them():
 def test_split_heads_backward(num_parts, shape):
     rng = np.random.default_rng(0)
     assert sl.gradcheck_op(lambda: SplitHeads(num_parts, 2), [rng.standard_normal(shape)])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 2), (1, 4, 3, 1)])
+def test_merge_heads_backward(shape):
+    rng = np.random.default_rng(0)
+    assert sl.gradcheck_op(MergeHeads, [rng.standard_normal(shape)])

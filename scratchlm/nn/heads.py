@@ -42,7 +42,21 @@ def split_heads(x, num_parts, num_heads):
     return SplitHeads(num_parts, num_heads)(x)
 
 
+class MergeHeads(Function):
+    """(B, H, T, hd) → (B, T, H·hd):  y[b, t, h·hd + j] = x[b, h, t, j], the heads side by
+    side again (one copy). Each output element is one input element, so ∂L/∂x is ∂L/∂y
+    seen as (B, T, H, hd) and transposed back to (B, H, T, hd), a view.
+    """
+
+    def forward(self, x):
+        B, H, T, self.head_dim = x.shape
+        return x.transpose(0, 2, 1, 3).reshape(B, T, H * self.head_dim)
+
+    def backward(self, g):
+        B, T, _ = g.shape
+        return g.reshape(B, T, -1, self.head_dim).transpose(0, 2, 1, 3)
+
+
 def merge_heads(x):
-    """(B, H, T, hd) → (B, T, H·hd): the heads side by side again (a transpose + reshape)."""
-    B, H, T, head_dim = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, T, H * head_dim)
+    """(B, H, T, hd) → (B, T, H·hd): the heads side by side again."""
+    return MergeHeads()(x)
