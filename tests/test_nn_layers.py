@@ -102,6 +102,9 @@ def test_split_heads_gives_strided_views_of_the_fused_projection():
         assert np.shares_memory(part.data, qkv.data)  # a view, not a copy
         np.testing.assert_array_equal(part.numpy(), expected)
     np.testing.assert_array_equal(merge_heads(k).numpy(), qkv.numpy()[:, :, 4:8])
+    with pytest.raises(ValueError, match=r"merge_heads: expected heads of shape \(batch, heads, "
+                       r"time, head_dim\), got shape \(2, 3, 12\)"):
+        merge_heads(qkv)
 
 
 def test_split_heads_backward_fills_one_buffer_even_for_unused_parts():

@@ -49,6 +49,9 @@ class MergeHeads(Function):
     """
 
     def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"merge_heads: expected heads of shape (batch, heads, time, "
+                             f"head_dim), got shape {x.shape}")
         B, H, T, self.head_dim = x.shape
         return x.transpose(0, 2, 1, 3).reshape(B, T, H * self.head_dim)
 
