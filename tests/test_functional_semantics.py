@@ -163,6 +163,15 @@ def test_attention_takes_strided_views_of_a_fused_qkv_projection_without_copying
     np.testing.assert_allclose(qkv.grad, qkv_ref.grad.numpy(), **tol)
 
 
+def outputs_and_gradients(fn, arrays, device="cpu"):
+    """``fn``'s output and the gradient of every input that gets one, as NumPy arrays, after
+    backward from a fixed random cotangent (to compare two code paths of one op)."""
+    inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
+    y = fn(*inputs)
+    y.backward(backend.to_device(np.random.default_rng(1).standard_normal(y.shape), device))
+    return [y.numpy()] + [backend.to_numpy(t.grad) for t in inputs if t.grad is not None]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("steps", [7, 8])
 def test_causal_attention_in_query_blocks_equals_the_whole_score_matrix(monkeypatch, device,
@@ -171,23 +180,19 @@ def test_causal_attention_in_query_blocks_equals_the_whole_score_matrix(monkeypa
     gradients of one block over every score (float64), and pass gradcheck."""
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((2, 3, steps, 4)) for _ in range(3)]
-    cotangent = rng.standard_normal((2, 3, steps, 4))
 
-    def outputs_and_gradients():
-        inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
-        y = F.scaled_dot_product_attention(*inputs, is_causal=True)
-        y.backward(backend.to_device(cotangent, device))
-        return [y.numpy()] + [backend.to_numpy(t.grad) for t in inputs]
+    def causal(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
     assert len(attention.query_blocks(steps, steps, True)) == 1
-    whole = outputs_and_gradients()
+    whole = outputs_and_gradients(causal, arrays, device)
     monkeypatch.setattr(attention, "MIN_BLOCK_QUERIES", 2)
     assert len(attention.query_blocks(steps, steps, True)) == (4 if steps == 8 else 3)
-    for blocked, expected in zip(outputs_and_gradients(), whole):
+    for blocked, expected in zip(outputs_and_gradients(causal, arrays, device), whole,
+                                 strict=True):
         np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
     inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
-    assert sl.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-                        inputs)
+    assert sl.gradcheck(causal, inputs)
 
 
 def test_causal_attention_in_query_blocks_matches_torch_at_gpt_size():
@@ -228,17 +233,10 @@ def test_row_blocked_ops_equal_one_block(monkeypatch, op):
     fn = ROW_BLOCKED_OPS[op]
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((7, 5)), rng.standard_normal(5), rng.standard_normal(5)]
-
-    def outputs_and_gradients():
-        inputs = [sl.tensor(a, requires_grad=True) for a in arrays]
-        y = fn(*inputs)
-        y.backward(np.random.default_rng(1).standard_normal(y.shape))
-        return [y.numpy()] + [t.grad for t in inputs if t.grad is not None]
-
-    whole = outputs_and_gradients()
+    whole = outputs_and_gradients(fn, arrays)
     monkeypatch.setattr(rowwise, "ROW_BLOCK_BYTES", 80)  # 5 float64 per row: 2 rows a block
     assert len(rowwise.row_blocks(np.empty((7, 5)))) == 4
-    for blocked, expected in zip(outputs_and_gradients(), whole, strict=True):
+    for blocked, expected in zip(outputs_and_gradients(fn, arrays), whole, strict=True):
         np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
     assert sl.gradcheck(fn, [sl.tensor(a, requires_grad=True) for a in arrays])
 
