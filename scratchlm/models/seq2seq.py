@@ -28,7 +28,8 @@ from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.metrics import bleu
-from scratchlm.text import CharTokenizer
+from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
+from scratchlm.text.padding import pad_sequences
 
 
 @dataclass
@@ -351,45 +352,6 @@ def trim_at_eos(ids, eos_id):
 
 
 # ------------------------------------------------------------------ training on sentence pairs
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-NUM_SPECIAL_IDS = 3
-
-
-class CharVocabulary:
-    """Characters of a set of texts as ids, after the ids of [PAD] (0), [BOS] (1) and
-    [EOS] (2). Characters never seen in training are dropped when encoding."""
-
-    def __init__(self, texts):
-        self.tokenizer = CharTokenizer().train("".join(texts))
-        self.known = set(self.tokenizer.chars)
-
-    @property
-    def vocab_size(self):
-        return self.tokenizer.vocab_size + NUM_SPECIAL_IDS
-
-    def encode(self, text):
-        known = "".join(char for char in text if char in self.known)
-        return [i + NUM_SPECIAL_IDS for i in self.tokenizer.encode(known)]
-
-    def decode(self, ids):
-        """Text of ``ids`` up to the first [EOS], skipping the other special ids."""
-        text_ids = []
-        for i in ids:
-            if i == EOS_ID:
-                break
-            if i >= NUM_SPECIAL_IDS:
-                text_ids.append(i - NUM_SPECIAL_IDS)
-        return self.tokenizer.decode(text_ids)
-
-
-def pad_sequences(sequences, pad_id=PAD_ID):
-    """Lists of ids as one (N, longest) int64 array, padded on the right."""
-    batch = np.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=np.int64)
-    for row, sequence in enumerate(sequences):
-        batch[row, :len(sequence)] = sequence
-    return batch
-
-
 @dataclass
 class TranslationRun:
     """What :func:`train_translation` returns: the model, its two vocabularies and the

@@ -1,0 +1,26 @@
+"""Padding: sequences of different lengths as one rectangular batch of ids."""
+
+from itertools import chain
+
+import numpy as np
+
+
+def pad_sequences(sequences, pad_id=0):
+    """Lists of ids as one (N, longest) int64 array, padded on the right with ``pad_id``.
+
+    Right padding keeps every real token at its own position; a model masks the padding out
+    of attention and the loss (for a decoder, causal attention already keeps it away from
+    every real position). All rows are written at once: a boolean mask of the filled cells,
+    ``column < length of its row``, receives the concatenated sequences in row order.
+
+    >>> pad_sequences([[5, 6, 7], [8]])
+    array([[5, 6, 7],
+           [8, 0, 0]])
+    """
+    sequences = [list(sequence) for sequence in sequences]
+    if not sequences:
+        raise ValueError("pad_sequences: no sequences to pad")
+    lengths = np.array([len(sequence) for sequence in sequences])
+    batch = np.full((len(sequences), lengths.max()), pad_id, dtype=np.int64)
+    batch[np.arange(lengths.max()) < lengths[:, None]] = list(chain.from_iterable(sequences))
+    return batch
