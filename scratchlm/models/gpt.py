@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scratchlm import backend, nn, optim
+from scratchlm import backend, generation, nn, optim
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.models.hf_gpt2 import read_hf_gpt2
 
 
 @dataclass
@@ -168,10 +169,9 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                  do_sample=True, use_cache=True):
         """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens; see :mod:`scratchlm.generation`."""
-        from scratchlm.generation import generate
-
-        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                        top_p=top_p, do_sample=do_sample, use_cache=use_cache)
+        return generation.generate(self, idx, max_new_tokens, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, do_sample=do_sample,
+                                   use_cache=use_cache)
 
     def optimizer_groups(self, weight_decay):
         """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
@@ -181,9 +181,10 @@ class GPT(nn.Module):
     @classmethod
     def from_hf_gpt2(cls, path_or_state_dict):
         """GPT-2 with Hugging Face's weights (a local ``model.safetensors`` or its arrays)."""
-        from scratchlm.models.hf_gpt2 import load_hf_gpt2
-
-        return load_hf_gpt2(cls, path_or_state_dict)
+        config_fields, state = read_hf_gpt2(path_or_state_dict)
+        model = cls(GPTConfig(**config_fields))
+        model.load_state_dict(state)
+        return model
 
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"

@@ -1,10 +1,14 @@
-"""Loading Hugging Face GPT-2 weights into :class:`~scratchlm.models.gpt.GPT`.
+"""Reading Hugging Face GPT-2 weights for :class:`~scratchlm.models.gpt.GPT`.
 
 Hugging Face's GPT-2 names match nanoGPT's (``h.0.attn.c_attn.weight`` …), sometimes behind a
 ``transformer.`` prefix, but its projections are ``Conv1D`` layers that store the weight as
 (in, out): y = x W + b. scratchlm's ``Linear`` stores (out, in), so those four matrices per
 layer are transposed. The causal-mask buffers (``attn.bias``, ``attn.masked_bias``) are not
 weights and are skipped; ``lm_head.weight``, when saved, is the tied token embedding.
+
+This module knows Hugging Face's file layout and nothing of the model: it returns the
+configuration as plain fields and the arrays under nanoGPT's names, and
+``GPT.from_hf_gpt2`` builds the model from them.
 """
 
 import json
@@ -13,7 +17,6 @@ import re
 
 import numpy as np
 
-from scratchlm.models.gpt import GPTConfig
 from scratchlm.safetensors import load_safetensors
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
@@ -26,8 +29,8 @@ def _strip(name):
     return name[len("transformer."):] if name.startswith("transformer.") else name
 
 
-def _config_from(arrays, config_path):
-    """The shape of the model: from ``config.json`` when present, else read off the arrays."""
+def _config_fields(arrays, config_path):
+    """GPTConfig's fields: from ``config.json`` when present, else read off the arrays."""
     vocab_size, n_embd = arrays["wte.weight"].shape
     block_size = arrays["wpe.weight"].shape[0]
     n_layer = len({name.split(".")[1] for name in arrays if name.startswith("h.")})
@@ -45,12 +48,14 @@ def _config_from(arrays, config_path):
                              f", n_embd={hf.get('n_embd')} but the weights have "
                              f"n_layer={n_layer}, n_embd={n_embd}")
     bias = "h.0.attn.c_attn.bias" in arrays
-    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                     n_head=n_head, n_embd=n_embd, bias=bias)
+    return dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                n_embd=n_embd, bias=bias)
 
 
-def load_hf_gpt2(gpt_class, path_or_state_dict):
-    """A ``gpt_class`` model holding the weights of a Hugging Face GPT-2 checkpoint."""
+def read_hf_gpt2(path_or_state_dict):
+    """A Hugging Face GPT-2 checkpoint (a ``model.safetensors`` path, its folder, or its
+    arrays by name) as ``(config_fields, state_dict)``: GPTConfig's fields, and float32
+    arrays under GPT's parameter names, the Conv1D matrices transposed to (out, in)."""
     config_path = None
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         path = os.fspath(path_or_state_dict)
@@ -74,8 +79,7 @@ def load_hf_gpt2(gpt_class, path_or_state_dict):
     if lm_head is not None and not np.array_equal(lm_head, arrays["wte.weight"]):
         raise ValueError("from_hf_gpt2: lm_head.weight differs from wte.weight, but GPT "
                          "ties them")
-    config = _config_from(arrays, config_path)
-    model = gpt_class(config)
+    config_fields = _config_fields(arrays, config_path)
     state = {}
     for name, value in arrays.items():
         value = value.astype(np.float32)
@@ -83,5 +87,4 @@ def load_hf_gpt2(gpt_class, path_or_state_dict):
             value = value.T
         state["transformer." + name] = value
     state["lm_head.weight"] = state["transformer.wte.weight"]
-    model.load_state_dict(state)
-    return model
+    return config_fields, state
