@@ -5,7 +5,6 @@
     (x * x).sum().backward()      # x.grad == 2x
 """
 
-from scratchlm import openblas_wait  # noqa: F401  (first: before NumPy loads OpenBLAS)
 from scratchlm.autograd import (
     Function,
     GradcheckError,
@@ -20,10 +19,12 @@ from scratchlm.autograd import (
 )
 from scratchlm.backend import gpu_available, manual_seed
 from scratchlm.checkpoint import load, save
+from scratchlm.fast import is_fast_enabled, use_fast
 from scratchlm.ops import concat, stack, where
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
            "gradcheck", "gradcheck_op", "GradcheckError", "GraphReleasedError",
-           "manual_seed", "gpu_available", "concat", "stack", "where", "save", "load"]
+           "manual_seed", "gpu_available", "concat", "stack", "where", "save", "load",
+           "use_fast", "is_fast_enabled"]

@@ -3,25 +3,20 @@
 Every op asks :func:`get_array_module` for the module its inputs live in (``numpy`` on the
 CPU, ``cupy`` on a GPU) and writes its maths once against that module, as DeZero and
 Chainer do. No other file imports CuPy: the fused CUDA kernels of
-:mod:`scratchlm.functional.gpu_kernels` are built through :func:`elementwise_kernel` and
+:mod:`scratchlm.fast.cuda_kernels` are built through :func:`elementwise_kernel` and
 :func:`raw_kernel` here.
 
 CuPy imports fine on a machine without a GPU, so a GPU is detected with
 ``cupy.is_available()``, never by the import alone.
 """
 
-import math
-
 import numpy as np
 
 try:  # CuPy is the optional `gpu` extra.
     import cupy
     import cupyx
-    import cupyx.scipy.special
 except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
-
-from scipy import special as _scipy_special
 
 DEVICES = ("cpu", "cuda")
 _INSTALL_HINT = (
@@ -95,15 +90,17 @@ def to_numpy(array):
     return np.asarray(array)
 
 
-def check_same_device(op, arrays):
-    """Raise if ``arrays`` (ndarrays among other values) live on different devices; ``op``
-    is the op's name, or the op itself (its name is looked up only for the error)."""
+def device_of_inputs(op, arrays):
+    """The device of ``arrays`` (ndarrays among other values): "cpu" or "cuda". Raises if
+    they live on different devices; ``op`` is the op's name, or the op itself (its name is
+    looked up only for the error)."""
     if cupy is None:
-        return
+        return "cpu"
     devices = {device_of(a) for a in arrays if hasattr(a, "shape")}
     if len(devices) > 1:
         raise RuntimeError(f"{getattr(op, 'name', op)}: inputs are on different devices "
                            "(cpu and cuda); move them to one device with .to(device) first")
+    return devices.pop() if devices else "cpu"
 
 
 def scatter_add(target, indices, values):
@@ -116,43 +113,6 @@ def scatter_add(target, indices, values):
         cupyx.scatter_add(target, indices, values)
     else:
         np.add.at(target, indices, values)
-
-
-#: Bytes of one cache line, and of one AVX-512 register.
-CACHE_LINE = 64
-#: Products smaller than this are left to NumPy's own allocation (token-by-token decoding).
-ALIGNED_OUTPUT_BYTES = 1 << 18
-
-
-def matmul_cache_aligned(a, b):
-    """``a @ b`` written into a new array that starts on a cache-line boundary.
-
-    NumPy's allocations are only 16-byte aligned, and a thin product (inner size 64, such as
-    attention's Q Kᵀ over heads of 64 features) spends much of its time writing its output:
-    with the output's rows split across cache lines, OpenBLAS's AVX-512 kernels ran Q Kᵀ at
-    (24, 256, 64) in 1.4 ms instead of 0.84. CuPy's allocations are already 256-byte aligned.
-    """
-    if is_gpu_array(a):
-        return a @ b
-    batch = a.shape[:-2]
-    if b.shape[:-2] != batch:
-        batch = np.broadcast_shapes(batch, b.shape[:-2])
-    shape = batch + (a.shape[-2], b.shape[-1])
-    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a, b)
-    size = math.prod(shape)
-    if size * dtype.itemsize < ALIGNED_OUTPUT_BYTES:  # small: the setup would cost more
-        return a @ b
-    raw = np.empty(size * dtype.itemsize + CACHE_LINE, np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE
-    out = raw[start:start + size * dtype.itemsize].view(dtype).reshape(shape)
-    return np.matmul(a, b, out=out)
-
-
-def erf(x):
-    """The error function, from SciPy on the CPU and ``cupyx.scipy`` on the GPU."""
-    if is_gpu_array(x):
-        return cupyx.scipy.special.erf(x)
-    return _scipy_special.erf(x)
 
 
 # ----------------------------------------------------------------------------- CUDA kernels

@@ -10,10 +10,6 @@ its outputs and add what it returns into its inputs' gradients. The order is fou
 explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's recursion limit.
 """
 
-import ctypes
-import platform
-import sys
-
 from scratchlm import backend
 
 
@@ -105,34 +101,8 @@ def _accumulate_leaf(tensor, grad, owned):
         tensor.grad += grad
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_freed_memory_kept = False
-
-
-def keep_freed_memory():
-    """Ask the C allocator (glibc's malloc) to keep freed memory for reuse, as CuPy's memory
-    pool does on the GPU. Called at the first backward; a no-op elsewhere than glibc.
-
-    A train step frees hundreds of megabytes of activations and gradients and allocates them
-    again in the next step. By default glibc returns large freed blocks to the system
-    (unmapping them, trimming the heap), so every forward then writes into fresh pages that
-    the kernel must first zero: measured on a 6-layer, 384-wide GPT, 200 MB and 15% of each
-    step. With both thresholds high, freed memory stays in the process and is reused; the
-    peak memory stays about the same (it is not returned to the system until exit).
-    """
-    global _freed_memory_kept
-    if _freed_memory_kept:
-        return
-    _freed_memory_kept = True
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)  # blocks up to 1 GiB from the reused heap
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)  # never give the heap's top back
-
-
 def run_backward(root, grad, retain_graph=False):
     """Propagate ``grad`` (∂L/∂root) to every leaf that requires a gradient."""
-    keep_freed_memory()
     if root._ctx is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad, owned=False)
         return

@@ -12,7 +12,9 @@ A subclass writes two methods on raw backend arrays (NumPy or CuPy), nothing els
 
 and is used as ``Square()(tensor)``. Calling it runs ``forward`` on the inputs' arrays and,
 when any input requires a gradient (and recording is on), links the output to this
-Function so that :mod:`scratchlm.autograd.engine` can call ``backward`` later.
+Function so that :mod:`scratchlm.autograd.engine` can call ``backward`` later. Where the
+fast layer registered a faster subclass of the op for the inputs' device
+(:mod:`scratchlm.fast`), the call runs that subclass's ``forward`` and ``backward`` instead.
 
 Configuration that is not a tensor (an axis, a shape) goes to ``__init__``.
 Inputs may be Tensors, backend arrays or Python numbers; only Tensors get gradients.
@@ -24,22 +26,19 @@ input's own: the engine sums a broadcast gradient back to each input's shape.
 from scratchlm import backend
 from scratchlm.autograd import grad_mode
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.fast.registry import fast_version
 
 
 class Function:
     #: set after backward has run and the saved arrays were released
     _released = False
 
-    #: A subclass sets this True when its backward returns only arrays it allocated itself,
-    #: each returned once (never its incoming gradient, a saved array, or a view of either):
-    #: the engine then keeps them as gradient buffers and adds into them in place, where it
-    #: would otherwise have to copy them first.
+    #: Engine hints that only the fast layer's ops set (:mod:`scratchlm.fast`): True when
+    #: backward returns only arrays it allocated itself, each once, so the engine may keep
+    #: them as gradient buffers and add into them instead of copying them first.
     new_gradient_arrays = False
-
-    #: The engine sets this True while it runs the last backward through this op (the graph
-    #: is not retained, so everything saved is freed right after): backward may then write
-    #: into arrays that its own forward allocated and saved for it, instead of allocating
-    #: new ones. Never into inputs, outputs or incoming gradients: other ops share those.
+    #: Set by the engine to True while it runs the last backward through this op (the graph
+    #: is not retained): a fast op may then write into arrays its own forward saved.
     may_overwrite_saved = False
 
     def forward(self, *arrays):
@@ -53,25 +52,17 @@ class Function:
         return type(self).__name__
 
     def __call__(self, *inputs):
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        fast = fast_version(type(self), backend.device_of_inputs(self, arrays))
+        if fast is not None:  # a fast implementation of this op is registered: it runs instead
+            self.__class__ = fast
         if not grad_mode.is_grad_enabled():  # under no_grad nothing is recorded
-            arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
-            backend.check_same_device(self, arrays)
             return _unrecorded(self.forward(*arrays))
-        arrays, needs = [], []
-        for x in inputs:
-            if isinstance(x, Tensor):
-                arrays.append(x.data)
-                needs.append(x.requires_grad)
-            else:
-                arrays.append(x)
-                needs.append(False)
-        backend.check_same_device(self, arrays)
-        needs_grad = True in needs
-        if needs_grad:
-            self.needs_input_grad = tuple(needs)  # backward may skip the other inputs
+        needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        if True not in needs:
+            return _unrecorded(self.forward(*arrays))
+        self.needs_input_grad = needs  # backward may skip the other inputs
         outputs = self.forward(*arrays)
-        if not needs_grad:
-            return _unrecorded(outputs)
         self.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
         if isinstance(outputs, tuple):
             self.output_meta = [(y.shape, y.dtype) for y in outputs]

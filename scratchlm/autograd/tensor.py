@@ -3,12 +3,15 @@
 A Tensor wraps one backend array (``.data``: NumPy on the CPU, CuPy on the GPU). When it
 is the output of a recorded op, ``_ctx`` points to that op (a :class:`Function`) and
 ``_index`` says which of the op's outputs it is; leaves (data and parameters) have none.
-Every operator below is a one-line call of a Function in :mod:`scratchlm.ops`.
+Tensor's operators and array methods (``+``, ``@``, ``.sum()``, ``x[i]``, …) are one-line
+calls of the ops in :mod:`scratchlm.ops`, attached there (``ops/tensor_methods.py``): the
+engine records and replays, the ops compute, and the engine needs nothing from the ops.
 """
 
 import numpy as np
 
 from scratchlm import backend
+from scratchlm.autograd import engine
 
 DEFAULT_FLOAT = np.float32
 
@@ -123,8 +126,6 @@ class Tensor:
         moved.requires_grad = self.requires_grad
         return moved
 
-    def astype(self, dtype):
-        return ops.Cast(dtype)(self)
 
     # -------------------------------------------------------------------------- backward
     def backward(self, grad=None, retain_graph=False):
@@ -149,46 +150,6 @@ class Tensor:
                                  f"has shape {self.shape}")
         engine.run_backward(self, grad, retain_graph=retain_graph)
 
-    # ----------------------------------------------------------------------- arithmetic
-    def __add__(self, other):
-        return ops.Add()(self, other)
-
-    def __radd__(self, other):
-        return ops.Add()(other, self)
-
-    def __sub__(self, other):
-        return ops.Sub()(self, other)
-
-    def __rsub__(self, other):
-        return ops.Sub()(other, self)
-
-    def __mul__(self, other):
-        return ops.Mul()(self, other)
-
-    def __rmul__(self, other):
-        return ops.Mul()(other, self)
-
-    def __truediv__(self, other):
-        return ops.Div()(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.Div()(other, self)
-
-    def __pow__(self, other):
-        return ops.Pow()(self, other)
-
-    def __rpow__(self, other):
-        return ops.Pow()(other, self)
-
-    def __matmul__(self, other):
-        return ops.MatMul()(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.MatMul()(other, self)
-
-    def __neg__(self):
-        return ops.Neg()(self)
-
     def __pos__(self):
         return self
 
@@ -211,55 +172,8 @@ class Tensor:
 
     __hash__ = object.__hash__  # tensors are graph nodes: identity, not value, equality
 
-    # ---------------------------------------------------------------------- elementwise
-    def exp(self):
-        return ops.Exp()(self)
-
-    def log(self):
-        return ops.Log()(self)
-
-    def sqrt(self):
-        return ops.Sqrt()(self)
-
-    def tanh(self):
-        return ops.Tanh()(self)
-
-    # ----------------------------------------------------------------------- reductions
-    def sum(self, axis=None, keepdims=False):
-        return ops.Sum(axis, keepdims)(self)
-
-    def mean(self, axis=None, keepdims=False):
-        return ops.Mean(axis, keepdims)(self)
-
-    def max(self, axis=None, keepdims=False):
-        return ops.Max(axis, keepdims)(self)
-
-    # ---------------------------------------------------------------------------- shape
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.Reshape(shape)(self)
-
-    def transpose(self, *axes):
-        """Permute axes as NumPy does: no argument reverses them all."""
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.Transpose(axes or None)(self)
-
-    @property
-    def T(self):
-        return ops.Transpose(None)(self)
-
-    def __getitem__(self, index):
-        return ops.GetItem(index)(self)
-
 
 def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     """Make a leaf tensor. Python floats become float32; NumPy arrays keep their dtype."""
     backend.check_device(device)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
-
-
-# Ops subclass Function, which wraps its outputs in Tensor: import them once Tensor exists.
-from scratchlm import ops  # noqa: E402
-from scratchlm.autograd import engine  # noqa: E402

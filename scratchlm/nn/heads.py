@@ -18,8 +18,6 @@ class SplitHeads(Function):
     buffer[:, :, p] = ∂L/∂part_p transposed back to (B, T, H, hd).
     """
 
-    new_gradient_arrays = True  # backward returns arrays of its own
-
     def __init__(self, num_parts, num_heads):
         self.num_parts, self.num_heads = num_parts, num_heads
 

@@ -7,6 +7,7 @@ from scratchlm.ops.matmul import MatMul
 from scratchlm.ops.reduction import Max, Mean, Sum
 from scratchlm.ops.shape import GetItem, Reshape, Transpose
 from scratchlm.ops.where import Where
+from scratchlm.ops import tensor_methods  # noqa: F401  (Tensor's operators: a + b, x @ w, …)
 
 
 def concat(tensors, axis=0):

@@ -8,19 +8,14 @@ For each parameter θ with gradient g, at its step t = 1, 2, …:
     v ← β₂v + (1 − β₂)g²                        second moment (a running mean of g²)
     θ ← θ − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 
-The two bias corrections undo the pull of m and v towards their zero start. m is updated as
-m + (1 − β₁)(g − m) (torch's ``lerp``), and the last line is computed as
-
-    θ ← θ + m / (√v + ε√(1 − β₂ᵗ)) · (−η√(1 − β₂ᵗ) / (1 − β₁ᵗ))
-
-the same value with the bias correction of v moved into the two scalars (one pass over the
-parameter fewer than dividing √v by it); float32 results agree with torch's to rounding. On
-the GPU the whole update is one fused elementwise kernel per parameter
-(``gpu_kernels.adam_update``); the array code below is its reference.
+The two bias corrections undo the pull of m and v towards their zero start. As torch does,
+m is updated as m + (1 − β₁)(g − m) (``lerp``), and the last line divides √v by
+√(1 − β₂ᵗ) rather than v by (1 − β₂ᵗ); float32 results agree with torch's to rounding.
 """
 
+import math
+
 from scratchlm.backend import get_array_module
-from scratchlm.functional import gpu_kernels
 from scratchlm.optim.optimizer import Optimizer, check_range
 
 
@@ -41,43 +36,23 @@ class Adam(Optimizer):
         check_range(where, "betas[0]", betas[0], 0.0, 1.0)
         check_range(where, "betas[1]", betas[1], 0.0, 1.0)
 
-    def update_parameter(self, param, grad, state, group):
+    def initial_state(self, param):
         xp = get_array_module(param)
-        if not state:
-            state.update(step=0, exp_avg=xp.zeros(param.shape, param.dtype),
-                         exp_avg_sq=xp.zeros(param.shape, param.dtype))
-        state["step"] += 1
-        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
-        if gpu_kernels.fusable(param, grad, state["exp_avg"], state["exp_avg_sq"]):
-            gpu_kernels.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr,
-                                    beta1=beta1, beta2=beta2, eps=group["eps"],
-                                    weight_decay=weight_decay,
-                                    decoupled=self.decoupled_weight_decay, step=state["step"])
-            return
-        bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
-        eps_scaled = group["eps"] * bias_correction2_sqrt           # ε√(1 − β₂ᵗ)
-        step_scaled = -lr / (1 - beta1 ** state["step"]) * bias_correction2_sqrt
+        return {"step": 0, "exp_avg": xp.zeros_like(param), "exp_avg_sq": xp.zeros_like(param)}
 
-        def update(work, tmp, p, g, m, v):
-            if weight_decay != 0 and self.decoupled_weight_decay:
-                p *= 1 - lr * weight_decay          # θ(1 − ηλ)
-            elif weight_decay != 0:
-                xp.multiply(p, weight_decay, out=work)
-                work += g                           # g + λθ
-                g = work
-            xp.subtract(g, m, out=tmp)
-            tmp *= 1 - beta1
-            m += tmp                                # m + (1 − β₁)(g − m)
-            v *= beta2
-            xp.multiply(g, g, out=tmp)
-            tmp *= 1 - beta2
-            v += tmp                                # β₂v + (1 − β₂)g²
-            xp.sqrt(v, out=tmp)
-            tmp += eps_scaled
-            xp.divide(m, tmp, out=tmp)
-            tmp *= step_scaled
-            p += tmp                                # θ + m/(√v + ε√(1 − β₂ᵗ)) · step
-        self.for_each_piece(update, param, grad, state["exp_avg"], state["exp_avg_sq"])
+    def update_parameter(self, param, grad, state, group):
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        if self.decoupled_weight_decay:
+            param *= 1 - lr * weight_decay                # θ(1 − ηλ)
+        elif weight_decay:
+            grad = grad + weight_decay * param            # g + λθ
+        m += (1 - beta1) * (grad - m)                     # β₁m + (1 − β₁)g
+        v *= beta2
+        v += (1 - beta2) * grad * grad                    # β₂v + (1 − β₂)g²
+        denominator = get_array_module(v).sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
+        param -= lr / (1 - beta1 ** t) * m / denominator
 
 
 class AdamW(Adam):

@@ -10,11 +10,9 @@ optimizer was given names, else by its *position* counted through the groups in 
 by ``id()``, so ``state_dict()`` means the same thing in a fresh process and saves into an
 ``.npz`` checkpoint as plain NumPy arrays and numbers.
 
-Speed: the update runs in place with ufuncs writing into ``out=`` arrays (no temporaries), in
-pieces of :data:`CHUNK_SIZE` elements, so a piece of the parameter, its gradient, its state
-and two scratch arrays stay in the CPU cache while each of the update's ~13 passes runs over
-it, instead of every pass streaming the whole arrays from memory; the pieces of a big
-parameter are shared out between threads (:mod:`scratchlm.threads`).
+An optimizer's update rule is its formula on arrays (the reference); a faster version of it
+for one device (the update in cache-sized pieces shared among threads, or one fused CUDA
+kernel) may be registered in :mod:`scratchlm.fast`, and then runs in its place.
 """
 
 import abc
@@ -23,28 +21,9 @@ import numbers
 
 import numpy as np
 
-from scratchlm import backend, threads
+from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
-
-#: Elements per piece of the in-place update on the CPU: 2¹⁷ float32 = 512 KiB per array.
-#: Measured on a 10M-parameter GPT-like set, 2¹⁷–2¹⁸ was fastest; 2¹² is slower than no
-#: chunking at all (the per-ufunc call overhead dominates).
-CHUNK_SIZE = 1 << 17
-
-
-def chunks(*arrays):
-    """Matching 1-D pieces of equally shaped arrays (views, so writes reach the arrays).
-
-    Arrays that are not C-contiguous cannot be cut into flat views, and on the GPU one kernel
-    per whole array is fastest, so those come back whole, in one piece.
-    """
-    if backend.is_gpu_array(arrays[0]) or not all(a.flags.c_contiguous for a in arrays):
-        yield arrays
-        return
-    flat = [a.reshape(-1) for a in arrays]
-    for start in range(0, flat[0].size, CHUNK_SIZE):
-        yield tuple(f[start:start + CHUNK_SIZE] for f in flat)
-
+from scratchlm.fast.registry import fast_version
 
 def check_range(owner, name, value, low, high=math.inf, high_inclusive=False):
     """Raise a ValueError unless ``low <= value < high`` (``<= high`` if inclusive)."""
@@ -69,8 +48,8 @@ class Optimizer(abc.ABC):
     """Base class of every optimizer.
 
     A subclass passes its hyperparameter defaults to ``__init__``, lists its per-parameter
-    state entries in ``STATE_KEYS``, and writes :meth:`check_hyperparameters` and
-    :meth:`update_parameter`.
+    state entries in ``STATE_KEYS``, and writes :meth:`check_hyperparameters`,
+    :meth:`update_parameter` and, if it starts with some state, :meth:`initial_state`.
     """
 
     STATE_KEYS = ()
@@ -80,7 +59,6 @@ class Optimizer(abc.ABC):
         self.param_groups = []
         self.state = {}  # state key -> {"step": ..., "exp_avg": ...}
         self._keys = []  # per group: its parameters' state keys (names or positions)
-        self._scratch = {}  # (device, dtype, slot) -> two flat work arrays, reused every step
         self.check_hyperparameters(self.defaults, self._name)
         if isinstance(params, (Tensor, set, frozenset, dict, str)):
             raise TypeError(f"{self._name}: params must be an iterable (a list) of Tensors, of "
@@ -176,8 +154,9 @@ class Optimizer(abc.ABC):
                 param.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient; those whose ``.grad`` is None are
-        skipped and their state (e.g. Adam's step count) does not advance."""
+        """Update every parameter that has a gradient; those whose ``.grad`` is None (frozen,
+        or unused) are skipped, get no state, and their state (e.g. Adam's step count) does
+        not advance."""
         for group, key, param in self.named_params():
             grad = param.grad
             if grad is None:
@@ -189,28 +168,16 @@ class Optimizer(abc.ABC):
                 raise RuntimeError(f"{self._name}.step: parameter {key!r} is on "
                                    f"{param.device} but its .grad is on "
                                    f"{backend.device_of(grad)}")
-            self.update_parameter(param.data, grad, self.state.setdefault(key, {}), group)
+            state = self.state.get(key)
+            if state is None:
+                state = self.state[key] = self.initial_state(param.data)
+            # a fast version of this rule for the device, if one is registered, else this one
+            rule = fast_version(type(self), param.device) or type(self)
+            rule.update_parameter(self, param.data, grad, state, group)
 
-    def for_each_piece(self, update, *arrays):
-        """Call ``update(work, tmp, *pieces)`` on matching pieces of ``arrays`` (see
-        :func:`chunks`), with two scratch arrays shaped like the pieces. The pieces of a big
-        CPU parameter are shared out among threads (:func:`scratchlm.threads.run_shared`),
-        each with scratch arrays of its own; the arithmetic per element is the same, so the
-        results are the same bits. AdamW over GPT-2's 124M parameters: 168 ms per step on
-        one thread, 113 ms on two."""
-        threads.run_shared(lambda piece, slot: update(*self.scratch(piece[0], slot), *piece),
-                           chunks(*arrays))
-
-    def scratch(self, like, slot=0):
-        """Two work arrays shaped like ``like``, reused across pieces and steps so the
-        update allocates nothing; each thread (``slot``) has its own."""
-        key = (backend.device_of(like), like.dtype, slot)
-        buffers = self._scratch.get(key)
-        if buffers is None or buffers[0].size < like.size:
-            xp = backend.get_array_module(like)
-            buffers = self._scratch[key] = (xp.empty(like.size, like.dtype),
-                                            xp.empty(like.size, like.dtype))
-        return tuple(b[:like.size].reshape(like.shape) for b in buffers)
+    def initial_state(self, param):
+        """The state a parameter starts with, before its first update (none by default)."""
+        return {}
 
     @abc.abstractmethod
     def check_hyperparameters(self, group, where):

@@ -11,7 +11,6 @@ For each parameter θ with gradient g, as ``torch.optim.SGD`` computes it:
 With μ = 0 it is plain gradient descent, θ ← θ − η ∂J/∂θ.
 """
 
-from scratchlm.backend import get_array_module
 from scratchlm.optim.optimizer import Optimizer, check_range
 
 
@@ -34,31 +33,16 @@ class SGD(Optimizer):
                              f"dampening={group['dampening']}")
 
     def update_parameter(self, param, grad, state, group):
-        xp = get_array_module(param)
-        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        first_step = momentum != 0 and "momentum_buffer" not in state
-        if first_step:
-            state["momentum_buffer"] = xp.empty(param.shape, param.dtype)
-        buffers = (state["momentum_buffer"],) if momentum != 0 else ()
-        def update(work, tmp, p, g, *buffer):
-            if weight_decay != 0:
-                xp.multiply(p, weight_decay, out=work)
-                work += g                           # g + λθ
-                g = work
-            if momentum != 0:
-                (b,) = buffer
-                if first_step:
-                    b[...] = g                      # b = g
-                else:
-                    b *= momentum
-                    xp.multiply(g, 1 - group["dampening"], out=tmp)
-                    b += tmp                        # b = μb + (1 − τ)g
-                if group["nesterov"]:
-                    xp.multiply(b, momentum, out=tmp)
-                    tmp += g                        # g + μb
-                    g = tmp
-                else:
-                    g = b
-            xp.multiply(g, -lr, out=tmp)
-            p += tmp                                # θ − ηg
-        self.for_each_piece(update, param, grad, *buffers)
+        momentum, weight_decay = group["momentum"], group["weight_decay"]
+        if weight_decay:
+            grad = grad + weight_decay * param                 # g + λθ
+        if momentum:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.copy()         # b = g on the first step
+            else:
+                buffer = state["momentum_buffer"]
+                buffer *= momentum
+                buffer += (1 - group["dampening"]) * grad      # b = μb + (1 − τ)g
+            buffer = state["momentum_buffer"]
+            grad = grad + momentum * buffer if group["nesterov"] else buffer
+        param -= group["lr"] * grad                            # θ − ηg

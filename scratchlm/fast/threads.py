@@ -13,14 +13,18 @@ import os
 #: Threads used: two measured 1.4-1.9x faster than one on a 2-core machine (GELU and
 #: cross-entropy row blocks, the AdamW update; layer norm's blocks measured no faster, and
 #: stay on one thread). Elementwise work is bound by memory bandwidth, so more threads than
-#: that gain little. NumPy's BLAS threads must not spin meanwhile: scratchlm.openblas_wait.
+#: that gain little. NumPy's BLAS threads should not spin meanwhile (see
+#: :func:`scratchlm.fast.tune_process`).
 THREADS = min(2, os.cpu_count() or 1)
 _pool = None
 
 
 def _thread_pool():
+    """The pool, started at the first shared piece of work (never at import)."""
     global _pool
     if _pool is None:
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_pool)
         _pool = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="scratchlm")
     return _pool
 
@@ -29,10 +33,6 @@ def _forget_pool():
     """A forked child has none of its parent's threads: it starts a pool of its own."""
     global _pool
     _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def run_shared(work, pieces):

@@ -1,7 +1,6 @@
-"""The affine map of a linear layer: y = x Wᵀ + b, as PyTorch's ``linear``."""
+"""A linear layer's affine map: y = x Wᵀ + b, as PyTorch's ``linear``."""
 
 from scratchlm.autograd.function import Function
-from scratchlm.backend import get_array_module
 
 
 def _check_shapes(x, weight, bias):
@@ -23,8 +22,6 @@ class Linear(Function):
     Yᵣₒ = Σᵢ Xᵣᵢ Wₒᵢ + bₒ, so  ∂L/∂X = G W,  ∂L/∂W = Gᵀ X,  ∂L/∂b = Σᵣ Gᵣ = 1ᵀ G.
     """
 
-    new_gradient_arrays = True  # backward returns arrays of its own
-
     def forward(self, x, weight, bias=None):
         _check_shapes(x, weight, bias)
         self.x_shape = x.shape
@@ -44,10 +41,7 @@ class Linear(Function):
             grad_weight = g_rows.T @ self.x_rows
         if not self.has_bias:
             return grad_x, grad_weight
-        grad_bias = None
-        if self.needs_input_grad[2]:
-            ones = get_array_module(g).ones(g_rows.shape[0], dtype=g.dtype)
-            grad_bias = ones @ g_rows
+        grad_bias = g_rows.sum(axis=0) if self.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 
 

@@ -1,15 +1,9 @@
 """Embedding lookup: each integer id picks one row of a weight table."""
 
-import numpy as np
-
 from scratchlm import backend
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
 from scratchlm.functional.checks import integer_array
-
-#: Up to this many rows the one-hot GEMM is the fastest backward on the CPU (measured on
-#: 2 cores: it costs ids·vocab·C flops, the sort-and-sum about ids·C + ids log ids).
-ONE_HOT_MAX_ROWS = 128
 
 
 def _check_ids(ids, weight):
@@ -26,27 +20,13 @@ def _check_ids(ids, weight):
                          f"(weight of shape {weight.shape}); expected 0 ≤ id < {vocab}")
 
 
-def _sum_rows_by_id(ids, g_rows, vocab):
-    """Row v of the result = Σ of the rows of ``g_rows`` whose id is v (NumPy, sort-based)."""
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    run_starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
-    grad = np.zeros((vocab, g_rows.shape[1]), dtype=g_rows.dtype)
-    grad[sorted_ids[run_starts]] = np.add.reduceat(g_rows[order], run_starts, axis=0)
-    return grad
-
-
 class Embedding(Function):
     """y[…] = W[ids[…]], a row of W (V, C) for every id.
 
     With O the one-hot matrix of the ids (one row per id), Y = O W, so ∂L/∂W = Oᵀ G:
     row v of ∂L/∂W sums the gradient rows of every position whose id is v (a repeated id
-    accumulates). The ids get no gradient. On the CPU ∂L/∂W is that one-hot GEMM for a small
-    table, else the rows sorted by id and each run of equal ids summed (``np.add.reduceat``);
-    on the GPU a scatter-add.
+    accumulates: a scatter-add). The ids get no gradient.
     """
-
-    new_gradient_arrays = True  # backward returns arrays of its own
 
     def forward(self, ids, weight):
         xp = get_array_module(weight)
@@ -56,17 +36,9 @@ class Embedding(Function):
         return xp.take(weight, ids, axis=0)
 
     def backward(self, g):
-        vocab, features = self.weight_shape
-        ids, g_rows = self.ids.reshape(-1), g.reshape(-1, features)
-        if backend.is_gpu_array(g):
-            grad = get_array_module(g).zeros(self.weight_shape, dtype=g.dtype)
-            backend.scatter_add(grad, ids, g_rows)
-        elif vocab <= ONE_HOT_MAX_ROWS:
-            one_hot = np.zeros((ids.size, vocab), dtype=g.dtype)
-            one_hot[np.arange(ids.size), ids] = 1
-            grad = one_hot.T @ g_rows
-        else:
-            grad = _sum_rows_by_id(ids, g_rows, vocab)
+        features = self.weight_shape[1]
+        grad = get_array_module(g).zeros(self.weight_shape, dtype=g.dtype)
+        backend.scatter_add(grad, self.ids.reshape(-1), g.reshape(-1, features))
         return None, grad
 
 

@@ -24,22 +24,16 @@ class Dropout(Function):
     p = 1 drops everything: y = 0 and ∂L/∂x = 0.
     """
 
-    new_gradient_arrays = True  # backward returns arrays of its own
-
     def __init__(self, p):
         self.p = p
 
     def forward(self, x):
         self.keep = keep_mask(x.shape, self.p, x)
         self.scale = survivor_scale(self.p)
-        y = x * self.keep
-        y *= self.scale
-        return y
+        return x * self.keep * self.scale
 
     def backward(self, g):
-        grad = g * self.keep
-        grad *= self.scale
-        return grad
+        return g * self.keep * self.scale
 
 
 def dropout(x, p, training=True):

@@ -1,12 +1,14 @@
-"""Reductions along one axis that the fused ops share, each kept as a size-1 axis so the
-result broadcasts back against its input, and cache-sized blocks of rows."""
+"""CPU helpers of the fast ops: reductions along one axis (each kept as a size-1 axis so the
+result broadcasts back against its input) that are faster than NumPy's plain ones,
+cache-sized blocks of rows shared among threads, and a cache-aligned matmul."""
 
 import functools
+import math
 
 import numpy as np
 
-from scratchlm import threads
 from scratchlm.backend import get_array_module
+from scratchlm.fast import threads
 
 
 def max_along(x, axis):
@@ -92,3 +94,31 @@ def shared_row_blocks(work, x):
         work(slice(None), 0)
         return
     threads.run_shared(work, row_blocks(x))
+
+
+#: Bytes of one cache line, and of one AVX-512 register.
+CACHE_LINE = 64
+#: Products smaller than this are left to NumPy's own allocation (token-by-token decoding).
+ALIGNED_OUTPUT_BYTES = 1 << 18
+
+
+def matmul_cache_aligned(a, b):
+    """``a @ b`` (NumPy arrays) written into a new array that starts on a cache-line boundary.
+
+    NumPy's allocations are only 16-byte aligned, and a thin product (inner size 64, such as
+    attention's Q Kᵀ over heads of 64 features) spends much of its time writing its output:
+    with the output's rows split across cache lines, OpenBLAS's AVX-512 kernels write it
+    far more slowly (bench/README.md has the figures).
+    """
+    batch = a.shape[:-2]
+    if b.shape[:-2] != batch:
+        batch = np.broadcast_shapes(batch, b.shape[:-2])
+    shape = batch + (a.shape[-2], b.shape[-1])
+    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a, b)
+    size = math.prod(shape)
+    if size * dtype.itemsize < ALIGNED_OUTPUT_BYTES:  # small: the setup would cost more
+        return a @ b
+    raw = np.empty(size * dtype.itemsize + CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    out = raw[start:start + size * dtype.itemsize].view(dtype).reshape(shape)
+    return np.matmul(a, b, out=out)

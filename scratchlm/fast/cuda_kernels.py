@@ -1,9 +1,10 @@
 """Fused CUDA kernels for the hottest GPU ops: tanh-GELU, layer norm, softmax (with the
 softmax inside cross-entropy) and the Adam/AdamW update.
 
-The plain array code in each op's ``forward``/``backward`` stays the reference: it is what
-NumPy runs, what the docstrings derive, and what the fused kernels are tested equal to
-(``tests/test_gpu_kernels.py`` runs both on CuPy, this switch on and off). A chain of CuPy
+The reference ops (``scratchlm/functional``, ``scratchlm/optim``) are what the docstrings
+derive and what these kernels are tested equal to (``tests/test_gpu_kernels.py`` runs both
+on CuPy, fast mode on and off); :mod:`scratchlm.fast.cuda` registers the ops that call
+them. A chain of CuPy
 array expressions launches one kernel per operation and each reads and writes the whole
 array, so the ops here, which are memory-bound, spend their time moving data; a fused
 kernel reads its inputs once and writes its outputs once.
@@ -21,16 +22,10 @@ Only :mod:`scratchlm.backend` touches CuPy itself; the kernels are built through
 """
 
 import functools
-import os
 
 import numpy as np
 
 from scratchlm import backend
-
-#: The fused kernels run only while this is True; set it False to get the plain array
-#: reference code on the GPU too (the tests compare the two). The environment variable
-#: ``SCRATCHLM_GPU_KERNELS=0`` starts it False.
-enabled = os.environ.get("SCRATCHLM_GPU_KERNELS", "1") != "0"
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _MAX_THREADS = 1024  # per block: CUDA's limit
@@ -43,10 +38,10 @@ OPTIONS = ("--fmad=false",)
 
 
 def fusable(*arrays):
-    """True when the fused kernels should handle ``arrays``: the switch is on and they are
-    all non-empty CuPy arrays of one dtype, float32 or float64 (None among the others, an
-    absent weight or bias, is allowed). NumPy arrays never are."""
-    if not enabled or not backend.is_gpu_array(arrays[0]):
+    """True when the fused kernels can handle ``arrays``: they are all non-empty CuPy arrays
+    of one dtype, float32 or float64 (None among the others, an absent weight or bias, is
+    allowed). NumPy arrays never are."""
+    if not backend.is_gpu_array(arrays[0]):
         return False
     dtype = arrays[0].dtype
     return (dtype in _CTYPES and arrays[0].size > 0
@@ -93,14 +88,14 @@ _GELU_TANH_BACKWARD = dict(
 def gelu_tanh_forward(x):
     """``(y, h)`` with, per element,
         h = ½(1 + tanh(√(2/π)(x + 0.044715x³))),   y = x h
-    (``activations.GELUTanh.forward``; u is computed as (x²·√(2/π)·0.044715 + √(2/π))·x, in
+    (``GELUTanh.forward``; u is computed as (x²·√(2/π)·0.044715 + √(2/π))·x, in
     the reference's order). Returns new arrays shaped like ``x``."""
     return backend.elementwise_kernel(**_GELU_TANH_FORWARD)(x)
 
 
 def gelu_tanh_backward(grad, x, h):
     """dx = h (1 + w (1 − h)) · grad,  w = 2x u' = (6·√(2/π)·0.044715 x² + 2√(2/π)) x, per
-    element, from the forward's cached h (``activations.GELUTanh.backward``)."""
+    element, from the forward's cached h (``GELUTanh.backward``)."""
     return backend.elementwise_kernel(**_GELU_TANH_BACKWARD)(grad, x, h)
 
 

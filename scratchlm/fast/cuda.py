@@ -1,0 +1,113 @@
+"""Fast GPU versions of the reference ops: each direction one fused CUDA kernel.
+
+A chain of CuPy array expressions launches one kernel per operation, and each reads and
+writes the whole array; these ops are memory-bound, so a kernel that reads its inputs once
+and writes its outputs once (:mod:`scratchlm.fast.cuda_kernels`) is what makes them fast.
+Each class subclasses its reference op, is registered for ``"cuda"``, and falls back to the
+reference where the kernels do not apply (an axis other than the last, mixed dtypes).
+"""
+
+from scratchlm.fast import cuda_kernels as kernels
+from scratchlm.fast.cpu import gradients_are_new
+from scratchlm.fast.registry import implements
+from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
+from scratchlm.functional.attention import ScaledDotProductAttention
+from scratchlm.functional.cross_entropy import CrossEntropy
+from scratchlm.functional.dropout import Dropout
+from scratchlm.functional.embedding import Embedding
+from scratchlm.functional.layer_norm import LayerNorm, check_layer_norm_shapes
+from scratchlm.functional.linear import Linear
+from scratchlm.functional.losses import BinaryCrossEntropyWithLogits, MSELoss
+from scratchlm.functional.softmax import LogSoftmax, Softmax
+from scratchlm.nn.heads import SplitHeads
+
+
+@implements(LayerNorm, "cuda")
+class LayerNormKernel(LayerNorm):
+    """:class:`LayerNorm`: the forward and ∂L/∂x each one kernel with a thread block per row."""
+
+    new_gradient_arrays = True
+
+    def forward(self, x, weight, bias):
+        if not kernels.fusable_rows(x, weight, bias):
+            return super().forward(x, weight, bias)
+        check_layer_norm_shapes(x, weight, bias)
+        y, self.norm, self.rstd = kernels.layer_norm_rows(x, weight, bias, self.eps)
+        self.weight = weight
+        return y
+
+    def backward(self, g):
+        features = g.shape[-1]
+        g_rows, norm = g.reshape(-1, features), self.norm.reshape(-1, features)
+        rstd = self.rstd.reshape(-1, 1)
+        if not kernels.fusable_rows(g_rows, norm, rstd, self.weight):
+            return super().backward(g)
+        grad_weight = (g_rows * norm).sum(axis=0) if self.needs_input_grad[1] else None
+        grad_bias = g_rows.sum(axis=0) if self.needs_input_grad[2] else None
+        grad_x = None
+        if self.needs_input_grad[0]:
+            grad_x = kernels.layer_norm_backward_rows(g_rows, norm, self.weight, rstd)
+            grad_x = grad_x.reshape(g.shape)
+        return grad_x, grad_weight, grad_bias
+
+
+@implements(GELUTanh, "cuda")
+class GELUTanhKernel(GELUTanh):
+    """:class:`GELUTanh`: each direction one elementwise kernel (h is saved, as there)."""
+
+    new_gradient_arrays = True
+
+    def forward(self, x):
+        if not kernels.fusable(x):
+            return super().forward(x)
+        y, self.h = kernels.gelu_tanh_forward(x)
+        self.x = x
+        return y
+
+    def backward(self, g):
+        if not kernels.fusable(g, self.x, self.h):
+            return super().backward(g)
+        return kernels.gelu_tanh_backward(g, self.x, self.h)
+
+
+@implements(Softmax, "cuda")
+class SoftmaxKernel(Softmax):
+    """:class:`Softmax` along the last axis: each direction one kernel, a block per row."""
+
+    new_gradient_arrays = True
+
+    def forward(self, x):
+        if not (self.axis in (-1, x.ndim - 1) and kernels.fusable_rows(x)):
+            return super().forward(x)
+        self.axis = x.ndim - 1
+        self.y = kernels.softmax_rows(x)[0]
+        return self.y
+
+    def backward(self, g):
+        if not (self.axis == g.ndim - 1 and g.shape == self.y.shape
+                and kernels.fusable_rows(g, self.y)):
+            return super().backward(g)
+        return kernels.softmax_backward_rows(g, self.y)
+
+
+@implements(CrossEntropy, "cuda")
+class CrossEntropyKernel(CrossEntropy):
+    """:class:`CrossEntropy` with softmax(z), max z and log Σ e^(z − max z) per row from one
+    kernel; backward is the reference's."""
+
+    new_gradient_arrays = True
+
+    def forward(self, logits, target):
+        z = self.prepare(logits, target)
+        if not kernels.fusable_rows(z):
+            return super().forward(logits, target)
+        self.probs, row_max, log_sum_exp = kernels.softmax_rows(z)
+        losses = log_sum_exp - (1 - self.smoothing) * (z[self.rows, self.targets] - row_max)
+        if self.smoothing:
+            losses -= self.smoothing / z.shape[1] * (z - row_max[:, None]).sum(axis=1)
+        return self.reduce(losses)
+
+
+for _op in (Linear, ReLU, Sigmoid, GELUErf, Dropout, BinaryCrossEntropyWithLogits, MSELoss,
+            SplitHeads, LogSoftmax, ScaledDotProductAttention, Embedding):
+    implements(_op, "cuda")(gradients_are_new(_op))

@@ -1,0 +1,80 @@
+"""Which implementation of an op runs: the reference, or a fast one registered for it.
+
+Every op and optimizer of scratchlm is written once as its formula (the reference, in
+``scratchlm/functional`` and ``scratchlm/optim``). The fast layer (this package) may add,
+for one reference class and one device, a subclass that computes the same thing faster (row
+blocks that stay in cache, threads, fused CUDA kernels)::
+
+    @implements(LayerNorm, "cpu")
+    class LayerNormRowBlocks(LayerNorm):
+        def forward(self, x, weight, bias): ...
+        def backward(self, grad): ...
+
+When an op runs, :func:`fast_version` looks its class up for the device of its inputs; with
+fast mode off (``sl.use_fast(False)`` or ``SCRATCHLM_FAST=0`` in the environment) it finds
+nothing, and the reference runs everywhere. Only exact classes are looked up: a user's
+subclass of ``LayerNorm`` runs its own code, never a fast version of its parent.
+"""
+
+import importlib
+import os
+
+#: The modules that register fast implementations; imported at the first look-up (they
+#: subclass the reference ops, so they can only load once the library has).
+IMPLEMENTATION_MODULES = ("scratchlm.fast.cpu", "scratchlm.fast.cuda", "scratchlm.fast.optim")
+
+_implementations = {}  # (reference class, device) -> fast subclass
+_loaded = False
+_enabled = os.environ.get("SCRATCHLM_FAST", "1") != "0"
+
+
+def implements(reference, device):
+    """Class decorator: register the decorated subclass of ``reference`` as its fast
+    implementation on ``device`` ("cpu" or "cuda")."""
+    def register(fast_class):
+        if not issubclass(fast_class, reference):
+            raise TypeError(f"{fast_class.__name__} must subclass {reference.__name__}, "
+                            "the reference op it implements")
+        _implementations[(reference, device)] = fast_class
+        return fast_class
+    return register
+
+
+def fast_version(reference, device):
+    """The fast subclass registered for exactly ``reference`` on ``device``, or None (none
+    registered, or fast mode off)."""
+    global _loaded
+    if not _enabled:
+        return None
+    if not _loaded:
+        _loaded = True
+        for module in IMPLEMENTATION_MODULES:
+            importlib.import_module(module)
+    return _implementations.get((reference, device))
+
+
+def is_fast_enabled():
+    """True when registered fast implementations are used (the default)."""
+    return _enabled
+
+
+class use_fast:
+    """Turn the fast implementations on or off: ``sl.use_fast(False)`` runs the reference
+    formulas everywhere from here on; as a context manager it restores the previous
+    setting on exit::
+
+        with sl.use_fast(False):
+            loss = model(x, y)[1]      # every op runs its reference formula
+    """
+
+    def __init__(self, enabled=True):
+        global _enabled
+        self.previous = _enabled
+        _enabled = bool(enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        global _enabled
+        _enabled = self.previous
