@@ -76,20 +76,6 @@ BERT_PRESETS = {
 }
 
 
-def init_bert_weights(module):
-    """BERT's init: every matrix (Linear weights, embeddings) N(0, 0.02²), every bias 0,
-    LayerNorm gains 1."""
-    rng = backend.generator("cpu")
-    for name, p in module.named_parameters():
-        if p.ndim == 2:
-            values = rng.normal(0.0, 0.02, p.shape)
-        elif name.endswith("bias"):
-            values = np.zeros(p.shape)
-        else:
-            continue
-        p.data = backend.to_device(values.astype(p.dtype), p.device)
-
-
 def _ids(name, values, shape=None, device="cpu", kinds="iu"):
     """Integer ids (or another dtype ``kinds``) as a backend array on ``device``, with a clear
     error when they do not fit."""
@@ -128,7 +114,9 @@ class BertModel(nn.Module):
     """The BERT encoder: ``forward(input_ids, token_type_ids=None, attention_mask=None)`` →
     :class:`BertOutput` (hidden states (B, T, C), pooled [CLS] (B, C)).
 
-    ``token_type_ids`` default to 0 (one segment), ``attention_mask`` to all ones."""
+    ``token_type_ids`` default to 0 (one segment), ``attention_mask`` to all ones.
+    Init: BERT's (:func:`scratchlm.nn.init_transformer_weights`): every matrix, embeddings
+    included, N(0, 0.02²), biases 0, LayerNorm gains 1."""
 
     def __init__(self, config):
         super().__init__()
@@ -140,7 +128,7 @@ class BertModel(nn.Module):
                                        norm_first=False, layer_norm_eps=config.layer_norm_eps)
             for _ in range(config.n_layer)])
         self.pooler = nn.Linear(config.n_embd, config.n_embd)
-        init_bert_weights(self)
+        nn.init_transformer_weights(self, std=0.02)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         device = self.pooler.weight.device
@@ -205,8 +193,8 @@ class BertForPreTraining(nn.Module):
         self.bert = BertModel(config)
         self.mlm_head = MaskedLMHead(config)
         self.nsp_head = nn.Linear(config.n_embd, 2)
-        init_bert_weights(self.mlm_head)
-        init_bert_weights(self.nsp_head)
+        nn.init_transformer_weights(self.mlm_head, std=0.02)
+        nn.init_transformer_weights(self.nsp_head, std=0.02)
         self.mlm_head.decoder.weight = self.bert.embeddings.word_embeddings.weight  # tied
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, mlm_labels=None,

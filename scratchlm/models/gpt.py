@@ -9,10 +9,7 @@ Training minimises the cross-entropy of each next token. Parameter names and sha
 nanoGPT's, so its (and, converted, Hugging Face's GPT-2) weights load directly.
 """
 
-import math
 from dataclasses import asdict, dataclass
-
-import numpy as np
 
 from scratchlm import backend, generation, nn, optim
 from scratchlm import functional as F
@@ -96,6 +93,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The decoder-only language model of the module docstring, built from a :class:`GPTConfig`.
+
+    ``forward(idx, targets=None, kv_caches=None)`` → (logits (B, T, vocab), loss or None).
+    Init: GPT-2's (:func:`scratchlm.nn.init_transformer_weights`): matrices and embeddings
+    N(0, 0.02²), the projections into the residual stream N(0, (0.02/√(2·n_layer))²) so the
+    sum of 2·n_layer residual branches keeps its scale, biases 0.
+    """
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -112,24 +117,7 @@ class GPT(nn.Module):
             for module in self.modules():
                 if isinstance(module, nn.LayerNorm):
                     module.bias = None
-        self._init_weights()
-
-    def _init_weights(self):
-        """GPT-2's init: every weight matrix and embedding N(0, 0.02²), biases 0, and the
-        projections into the residual stream N(0, (0.02/√(2·n_layer))²) so the residual
-        sum of 2·n_layer branches keeps unit scale. LayerNorms stay (1, 0)."""
-        rng = backend.generator("cpu")
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                values = rng.normal(0.0, residual_std, p.shape)
-            elif p.ndim == 2:
-                values = rng.normal(0.0, 0.02, p.shape)
-            elif name.endswith(".bias") and ".ln_" not in name and "ln_f" not in name:
-                values = np.zeros(p.shape)
-            else:
-                continue
-            p.data = backend.to_device(values.astype(p.dtype), p.device)
+        nn.init_transformer_weights(self, std=0.02, n_residual_layers=config.n_layer)
 
     @property
     def block_size(self):

@@ -115,7 +115,8 @@ class Seq2SeqTransformer(nn.Module):
     ``src == pad_id``. The loss (given ``tgt_out``) is the mean cross-entropy over the target
     positions that are not ``pad_id``.
 
-    Init: embeddings N(0, 1/d_model), every other matrix Xavier-uniform, biases 0.
+    Init (:func:`scratchlm.nn.init_transformer_weights`): embeddings N(0, 1/d_model), every
+    other matrix Xavier-uniform, biases 0.
     """
 
     def __init__(self, config):
@@ -137,23 +138,9 @@ class Seq2SeqTransformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(d, config.layer_norm_eps) if config.norm_first else None
         self.decoder_norm = nn.LayerNorm(d, config.layer_norm_eps) if config.norm_first else None
         self.output_proj = nn.Linear(d, config.tgt_vocab_size)
-        self._init_weights()
+        nn.init_transformer_weights(self, embedding_std=d ** -0.5, xavier=True)
         if config.tie_output:
             self.output_proj.weight = self.tgt_embed.weight
-
-    def _init_weights(self):
-        rng = backend.generator("cpu")
-        for name, p in self.named_parameters():
-            if name.endswith("embed.weight"):
-                values = rng.normal(0.0, self.config.d_model ** -0.5, p.shape)
-            elif p.ndim == 2:
-                bound = math.sqrt(6.0 / sum(p.shape))  # Xavier: keeps activations' variance
-                values = rng.uniform(-bound, bound, p.shape)
-            elif name.endswith("bias"):
-                values = np.zeros(p.shape)
-            else:
-                continue
-            p.data = backend.to_device(values.astype(p.dtype), p.device)
 
     # ------------------------------------------------------------------------ inputs
     @property

@@ -18,8 +18,10 @@ from scratchlm.nn.module import Module, Parameter
 from scratchlm.nn.normalization import LayerNorm
 from scratchlm.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from scratchlm.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+from scratchlm.nn.transformer_init import init_transformer_weights
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "FeedForward", "SinusoidalPositionalEncoding",
            "LearnedPositionalEmbedding", "MultiHeadAttention", "KVCache", "DecoderKVCache",
-           "TransformerEncoderLayer", "TransformerDecoderLayer", "gradcheck_module"]
+           "TransformerEncoderLayer", "TransformerDecoderLayer", "gradcheck_module",
+           "init_transformer_weights"]
