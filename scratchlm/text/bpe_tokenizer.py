@@ -4,10 +4,9 @@ import functools
 import heapq
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable
-
-import regex
 
 from scratchlm.text.bpe_training import learn_merges
 from scratchlm.text.byte_level import bytes_to_printable, printable_to_bytes, split_words
@@ -262,5 +261,5 @@ def _split_on(text: str, special_tokens: Collection[str]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _special_token_splitter(special_tokens: tuple[str, ...]) -> regex.Pattern:
-    return regex.compile("(" + "|".join(regex.escape(token) for token in special_tokens) + ")")
+def _special_token_splitter(special_tokens: tuple[str, ...]) -> re.Pattern:
+    return re.compile("(" + "|".join(re.escape(token) for token in special_tokens) + ")")

@@ -10,20 +10,62 @@ no token is ever "unknown". Two details come from GPT-2 unchanged:
   to the characters from U+0100 up (a space becomes "Ġ", a newline "Ċ").
 """
 
-import regex
+import functools
+import re
+import sys
+import unicodedata
 
-#: GPT-2's pre-tokenization pattern: English contractions, runs of letters, runs of digits,
-#: runs of other symbols (each optionally led by one space), and whitespace.
+#: GPT-2's pre-tokenization pattern, as published (tiktoken and the `regex` package read it):
+#: English contractions, runs of letters, runs of digits, runs of other symbols (each
+#: optionally led by one space), and whitespace. ``\p{L}`` is any letter (Unicode general
+#: category L*), ``\p{N}`` any number (N*), ``\s`` any Unicode whitespace.
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
 
-_GPT2_SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
-
 
 def split_words(text: str) -> list[str]:
     """Cut text into GPT-2's pre-tokenized words; joining them gives the text back."""
-    return _GPT2_SPLITTER.findall(text)
+    return _gpt2_splitter().findall(text)
+
+
+@functools.cache
+def _gpt2_splitter() -> re.Pattern:
+    r"""`GPT2_SPLIT_PATTERN` for the standard library's `re`, which has no ``\p{...}`` classes.
+
+    Each class is spelled out as ranges of code points, read from Python's own Unicode
+    database (`unicodedata`), so the pieces are exactly those of the `regex` package for every
+    character that database knows; it follows the Unicode version of the running Python
+    (``unicodedata.unidata_version``: 14.0 on Python 3.11, 15.0 on 3.12), and a character
+    assigned in a later Unicode version is a symbol here until Python's database has it.
+
+    * ``\p{L}``: general categories Lu, Ll, Lt, Lm, Lo;  ``\p{N}``: Nd, Nl, No.
+    * ``\s``: Unicode's White_Space property, which `regex` and tiktoken use: the separators
+      (Zs, Zl, Zp) and the controls tab, line feed, vertical tab, form feed, carriage return
+      and U+0085. (`re`'s own ``\s`` also matches U+001C..U+001F, so it is not used.)
+
+    Built on the first call (reading the category of all 1,114,112 code points takes about
+    0.2 s) and kept, so importing the library stays fast.
+    """
+    # The major class of every code point c at position c: "L" (letter), "N" (number), "Z"
+    # (separator), ... the first letter of its two-letter general category ("Lu", "Nd", ...).
+    majors = "".join(map(unicodedata.category, map(chr, range(sys.maxunicode + 1))))[::2]
+    letter, number = _class_of(majors, "L"), _class_of(majors, "N")
+    space = _class_of(majors, "Z") + r"\t\n\x0b\x0c\r\x85"
+    return re.compile(
+        rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"""
+        rf"""|[{space}]+(?![^{space}])|[{space}]+"""
+    )
+
+
+def _class_of(majors: str, major: str) -> str:
+    r"""The inside of a ``[...]`` class matching the code points c with ``majors[c] == major``,
+    as ranges of consecutive code points: ``\U00000041-\U0000005a\U00000061-...`` for "L"."""
+    ranges = []
+    for run in re.finditer(f"{major}+", majors):
+        first, last = run.start(), run.end() - 1
+        ranges.append(f"\\U{first:08x}" if first == last else f"\\U{first:08x}-\\U{last:08x}")
+    return "".join(ranges)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
