@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from scratchlm.functional.erf import CPU_BLOCK, SATURATES, erf
+from scratchlm.functional.erf import SATURATES, erf
 
 #: The largest relative error measured against math.erf on the points below: 3 units in the
 #: last place (at |x| < 1; 1 unit beyond), about 4.4e-16.
@@ -73,9 +73,9 @@ def test_float32_matches_the_float64_value_rounded():
     np.testing.assert_array_equal(y32, reference)
 
 
-def test_shapes_blocks_scalars_and_integers():
-    x = np.random.default_rng(2).normal(size=(3, CPU_BLOCK + 5)).T  # not contiguous, 3 blocks
-    np.testing.assert_array_equal(erf(x), erf(np.ascontiguousarray(x)))
+def test_shapes_scalars_and_integers():
+    x = np.random.default_rng(2).normal(size=(3, 1000)).T  # not contiguous
+    np.testing.assert_array_equal(erf(x), math_erf(x))
     assert erf(x).shape == x.shape
     assert erf(np.zeros((0, 4))).shape == (0, 4)
     assert erf(0.5).shape == () and erf(0.5) == pytest.approx(math.erf(0.5), rel=1e-16)
