@@ -18,27 +18,30 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 #: Seconds to wait before each timed run, so that it does not share the cores with the other
 #: framework's worker threads still spinning after their last call: PyTorch's OpenMP threads
 #: spin for a few milliseconds, OpenBLAS's for 2²⁸ cycles (~0.1 s) unless
-#: OPENBLAS_THREAD_TIMEOUT says less (scratchlm sets 2²⁰, see scratchlm/openblas_wait.py;
+#: OPENBLAS_THREAD_TIMEOUT says less (tune_process sets 2²⁰, see scratchlm/fast/process.py;
 #: with the default, torch's tiny-GPT step measured 12.2 ms right after scratchlm's run and
 #: 10.0 ms after a pause). Kept short: after a pause of 0.25 s the CPU had gone idle, and
 #: short runs (a tiny GPT's generation) measured up to 4x slower and far noisier.
 SETTLE_SECONDS = 0.02
 #: Variables this machine may set to pin OpenBLAS's kernels (see the README of bench/).
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-#: How long OpenBLAS's idle workers spin; scratchlm sets it (scratchlm/openblas_wait.py).
+#: How long OpenBLAS's idle workers spin; tune_process sets it (scratchlm/fast/process.py).
 WAIT_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT",)
 
 
-def use_repository():
-    """Import scratchlm from this checkout and the PyTorch reference GPT from tests/.
-
-    scratchlm itself is imported here, before NumPy or torch is, so that OpenBLAS starts
-    with scratchlm's setting (:mod:`scratchlm.openblas_wait`) as under ``python -m
-    scratchlm``: call this before :func:`limit_threads`."""
+def use_repository(fast=True):
+    """Import scratchlm from this checkout and the PyTorch reference GPT from tests/, with the
+    process tuned as under ``python -m scratchlm`` (``scratchlm.fast.tune_process``: call
+    this before NumPy or torch is imported, so that OpenBLAS starts with its setting, and
+    before :func:`limit_threads`); ``fast=False`` runs scratchlm's reference ops."""
     for path in (REPO, REPO / "tests"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    import scratchlm  # noqa: F401
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")  # fast/process.py's value
+    import scratchlm
+
+    scratchlm.fast.tune_process()
+    scratchlm.use_fast(fast)
 
 
 def thread_environment(threads):

@@ -226,6 +226,8 @@ def peak_memory(framework, name, device, threads):
     """Peak training memory (bytes) of one framework, measured in a fresh subprocess."""
     command = [sys.executable, __file__, "--memory-probe", framework, "--configs", name,
                "--device", device, "--threads", str(threads)]
+    if "--reference" in sys.argv:
+        command.append("--reference")
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])["peak_bytes"]
 
@@ -370,6 +372,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for NumPy's BLAS and for PyTorch")
+    parser.add_argument("--reference", action="store_true",
+                        help="run scratchlm's reference ops (sl.use_fast(False))")
     parser.add_argument("--memory-probe", choices=("scratchlm", "torch"),
                         help=argparse.SUPPRESS)  # internal: the peak-memory subprocess
     args = parser.parse_args()
@@ -379,7 +383,7 @@ def main():
         parser.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
 
     harness.thread_environment(args.threads)  # before NumPy and torch load their BLAS
-    harness.use_repository()
+    harness.use_repository(fast=not args.reference)
     blas = harness.limit_threads(args.threads)
     if args.device == "cuda":
         import scratchlm.backend
@@ -410,7 +414,8 @@ def main():
 
     out_dir = harness.REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = out_dir / f"{args.device}.json", out_dir / f"{args.device}.png"
+    stem = args.device + ("-reference" if args.reference else "")
+    json_path, png_path = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     bar_chart(results, png_path)
     print(f"wrote {json_path.relative_to(harness.REPO)} and {png_path.relative_to(harness.REPO)}")

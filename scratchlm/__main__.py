@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from scratchlm import backend, checkpoint
+from scratchlm import backend, checkpoint, fast
 from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
 from scratchlm.train import TrainConfig, Trainer
@@ -244,7 +244,20 @@ def command_eval(args):
           f"({args.batches} batches of {train.batch_size}×{model.block_size} tokens)")
 
 
+def restart_with_openblas_wait():
+    """Start this command again, once, with ``OPENBLAS_THREAD_TIMEOUT`` set.
+
+    :func:`scratchlm.fast.tune_process` puts the variable in the environment, but OpenBLAS
+    read it when NumPy loaded, and NumPy loaded with ``import scratchlm``, before this
+    module ran; a new process started with it does see it (a value the user set is kept,
+    and no restart happens)."""
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def main(argv=None):
+    tuned = fast.tune_process()
+    if argv is None and not tuned["openblas_wait"]:
+        restart_with_openblas_wait()
     args = build_parser().parse_args(argv)
     commands = {"train": command_train, "sample": command_sample, "eval": command_eval}
     try:

@@ -1,5 +1,6 @@
 """The primitive ops of the engine, each a Function with a hand-written backward."""
 
+from scratchlm.ops import tensor_methods  # noqa: F401  (Tensor's operators: a + b, x @ w, …)
 from scratchlm.ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from scratchlm.ops.elementwise import Cast, Exp, Log, Sqrt, Tanh
 from scratchlm.ops.join import Concat, Stack
@@ -7,7 +8,6 @@ from scratchlm.ops.matmul import MatMul
 from scratchlm.ops.reduction import Max, Mean, Sum
 from scratchlm.ops.shape import GetItem, Reshape, Transpose
 from scratchlm.ops.where import Where
-from scratchlm.ops import tensor_methods  # noqa: F401  (Tensor's operators: a + b, x @ w, …)
 
 
 def concat(tensors, axis=0):

@@ -25,6 +25,7 @@ from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.fast.registry import fast_version
 
+
 def check_range(owner, name, value, low, high=math.inf, high_inclusive=False):
     """Raise a ValueError unless ``low <= value < high`` (``<= high`` if inclusive)."""
     number = isinstance(value, numbers.Real) and not isinstance(value, bool)
