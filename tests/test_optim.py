@@ -2,9 +2,11 @@
 
 The main table feeds both frameworks the same random gradient arrays for 20 steps (one
 parameter has no gradient on some steps, so it must be skipped) and compares every
-parameter after every step. It runs with the default chunk size and with pieces of 7
-elements, so the chunked in-place update is checked across piece boundaries too; one
-parameter is Fortran-ordered, which takes the whole-array path.
+parameter after every step. It runs with the reference update rules (``sl.use_fast(False)``)
+and with the fast ones (``scratchlm.fast.optim``), these with the default chunk size and
+with pieces of 7 elements, so the chunked in-place update is checked across piece
+boundaries too; one parameter is Fortran-ordered, which takes the whole-array path. The
+other tests that step an optimizer run with fast mode on and off too.
 """
 
 import numpy as np
@@ -13,6 +15,8 @@ import pytest
 import scratchlm as sl
 import scratchlm.optim as optim
 from scratchlm import backend
+from scratchlm.fast import optim as fast_optim
+from scratchlm.fast import registry
 from scratchlm.optim import optimizer as optimizer_module
 
 SHAPES = [(3, 4), (5,), (1,), (2, 3, 4), (6, 7)]
@@ -93,20 +97,53 @@ def assert_same_trajectory(ours, theirs, tolerance):
                                        err_msg=f"parameter {i} after step {step + 1}")
 
 
-@pytest.mark.parametrize("chunk_size", [optimizer_module.CHUNK_SIZE, 7],
-                         ids=["default-chunks", "chunks-of-7"])
+@pytest.fixture(params=[True, False], ids=["fast", "reference"])
+def fast(request):
+    """Fast mode on (the registered fast update rules run) or off (the reference rules)."""
+    with sl.use_fast(request.param):
+        yield request.param
+
+
+def spy_on_rules(monkeypatch):
+    """The update rules ``Optimizer.step`` looked up, one per parameter update: the fast
+    class it found, or None (the reference rule ran)."""
+    found = []
+
+    def recording(reference, device):
+        rule = registry.fast_version(reference, device)
+        found.append(rule)
+        return rule
+    monkeypatch.setattr(optimizer_module, "fast_version", recording)
+    return found
+
+
+IMPLEMENTATIONS = {"reference": (False, None), "fast": (True, None), "fast-chunks-of-7": (True, 7)}
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_torch_over_20_steps(case, dtype, chunk_size, device, monkeypatch):
+def test_matches_torch_over_20_steps(case, dtype, implementation, device, monkeypatch):
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(optimizer_module, "CHUNK_SIZE", chunk_size)
+    fast_on, chunk_size = IMPLEMENTATIONS[implementation]
+    if chunk_size is not None:
+        monkeypatch.setattr(fast_optim, "CHUNK_SIZE", chunk_size)
+    rules = spy_on_rules(monkeypatch)
     name, kwargs = CASES[case]
     arrays, gradients = initial_arrays(dtype), gradient_sequence(dtype)
     params = make_params(arrays, device)
-    ours = run(getattr(optim, name)(params, **kwargs), params, gradients, device)
+    with sl.use_fast(fast_on):
+        ours = run(getattr(optim, name)(params, **kwargs), params, gradients, device)
     theirs = run_torch(torch, name, kwargs, arrays, gradients)
     assert_same_trajectory(ours, theirs, OPTIMIZER_TOLERANCE[np.dtype(dtype)])
     assert all(p.dtype == dtype and p.device == device for p in params)
+    # the implementation asked for is the one that ran
+    assert len(rules) == sum(g is not None for step in gradients for g in step)
+    with sl.use_fast(True):
+        expected = registry.fast_version(getattr(optim, name), device) if fast_on else None
+    assert all(rule is expected for rule in rules)
+    if fast_on and device == "cpu":
+        assert expected is not None and issubclass(expected, getattr(optim, name))
 
 
 @pytest.mark.parametrize("name, kwargs", [
@@ -114,7 +151,7 @@ def test_matches_torch_over_20_steps(case, dtype, chunk_size, device, monkeypatc
     ("Adam", dict(lr=0.05, weight_decay=0.1)),
     ("AdamW", dict(lr=0.05, weight_decay=0.1)),
 ])
-def test_minimises_a_quadratic_like_torch(name, kwargs):
+def test_minimises_a_quadratic_like_torch(name, kwargs, fast):
     """Gradients from each framework's own autograd: L = ‖Ax − b‖² over 20 steps."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
@@ -138,7 +175,7 @@ def test_minimises_a_quadratic_like_torch(name, kwargs):
     assert loss.item() < 0.5 * ((a @ x0 - b) ** 2).sum()
 
 
-def test_param_groups_with_their_own_lr_and_weight_decay_match_torch():
+def test_param_groups_with_their_own_lr_and_weight_decay_match_torch(fast):
     torch = pytest.importorskip("torch")
     arrays, gradients = initial_arrays(np.float64), gradient_sequence(np.float64)
     groups = [{"params": [0, 3], "lr": 0.05, "weight_decay": 0.2},
@@ -170,7 +207,7 @@ def test_zero_grad_sets_every_gradient_to_none():
     assert all(p.grad is None for p in params)
 
 
-def test_step_leaves_the_gradient_arrays_unchanged():
+def test_step_leaves_the_gradient_arrays_unchanged(fast):
     params = make_params(initial_arrays(np.float32))
     gradients = gradient_sequence(np.float32, steps=1)[0]
     for p, g in zip(params, gradients):
@@ -196,7 +233,7 @@ def named(params):
 @pytest.mark.parametrize("with_names", [False, True], ids=["positions", "names"])
 @pytest.mark.parametrize("case", ROUND_TRIP)
 def test_state_dict_through_a_checkpoint_resumes_the_same_trajectory(case, with_names,
-                                                                    tmp_path):
+                                                                    tmp_path, fast):
     name, kwargs = ROUND_TRIP[case]
     arrays, gradients = initial_arrays(np.float32), gradient_sequence(np.float32)
     wrap = named if with_names else list
@@ -225,7 +262,7 @@ def test_state_dict_through_a_checkpoint_resumes_the_same_trajectory(case, with_
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"parameter {i}")
 
 
-def test_state_dict_is_a_numpy_snapshot_keyed_by_position():
+def test_state_dict_is_a_numpy_snapshot_keyed_by_position(fast):
     params = make_params(initial_arrays(np.float32))
     optimizer = optim.Adam(params, lr=0.1)
     run(optimizer, params, gradient_sequence(np.float32, steps=4))
