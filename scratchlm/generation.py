@@ -14,34 +14,66 @@ recomputing the whole prefix (the tests check it). Past ``block_size`` the model
 condition on the last ``block_size`` tokens, whose positions all shift at every step, so
 from there each step recomputes that window without the cache.
 
-A model used here provides ``block_size``, ``new_kv_caches()`` and
-``model(idx, kv_caches=...) -> (logits, _)``.
+:func:`generate` and :func:`beam_search` decode a decoder-only model, which provides
+``block_size``, ``new_kv_caches()`` and ``model(idx, kv_caches=...) -> (logits, _)``.
+:func:`batched_beam_search` is the search itself, for any model: the encoder-decoder's
+``beam_search`` uses it too.
 """
+
+import numbers
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 
 from scratchlm import backend
+from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.sampling_filters import top_k_filter, top_p_filter
 
-__all__ = ["generate", "beam_search", "top_k_filter", "top_p_filter", "sample_next"]
+__all__ = ["generate", "beam_search", "batched_beam_search", "BeamSearchResult",
+           "decoding_mode", "top_k_filter", "top_p_filter", "sample_next"]
 
 
-def _as_ids(idx, device):
+@contextmanager
+def decoding_mode(model):
+    """Eval mode (no dropout) and no graph while decoding; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _as_ids(idx, device, caller):
     ids = idx.data if isinstance(idx, Tensor) else idx
     ids = backend.to_device(np.asarray(backend.to_numpy(ids)), device)
     if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError(f"generate: idx should be integer token ids of shape (batch, time), "
+        raise ValueError(f"{caller}: idx should be integer token ids of shape (batch, time), "
                          f"got shape {ids.shape} and dtype {ids.dtype}")
     if ids.shape[1] == 0:
-        raise ValueError("generate: the prompt is empty; give at least one token to start "
+        raise ValueError(f"{caller}: the prompt is empty; give at least one token to start "
                          "from")
     return ids.astype(np.int64)
 
 
 def _model_device(model):
     return next(iter(model.parameters())).device
+
+
+def _next_token_logits(model, ids, caches):
+    """Logits (B, V) of the token after ``ids`` (B, T). With ``caches`` only the tokens they
+    do not hold yet are fed; past ``block_size`` (or without caches) the last ``block_size``
+    tokens are recomputed."""
+    if caches is not None and ids.shape[1] <= model.block_size:
+        fed = caches[0].length  # tokens the caches already hold
+        logits, _ = model(ids[:, fed:], kv_caches=caches)
+    else:
+        logits, _ = model(ids[:, -model.block_size:])
+    return logits.data[:, -1, :]
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True, rng=None):
@@ -69,83 +101,142 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
              do_sample=True, use_cache=True, rng=None):
     """``idx`` (B, T) extended by ``max_new_tokens`` tokens: (B, T + max_new_tokens), a Tensor
     when ``idx`` is one, else an array."""
-    ids = _as_ids(idx, _model_device(model))
+    ids = _as_ids(idx, _model_device(model), "generate")
     xp = backend.get_array_module(ids)
-    block_size = model.block_size
-    was_training = model.training
-    model.eval()
-    caches = model.new_kv_caches() if use_cache else None
-    try:
-        with no_grad():
-            for _ in range(max_new_tokens):
-                if caches is not None and ids.shape[1] <= block_size:
-                    fed = caches[0].length  # tokens the cache already holds
-                    logits, _ = model(ids[:, fed:], kv_caches=caches)
-                else:
-                    logits, _ = model(ids[:, -block_size:])
-                next_ids = sample_next(logits.data[:, -1, :], temperature, top_k, top_p,
-                                       do_sample, rng)
-                ids = xp.concatenate([ids, next_ids[:, None].astype(ids.dtype)], axis=1)
-    finally:
-        model.train(was_training)
+    with decoding_mode(model):
+        caches = model.new_kv_caches() if use_cache else None
+        for _ in range(max_new_tokens):
+            logits = _next_token_logits(model, ids, caches)
+            next_ids = sample_next(logits, temperature, top_k, top_p, do_sample, rng)
+            ids = xp.concatenate([ids, next_ids[:, None].astype(ids.dtype)], axis=1)
     return Tensor._wrap(ids) if isinstance(idx, Tensor) else ids
 
 
-def _log_softmax(logits):
+# ------------------------------------------------------------------------------ beam search
+class BeamSearchResult(NamedTuple):
+    """Each sentence's best hypothesis, as :func:`batched_beam_search` found it."""
+
+    ids: object  # (B, n) the new tokens; after a hypothesis' EOS, fill_id
+    lengths: object  # (B,) tokens up to and including EOS (n for one that never ended)
+    log_probs: object  # (B,) Σ log p(yₜ | y<ₜ) over those tokens
+    scores: object  # (B,) log_probs / lengths^length_penalty, what the ranking used
+
+
+def batched_beam_search(decoder, beam_width, max_steps, eos_id=None, fill_id=None,
+                        length_penalty=1.0):
+    """Beam search for B sentences at once, with one row of model state per hypothesis.
+
+    ``decoder`` is the model's side, two methods on backend arrays:
+
+    - ``start()`` → logits (B, V) of the first new token, one row per sentence;
+    - ``advance(rows, new_ids)`` → logits (R, V): first make row i of the decoding state
+      (KV caches, inputs) the old row ``rows[i]``, then feed token ``new_ids[i]`` to row i.
+      ``rows`` never takes a row to another sentence: sentence b's hypotheses are the rows
+      b·k … b·k + k − 1 of a state with k rows per sentence.
+
+    Every sentence starts with one hypothesis. At each step all k · V extensions of a
+    sentence's k hypotheses are scored by their summed log-probability and the best
+    ``beam_width`` kept, with one top-k over the (B, k · V) scores. A hypothesis that emitted
+    ``eos_id`` is finished: it keeps its place and score and is extended only by ``fill_id``
+    (default ``eos_id``) at no cost. The search stops after ``max_steps`` tokens or when
+    every hypothesis is finished, and returns each sentence's best hypothesis by
+    log_prob / length^length_penalty (:class:`BeamSearchResult`). beam_width=1 is greedy
+    decoding.
+    """
+    if isinstance(beam_width, bool) or not isinstance(beam_width, numbers.Integral) \
+            or beam_width < 1:
+        raise ValueError(f"beam_search: beam_width={beam_width!r}; expected a positive integer")
+    if max_steps < 1:
+        raise ValueError(f"beam_search: {max_steps} new tokens asked for; expected ≥ 1")
+    fill_id = eos_id if fill_id is None else fill_id
+    logits = decoder.start()
     xp = backend.get_array_module(logits)
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+    B, vocab = logits.shape
+    log_probs = xp.zeros((B, 1))  # (B, k) of each sentence's k hypotheses, in float64
+    finished = xp.zeros((B, 1), dtype=bool)
+    tokens = xp.zeros((B, 0), dtype=np.int64)  # (B·k, steps so far)
+    fill_only = xp.full(vocab, -np.inf)  # a finished hypothesis' only continuation
+    if fill_id is not None:
+        fill_only[fill_id] = 0.0
+    for step in range(max_steps):
+        k = log_probs.shape[1]
+        with no_grad():  # float64: the scores sum many steps' log-probabilities
+            step_log_probs = F.log_softmax(Tensor._wrap(logits.astype(np.float64))).data
+        step_log_probs = xp.where(finished[:, :, None], fill_only,
+                                  step_log_probs.reshape(B, k, vocab))
+        candidates = (log_probs[:, :, None] + step_log_probs).reshape(B, k * vocab)
+        best = _top_k(candidates, min(beam_width, k * vocab))
+        log_probs = xp.take_along_axis(candidates, best, axis=1)
+        origin, next_ids = best // vocab, best % vocab
+        rows = (xp.arange(B)[:, None] * k + origin).reshape(-1)
+        tokens = xp.concatenate([tokens[rows], next_ids.reshape(-1, 1)], axis=1)
+        finished = xp.take_along_axis(finished, origin, axis=1)
+        if eos_id is not None:
+            finished |= next_ids == eos_id
+        if finished.all() or step == max_steps - 1:
+            break
+        logits = decoder.advance(rows, next_ids.reshape(-1))
+    generated = tokens.reshape(B, log_probs.shape[1], -1)
+    lengths = xp.full(log_probs.shape, generated.shape[-1])
+    if eos_id is not None:
+        is_eos = generated == eos_id
+        lengths = xp.where(is_eos.any(axis=-1), is_eos.argmax(axis=-1) + 1, lengths)
+    scores = log_probs / lengths.astype(np.float64) ** length_penalty
+    best_hypothesis = scores.argmax(axis=1)
+    sentences = xp.arange(B)
+    return BeamSearchResult(generated[sentences, best_hypothesis],
+                            lengths[sentences, best_hypothesis],
+                            log_probs[sentences, best_hypothesis],
+                            scores[sentences, best_hypothesis])
+
+
+def _top_k(scores, k):
+    """Column indices of the ``k`` largest entries of each row of ``scores``, best first: a
+    partial sort (``argpartition``, O(n) a row) then a sort of the k found. k = 1 is argmax,
+    whose ties go to the first index as in greedy decoding."""
+    xp = backend.get_array_module(scores)
+    if k == 1:
+        return scores.argmax(axis=1)[:, None]
+    top = xp.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = xp.argsort(-xp.take_along_axis(scores, top, axis=1), axis=1)
+    return xp.take_along_axis(top, order, axis=1)
+
+
+class _PromptContinuation:
+    """A decoder-only model's side of :func:`batched_beam_search`: every hypothesis' tokens
+    (prompt included) and the KV caches, one row per hypothesis."""
+
+    def __init__(self, model, prompts):
+        self.model, self.ids = model, prompts
+        self.caches = model.new_kv_caches()
+
+    def start(self):
+        return _next_token_logits(self.model, self.ids, self.caches)
+
+    def advance(self, rows, new_ids):
+        self.ids = backend.get_array_module(self.ids).concatenate(
+            [self.ids[rows], new_ids[:, None]], axis=1)
+        if self.ids.shape[1] > self.model.block_size:
+            self.caches = None  # past block_size every step recomputes its window
+        if self.caches is not None:
+            for cache in self.caches:
+                cache.select_rows(rows)
+        return _next_token_logits(self.model, self.ids, self.caches)
 
 
 def beam_search(model, idx, max_new_tokens, beam_width=4, eos_id=None, length_penalty=1.0):
-    """The most probable continuation of one prompt ``idx`` (1, T) found by beam search.
+    """The most probable continuations of the prompts ``idx`` (B, T) found by beam search
+    (:func:`batched_beam_search`), all prompts and hypotheses in one batch with KV caches.
 
-    Keeps ``beam_width`` hypotheses; each step scores every (hypothesis, token) extension by
-    its summed log-probability and keeps the best ``beam_width``. A hypothesis that emits
-    ``eos_id`` is finished. Finished ones are ranked by score / length^length_penalty.
-    Returns (ids (1, T + n), score). Recomputes each step's window (no cache), so it works
-    for any length.
+    A hypothesis that emits ``eos_id`` is finished; hypotheses are ranked by
+    log_prob / length^length_penalty. Returns (ids (B, T + n), log_probs (B,)): each prompt
+    followed by its best continuation (n = the longest of them; a shorter one is followed by
+    repeats of ``eos_id``), and that continuation's summed log-probability.
     """
-    ids = _as_ids(idx, _model_device(model))
-    if ids.shape[0] != 1:
-        raise ValueError(f"beam_search: expects one prompt of shape (1, T), got {ids.shape}")
+    ids = _as_ids(idx, _model_device(model), "beam_search")
     xp = backend.get_array_module(ids)
-    prompt_length = ids.shape[1]
-    beams, scores = ids, xp.zeros(1)
-    finished = []
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            for _ in range(max_new_tokens):
-                logits, _ = model(beams[:, -model.block_size:])
-                log_probs = _log_softmax(logits.data[:, -1, :])          # (beams, V)
-                candidates = backend.to_numpy((scores[:, None] + log_probs).reshape(-1))
-                vocab = log_probs.shape[1]
-                keep = []  # the best extensions; those ending in eos are finished instead
-                for flat in np.argsort(-candidates, kind="stable")[:2 * beam_width]:
-                    beam, token = divmod(int(flat), vocab)
-                    if token == eos_id and len(keep) < beam_width:
-                        finished.append((xp.concatenate([beams[beam], xp.asarray([token])]),
-                                         float(candidates[flat])))
-                    elif token != eos_id:
-                        keep.append((beam, token, candidates[flat]))
-                    if len(keep) == beam_width:
-                        break
-                if not keep:
-                    break
-                rows = xp.asarray([b for b, _, _ in keep])
-                tokens = xp.asarray([[t] for _, t, _ in keep], dtype=ids.dtype)
-                beams = xp.concatenate([beams[rows], tokens], axis=1)
-                scores = xp.asarray([c for _, _, c in keep])
-    finally:
-        model.train(was_training)
-    finished.extend((beam, float(score)) for beam, score in zip(beams, scores))
-
-    def normalized(item):
-        beam, score = item
-        return score / max(len(beam) - prompt_length, 1) ** length_penalty
-
-    best_beam, best_score = max(finished, key=normalized)
-    return best_beam[None, :], best_score
+    with decoding_mode(model):
+        best = batched_beam_search(_PromptContinuation(model, ids), beam_width, max_new_tokens,
+                                   eos_id=eos_id, length_penalty=length_penalty)
+    new_tokens = best.ids[:, :int(best.lengths.max())]
+    return xp.concatenate([ids, new_tokens], axis=1), best.log_probs

@@ -117,3 +117,25 @@ def test_a_full_cache_names_its_capacity():
     cache = nn.KVCache(max_len=2)
     with sl.no_grad(), pytest.raises(ValueError, match="capacity of 2"):
         attention(random_sequence(3, "cpu"), is_causal=True, kv_cache=cache)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_select_rows_keeps_chosen_sequences_and_continues_as_their_recomputation(device):
+    """Reordered (and repeated) rows continue exactly as if those sequences had been fed."""
+    sl.manual_seed(0)
+    attention = nn.MultiHeadAttention(D, H).to(device)
+    x = random_sequence(T, device)
+    rows = np.array([1, 1, 0])  # row 1 twice, row 0 once: batch 2 -> 3
+    prefix = T - 2
+    with sl.no_grad():
+        cache = nn.KVCache(max_len=T)
+        attention(x[:, :prefix], is_causal=True, kv_cache=cache)
+        cache.select_rows(sl.backend.to_device(rows, device))
+        assert cache.length == prefix and cache.keys.shape == (3, H, T, D // H)
+        chosen = sl.tensor(x.numpy()[rows], device=device)
+        stepped = attention(chosen[:, prefix:], is_causal=True, kv_cache=cache).numpy()
+        full = attention(chosen, is_causal=True).numpy()
+    np.testing.assert_allclose(stepped, full[:, prefix:], **TOL)
+    empty = nn.KVCache(4)
+    empty.select_rows(np.array([0, 0]))  # nothing cached yet: nothing to do
+    assert empty.keys is None

@@ -18,14 +18,12 @@ search, batched over the sentences. :func:`train_translation` trains one on sent
 """
 
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from scratchlm import backend, nn, optim
+from scratchlm import backend, generation, nn, optim
 from scratchlm import functional as F
-from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.metrics import bleu
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
@@ -86,25 +84,6 @@ SEQ2SEQ_PRESETS = {
     "transformer-big": dict(d_model=1024, n_head=16, num_encoder_layers=6,
                             num_decoder_layers=6, dim_feedforward=4096, dropout=0.3),
 }
-
-
-@contextmanager
-def _inference(model):
-    """Eval mode and no graph, restoring the model's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _log_softmax(logits):
-    """log softmax over the last axis, in float64 (scores summed over many steps)."""
-    xp = backend.get_array_module(logits)
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -216,17 +195,14 @@ class Seq2SeqTransformer(nn.Module):
         logits = self.decode(new_ids, memory, memory_key_padding_mask, kv_caches)
         return logits.data[:, -1]
 
-    def _start_decoding(self, src, max_len, rows_per_source=1):
-        """Memory, padding mask and caches for ``rows_per_source`` rows per source sentence."""
+    def _start_decoding(self, src, max_len):
+        """Memory (B, S, d_model), source padding mask and empty caches for decoding up to
+        ``max_len`` tokens after [BOS]."""
         if max_len < 1:
             raise ValueError(f"Seq2SeqTransformer: max_len={max_len}; expected ≥ 1 new tokens")
         self._check_length("decoding", max_len)
         padding = self.source_padding(src)
-        memory = self.encode(src, padding).data
-        if rows_per_source > 1:
-            memory = memory.repeat(rows_per_source, axis=0)
-            padding = None if padding is None else padding.repeat(rows_per_source, axis=0)
-        return Tensor._wrap(memory), padding, self.new_kv_caches(max_len)
+        return self.encode(src, padding), padding, self.new_kv_caches(max_len)
 
     def greedy_decode(self, src, max_len, bos_id, eos_id, use_cache=True):
         """The argmax token at every step, for every source sentence at once.
@@ -236,7 +212,7 @@ class Seq2SeqTransformer(nn.Module):
         ``use_cache=False`` recomputes the whole prefix at each step (same result, slower).
         """
         xp = backend.xp_for(self.device)
-        with _inference(self):
+        with generation.decoding_mode(self):
             memory, padding, caches = self._start_decoding(src, max_len)
             tokens = xp.full((memory.shape[0], 1), bos_id, dtype=np.int64)
             finished = xp.zeros(memory.shape[0], dtype=bool)
@@ -255,52 +231,20 @@ class Seq2SeqTransformer(nn.Module):
     def beam_search(self, src, beam_width, max_len, bos_id, eos_id, length_penalty=1.0):
         """Beam search for every source sentence at once; returns (ids (B, n), scores (B,)).
 
-        Each sentence keeps ``beam_width`` hypotheses. At every step all beam_width · V
-        extensions of a sentence are scored by their summed log-probability and the best
-        ``beam_width`` kept, with one top-k over the (B, beam_width · V) scores. A hypothesis
-        that emitted ``eos_id`` is finished: it keeps its place and score, extended only by
-        ``pad_id`` at no cost. At the end each sentence's best hypothesis by
-        score / length^length_penalty (length counted up to and including EOS) is returned,
-        as ``greedy_decode`` returns its ids; beam_width=1 is greedy decoding.
+        Each sentence keeps ``beam_width`` hypotheses, each one row of the decoder's caches
+        (:func:`scratchlm.generation.batched_beam_search`). At every step all extensions of
+        a sentence's hypotheses are scored by their summed log-probability and the best
+        ``beam_width`` kept. A hypothesis that emitted ``eos_id`` is finished: it keeps its
+        place and score, extended only by ``pad_id`` at no cost. At the end each sentence's
+        best hypothesis by score / length^length_penalty (length counted up to and including
+        EOS) is returned with that normalized score, its ids as ``greedy_decode`` returns
+        them; beam_width=1 is greedy decoding.
         """
-        if not isinstance(beam_width, int) or beam_width < 1:
-            raise ValueError(f"Seq2SeqTransformer.beam_search: beam_width={beam_width!r}; "
-                             "expected a positive integer")
-        vocab = self.config.tgt_vocab_size
-        xp = backend.xp_for(self.device)
-        K = beam_width
-        with _inference(self):
-            memory, padding, caches = self._start_decoding(src, max_len, rows_per_source=K)
-            B = memory.shape[0] // K
-            tokens = xp.full((B * K, 1), bos_id, dtype=np.int64)
-            scores = xp.full((B, K), -np.inf)
-            scores[:, 0] = 0.0  # the K beams start identical: expand only the first
-            finished = xp.zeros((B, K), dtype=bool)
-            first_row = xp.arange(B)[:, None] * K  # row of each sentence's beam 0
-            pad_only = xp.full(vocab, -np.inf)  # a finished beam's only continuation
-            pad_only[self.config.pad_id] = 0.0
-            for _ in range(max_len):
-                logits = self.decode_step(tokens[:, -1:], memory, caches, padding)
-                log_probs = _log_softmax(logits).reshape(B, K, vocab)
-                log_probs = xp.where(finished[:, :, None], pad_only, log_probs)
-                candidates = (scores[:, :, None] + log_probs).reshape(B, K * vocab)
-                best = _top_k(candidates, K)
-                scores = xp.take_along_axis(candidates, best, axis=1)
-                origin, next_ids = best // vocab, best % vocab
-                rows = (first_row + origin).reshape(-1)
-                tokens = xp.concatenate([tokens[rows], next_ids.reshape(-1, 1)], axis=1)
-                finished = xp.take_along_axis(finished, origin, axis=1) | (next_ids == eos_id)
-                for cache in caches:  # the cross-attention caches agree within a sentence
-                    _reorder(cache.self_attn, rows)
-                if finished.all():
-                    break
-        generated = tokens[:, 1:].reshape(B, K, -1)
-        is_eos = generated == eos_id
-        lengths = xp.where(is_eos.any(axis=-1), is_eos.argmax(axis=-1) + 1, generated.shape[-1])
-        normalized = scores / lengths.astype(np.float64) ** length_penalty
-        best_beam = normalized.argmax(axis=1)
-        sentences = xp.arange(B)
-        return generated[sentences, best_beam], normalized[sentences, best_beam]
+        with generation.decoding_mode(self):
+            best = generation.batched_beam_search(
+                _TranslationBeams(self, src, max_len, bos_id), beam_width, max_len,
+                eos_id=eos_id, fill_id=self.config.pad_id, length_penalty=length_penalty)
+        return best.ids, best.scores
 
     def optimizer_groups(self, weight_decay):
         """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
@@ -311,23 +255,32 @@ class Seq2SeqTransformer(nn.Module):
         return f"{self.num_parameters():,} parameters"
 
 
-def _top_k(scores, k):
-    """Column indices of the ``k`` largest entries of each row of ``scores``, best first: a
-    partial sort (``argpartition``, O(n) a row) then a sort of the k found. k = 1 is argmax,
-    whose ties go to the first index as in greedy decoding."""
-    xp = backend.get_array_module(scores)
-    if k == 1:
-        return scores.argmax(axis=1)[:, None]
-    top = xp.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = xp.argsort(-xp.take_along_axis(scores, top, axis=1), axis=1)
-    return xp.take_along_axis(top, order, axis=1)
+class _TranslationBeams:
+    """The encoder-decoder's side of :func:`scratchlm.generation.batched_beam_search`: the
+    encoded sources, their padding mask and the decoder's caches, one row per hypothesis."""
 
+    def __init__(self, model, src, max_len, bos_id):
+        self.model, self.src, self.max_len, self.bos_id = model, src, max_len, bos_id
 
-def _reorder(cache, rows):
-    """Make row i of a KV cache's filled part the old row ``rows[i]`` (beams that survived)."""
-    filled = slice(0, cache.length)
-    cache.keys[:, :, filled] = cache.keys[rows, :, filled]
-    cache.values[:, :, filled] = cache.values[rows, :, filled]
+    def start(self):
+        model = self.model
+        self.memory, self.padding, self.caches = model._start_decoding(self.src, self.max_len)
+        xp = backend.get_array_module(self.memory.data)
+        bos = xp.full((self.memory.shape[0], 1), self.bos_id, dtype=np.int64)
+        return model.decode_step(bos, self.memory, self.caches, self.padding)
+
+    def advance(self, rows, new_ids):
+        for cache in self.caches:
+            cache.self_attn.select_rows(rows)
+        if len(rows) != self.memory.shape[0]:
+            # The memory's keys and values and the padding mask depend only on the sentence,
+            # and rows never leave their sentence: they need gathering only when the number
+            # of hypotheses per sentence changes (from one at the start to beam_width).
+            for cache in self.caches:
+                cache.cross_attn.select_rows(rows)
+            self.memory = Tensor._wrap(self.memory.data[rows])
+            self.padding = None if self.padding is None else self.padding[rows]
+        return self.model.decode_step(new_ids[:, None], self.memory, self.caches, self.padding)
 
 
 def trim_at_eos(ids, eos_id):

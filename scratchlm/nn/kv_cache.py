@@ -52,6 +52,21 @@ class KVCache:
         """Views of the cached keys and values, each (B, H, length, hd)."""
         return self.keys[:, :, :self.length], self.values[:, :, :self.length]
 
+    def select_rows(self, rows):
+        """Keep the cached sequences ``rows`` (an integer array): row i becomes the old row
+        ``rows[i]``; a row may be kept several times, or dropped. Beam search calls this
+        after each step with the hypotheses that survived it. The arrays keep their capacity;
+        only the filled prefix is copied."""
+        if self.keys is None:
+            return
+        xp = backend.get_array_module(self.keys)
+        filled = slice(0, self.length)
+        shape = (len(rows),) + self.keys.shape[1:]
+        keys, values = xp.empty(shape, self.keys.dtype), xp.empty(shape, self.values.dtype)
+        keys[:, :, filled] = self.keys[rows, :, filled]
+        values[:, :, filled] = self.values[rows, :, filled]
+        self.keys, self.values = keys, values
+
     def reset(self):
         """Forget everything cached; the next append starts a new sequence."""
         self.keys = self.values = None
