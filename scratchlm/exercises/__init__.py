@@ -6,9 +6,12 @@
             ...                                  # your ∂L/∂x
     print(grade("softmax", Softmax))            # passed, or which case failed and by how much
 
-``python -m scratchlm.exercises`` lists the exercises; ``… show NAME`` prints one with its
-skeleton; ``… grade NAME FILE.py`` grades the class of that name in your file. The answer
-key is :mod:`scratchlm.exercises.solutions` (not imported here).
+A skeleton is the library's own class of the op (``skeletons.Softmax`` subclasses
+``scratchlm.functional.softmax.Softmax``) with its backward taken away, so its forward is the
+library's and the answer key is that reference class; the grader fails a backward that calls
+it. ``python -m scratchlm.exercises`` lists the exercises; ``… show NAME`` prints one to
+complete (the forward's source and what it saves); ``… grade NAME FILE.py`` grades the class
+of that name in your file.
 """
 
 from scratchlm.exercises.catalog import EXERCISES, Case, Exercise

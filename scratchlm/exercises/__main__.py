@@ -3,6 +3,11 @@
     python -m scratchlm.exercises                            # the list
     python -m scratchlm.exercises show softmax > my_softmax.py
     python -m scratchlm.exercises grade softmax my_softmax.py   # exit status 1 if it fails
+
+``show`` prints a file to complete: the task in comments, the imports, and a class deriving
+from the skeleton whose docstring holds the source of the library's forward (and of the
+helper methods it calls), taken from the reference class, and what forward saves. The
+reference class's docstring is not printed: it holds the derivation.
 """
 
 import argparse
@@ -10,11 +15,26 @@ import ast
 import importlib.util
 import inspect
 import sys
+import textwrap
 
 from scratchlm import Function
-from scratchlm.exercises import skeletons
 from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.grader import get_exercise, grade
+
+#: the width of the comment lines and docstrings ``show`` writes
+WIDTH = 92
+
+#: the imports of a file to complete: what a backward may need
+IMPORTS = """\
+import math
+
+import numpy as np
+
+import scratchlm as sl
+from scratchlm import backend                    # backend.scatter_add(target, rows, values)
+from scratchlm.backend import get_array_module  # xp = get_array_module(g): NumPy or CuPy
+from scratchlm.exercises import skeletons
+"""
 
 
 def build_parser():
@@ -40,18 +60,71 @@ def listing():
                                   "its skeleton"])
 
 
+def forward_methods(reference):
+    """The methods that make ``reference``'s forward: ``__init__`` (where the op defines one),
+    ``forward``, then the helper methods forward calls on ``self`` (and those they call), in
+    the order first called."""
+    def defined(name):
+        for cls in reference.__mro__:
+            if cls is Function:
+                return None
+            if name in vars(cls) and inspect.isfunction(vars(cls)[name]):
+                return vars(cls)[name]
+        return None
+
+    found = {"__init__": defined("__init__")} if defined("__init__") else {}
+    pending = ["forward"]
+    while pending:
+        name = pending.pop(0)
+        if name in found or defined(name) is None:
+            continue
+        found[name] = defined(name)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(found[name])))
+        pending += [node.func.attr for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "self"]
+    return list(found.values())
+
+
 def statement(name):
-    """The exercise as a Python file to complete: the task in comments, then the skeleton."""
+    """The exercise as a Python file to complete: the task in comments, the imports, then a
+    class deriving from the skeleton, its docstring holding the library's forward."""
     exercise = get_exercise(name)
-    module_lines = inspect.getsource(skeletons).splitlines()
-    imports = [node for node in ast.parse("\n".join(module_lines)).body
-               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    skeleton = exercise.skeleton
+    reference = exercise.reference_class
     header = [f"# Exercise {name}: {exercise.title}",
               f"#   forward:  {exercise.formula}",
-              f"#   your job: {exercise.task}",
+              *textwrap.wrap(exercise.task, WIDTH, initial_indent="#   your job: ",
+                             subsequent_indent="#" + " " * 13),
               f"# Grade it:   python -m scratchlm.exercises grade {name} THIS_FILE.py", ""]
-    import_block = module_lines[imports[0].lineno - 1:imports[-1].end_lineno]
-    return "\n".join(header + import_block + ["", "", ""]) + inspect.getsource(exercise.skeleton)
+    sources = "\n".join(textwrap.dedent(inspect.getsource(method))
+                        for method in forward_methods(reference))
+    docstring = (f"Your backward for {reference.__module__}.{reference.__qualname__}.\n\n"
+                 "Its forward, inherited from the skeleton (the library's own; leave it as "
+                 "it is):\n\n" + textwrap.indent(sources.rstrip(), "    ") + "\n\n"
+                 + textwrap.fill("(The other names it uses are defined in "
+                                 f"{reference.__module__}.)", WIDTH - 4) + "\n\n"
+                 + textwrap.fill(f"Saved for backward: {skeleton.saved}.", WIDTH - 4) + "\n")
+    if "'''" in docstring:
+        raise ValueError(f"{reference.__name__}: its forward's source holds '''; it cannot be "
+                         "shown in a docstring")
+    body = [f"class {skeleton.__name__}(skeletons.{skeleton.__name__}):",
+            textwrap.indent(f"r'''{docstring}'''", "    "),
+            "",
+            "    def backward(self, g):",
+            f"        raise NotImplementedError({_string_literal(skeleton.hint, 34)})",
+            ""]
+    return "\n".join(header) + "\n" + IMPORTS + "\n\n" + "\n".join(body)
+
+
+def _string_literal(text, indent):
+    """``text`` as a double-quoted literal, split over lines indented by ``indent`` spaces
+    (adjacent literals concatenate) to keep the lines under 100 characters."""
+    if '"' in text or "\\" in text:
+        return repr(text)
+    pieces = textwrap.wrap(text, 95 - indent) or [""]
+    pieces = [piece + " " for piece in pieces[:-1]] + pieces[-1:]
+    return ("\n" + " " * indent).join(f'"{piece}"' for piece in pieces)
 
 
 def load_class(path, class_name):

@@ -1,10 +1,14 @@
 """The exercises: for each op its forward formula, what to derive, the skeleton to complete,
 the library op it is graded against and the input shapes it is graded on.
 
+The skeleton is the library's reference class with its backward taken away
+(:mod:`scratchlm.exercises.skeletons`), so that class is also the answer key.
+
 A case lists one entry per input of forward: a shape tuple for a float input (filled with
-float64 normals) or an integer array for ids and targets (used as given), and the
-constructor arguments of the Function. Cases cover the awkward spots: size-1 axes,
-broadcast batch axes, repeated ids, ignored targets, a causal mask.
+float64 normals), an integer array for ids and targets (used as given) or None for an
+optional input left out (attention's mask), and the constructor arguments of the Function.
+Cases cover the awkward spots: size-1 axes, broadcast batch axes, repeated ids, ignored
+targets, a causal mask.
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +21,7 @@ from scratchlm.exercises import skeletons
 
 @dataclass(frozen=True)
 class Case:
-    #: per input of forward: a shape (float input) or an integer array (ids, targets)
+    #: per input of forward: a shape (float input), an integer array (ids, targets) or None
     inputs: tuple
     #: keyword arguments of the Function's constructor
     config: dict = field(default_factory=dict)
@@ -31,13 +35,18 @@ class Exercise:
     formula: str
     #: what to derive, without the answer
     task: str
-    #: the class to complete (its forward is written)
+    #: the class to complete: the library's class with its backward taken away
     skeleton: type
     #: names of forward's inputs, in order
     input_names: tuple
     #: the library's op on Tensors: reference(*inputs, **config) -> Tensor
     reference: object
     cases: tuple
+
+    @property
+    def reference_class(self):
+        """The library's Function class of the op: the skeleton's parent, the answer key."""
+        return self.skeleton.reference
 
 
 def ids(values):
@@ -75,8 +84,8 @@ EXERCISES = {exercise.name: exercise for exercise in [
         cases=(Case(((5,),)), Case(((3, 4),)), Case(((2, 1, 3),)))),
     Exercise(
         name="gelu_tanh", title="GELU, tanh form (GPT-2)",
-        formula="y = ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³)",
-        task="Product rule on ½x·(1 + t), chain rule through t = tanh u and u(x).",
+        formula="y = x h,  h = ½(1 + tanh u),  u = √(2/π)(x + 0.044715x³)",
+        task="Product rule on x·h, chain rule through h = ½(1 + tanh u) and u(x).",
         skeleton=skeletons.GELUTanh, input_names=("x",),
         reference=lambda x: F.gelu(x, approximate="tanh"),
         cases=(Case(((6,),)), Case(((3, 4),)), Case(((2, 3, 2),)))),
@@ -114,7 +123,8 @@ EXERCISES = {exercise.name: exercise for exercise in [
         name="cross_entropy", title="Cross-entropy with ignored targets",
         formula="L = (1/n) Σᵣ −log softmax(zᵣ)[tᵣ]  over the n rows with tᵣ ≠ ignore_index",
         task="Differentiate one row's −log softmax(z)[t] with respect to z, then account for "
-             "the mean, the ignored rows and the upstream gradient g.",
+             "the mean, the ignored rows and the upstream gradient g (the cases use the "
+             'defaults: reduction="mean", no label smoothing).',
         skeleton=skeletons.CrossEntropy, input_names=("logits", "target"),
         reference=F.cross_entropy,
         cases=(Case(((4, 5), ids([0, 3, 1, 4]))), Case(((2, 3, 6), ids([[5, -100, 0], [2, 2, 1]]))),
@@ -133,10 +143,10 @@ EXERCISES = {exercise.name: exercise for exercise in [
         name="attention", title="Scaled dot-product attention",
         formula="O = softmax(Q Kᵀ/√d) V  (optionally causal: query i sees keys j ≤ i)",
         task="Go backward through O = P V, the row softmax P = softmax(S) and S = Q Kᵀ/√d, "
-             "one matrix product at a time.",
-        skeleton=skeletons.ScaledDotProductAttention, input_names=("q", "k", "v"),
+             "one matrix product at a time (no dropout, and no attn_mask: return None for it).",
+        skeleton=skeletons.ScaledDotProductAttention, input_names=("q", "k", "v", "attn_mask"),
         reference=F.scaled_dot_product_attention,
-        cases=(Case(((3, 4), (5, 4), (5, 2))),
-               Case(((2, 4, 3), (2, 4, 3), (2, 4, 3)), {"is_causal": True}),
-               Case(((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3))))),
+        cases=(Case(((3, 4), (5, 4), (5, 2), None)),
+               Case(((2, 4, 3), (2, 4, 3), (2, 4, 3), None), {"is_causal": True}),
+               Case(((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3), None)))),
 ]}

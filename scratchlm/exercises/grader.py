@@ -3,17 +3,27 @@
 For every case of the exercise (float64 inputs, a random cotangent g) the grader checks, in
 this order, stopping a case at its first failure:
 
-1. forward runs, leaves its inputs unchanged and agrees with the library's op (the skeleton's
-   forward does; this catches an edited one);
+1. forward runs, leaves its inputs unchanged and agrees with the library's op (the forward
+   inherited from the skeleton, the library's own, does; this catches an edited one);
 2. backward runs, returns one gradient per input shaped like it (or like the broadcast
    shape), ``None`` for integer inputs, and leaves g unchanged;
 3. the gradients pass :func:`scratchlm.gradcheck_op` — the op's backward alone against
    central differences of ⟨f(x), c⟩ for a random c (:func:`scratchlm.gradcheck` through the
-   engine when integer ids or targets are inputs, since those cannot be perturbed);
+   engine when integer ids or targets, or an absent optional input, are among the inputs,
+   since those cannot be perturbed);
 4. the gradients equal the library op's own backward to float64 precision.
+
+The answer key is the library's reference class of the op (the skeleton's parent). So that
+a backward cannot pass by calling it (``super(skeletons.Softmax, self).backward(g)``,
+``Softmax.backward(self, g)``, or the op again through the engine), the grader runs with the
+fast layer off (``sl.use_fast(False)``) and, while the student's class runs, replaces the
+reference's ``backward`` and that of any fast subclass registered for it by one that raises
+:class:`DelegatesToLibrary`; a case whose backward ends up there fails and says so. Grading
+the reference class itself (or a registered fast version) grades the library.
 """
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,13 +31,22 @@ import numpy as np
 import scratchlm as sl
 from scratchlm.autograd.engine import sum_to_shape
 from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.fast.registry import fast_version
 
 #: float64 agreement with the library: different but correct formulas differ by ~1e-15
 LIBRARY_TOLERANCE = dict(rtol=1e-7, atol=1e-9)
 
 
+#: the devices the fast layer registers implementations for
+FAST_DEVICES = ("cpu", "cuda")
+
+
 class CaseFailure(Exception):
     """One case went wrong; the message says what, for the student to read."""
+
+
+class DelegatesToLibrary(Exception):
+    """Raised, while a student's class is graded, by the library's own backward of the op."""
 
 
 @dataclass(frozen=True)
@@ -80,19 +99,56 @@ def grade(exercise_name, student_function_class, seed=0):
                         f"(the class itself, not an instance), got {student_function_class!r}")
     rng = np.random.default_rng(seed)
     results = []
-    for case in exercise.cases:
-        label = _label(exercise, case)
-        try:
-            _grade_case(exercise, student_function_class, case, rng)
-            results.append(CaseResult(label))
-        except CaseFailure as failure:
-            results.append(CaseResult(label, str(failure)))
+    with sl.use_fast(False):  # the library's results come from the reference formulas
+        for case in exercise.cases:
+            label = _label(exercise, case)
+            try:
+                _grade_case(exercise, student_function_class, case, rng)
+                results.append(CaseResult(label))
+            except CaseFailure as failure:
+                results.append(CaseResult(label, str(failure)))
     return GradeReport(exercise.name, student_function_class.__name__, tuple(results))
+
+
+def library_implementations(reference):
+    """The reference class and the fast subclasses registered for it, on every device."""
+    with sl.use_fast(True):  # fast_version finds nothing while the fast layer is off
+        fast = [fast_version(reference, device) for device in FAST_DEVICES]
+    return [reference] + [cls for cls in fast if cls is not None]
+
+
+@contextmanager
+def library_backward_disabled(reference, student_class):
+    """While in the block, the library's backward of the op raises
+    :class:`DelegatesToLibrary` (the reference's and its registered fast versions'), unless
+    ``student_class`` is one of those classes (grading the library itself)."""
+    classes = library_implementations(reference)
+    if student_class in classes:
+        yield
+        return
+    originals = [(cls, cls.__dict__["backward"]) for cls in classes if "backward" in vars(cls)]
+    for cls, _ in originals:
+        cls.backward = _delegation_trap(cls)
+    try:
+        yield
+    finally:
+        for cls, original in originals:
+            cls.backward = original
+
+
+def _delegation_trap(cls):
+    where = f"{cls.__module__}.{cls.__qualname__}.backward"
+
+    def backward(self, *grads):
+        raise DelegatesToLibrary(f"it delegates to the library's implementation ({where}); "
+                                 "derive the gradient and compute it yourself from what "
+                                 "forward saved")
+    return backward
 
 
 def _label(exercise, case):
     parts = [f"{name} {spec}" if isinstance(spec, tuple) else f"{name} {spec.tolist()}"
-             for name, spec in zip(exercise.input_names, case.inputs)]
+             for name, spec in zip(exercise.input_names, case.inputs) if spec is not None]
     parts += [f"{key}={value!r}" for key, value in case.config.items()]
     return ", ".join(parts)
 
@@ -100,16 +156,22 @@ def _label(exercise, case):
 def _grade_case(exercise, student_class, case, rng):
     inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
               for spec in case.inputs]
-    is_float = [x.dtype.kind == "f" for x in inputs]
-    names = exercise.input_names
+    is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
     expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
+    with library_backward_disabled(exercise.reference_class, student_class):
+        _grade_student(exercise, student_class, case, inputs, is_float,
+                       expected_y, expected_grads, cotangent)
 
+
+def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
+                   expected_grads, cotangent):
+    names = exercise.input_names
     student = _construct(student_class, case.config)
     student.needs_input_grad = tuple(is_float)
-    copies = [x.copy() for x in inputs]
+    copies = [None if x is None else x.copy() for x in inputs]
     y = _run(f"{student_class.__name__}.forward", student.forward, *copies)
     for name, x, copy in zip(names, inputs, copies):
-        if not np.array_equal(x, copy):
+        if x is not None and not np.array_equal(x, copy):
             raise CaseFailure(f"forward modified its input {name} in place; compute into new "
                               "arrays")
     _compare("forward output", y, expected_y, exercise.name)
@@ -129,6 +191,8 @@ def _grade_case(exercise, student_class, case, rng):
         which = f"{checked[int(index[1])]} (gradcheck's input {index[1]})" if index else "an input"
         raise CaseFailure(f"the gradient of {which} differs from central differences:\n"
                           f"{error}") from None
+    except DelegatesToLibrary as error:
+        raise CaseFailure(f"{student_class.__name__}.backward does not count: {error}") from None
     except Exception as error:
         raise CaseFailure(f"gradcheck could not run: {type(error).__name__}: {error}") from None
 
@@ -139,7 +203,8 @@ def _grade_case(exercise, student_class, case, rng):
 
 def _library_result(exercise, case, inputs, rng):
     """The library op's output, its gradients for a random cotangent, and that cotangent."""
-    leaves = [sl.tensor(x, requires_grad=True) if x.dtype.kind == "f" else x for x in inputs]
+    leaves = [sl.tensor(x, requires_grad=True) if x is not None and x.dtype.kind == "f" else x
+              for x in inputs]
     y = exercise.reference(*leaves, **case.config)
     cotangent = rng.standard_normal(y.shape)
     y.backward(cotangent)
@@ -164,6 +229,8 @@ def _run(what, method, *arrays):
         return method(*arrays)
     except NotImplementedError as error:
         raise CaseFailure(f"{what} is not written yet: {error}") from None
+    except DelegatesToLibrary as error:
+        raise CaseFailure(f"{what} does not count: {error}") from None
     except Exception as error:
         raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
 
@@ -195,7 +262,7 @@ def _check_structure(grads, inputs, is_float, names):
 
 def _gradcheck(student_class, config, inputs, is_float):
     """Central differences of the student's op: its backward alone when every input is a
-    float, else through the engine with the integer inputs as constants."""
+    float, else through the engine with the other inputs (integers, None) as constants."""
     if all(is_float):
         return sl.gradcheck_op(lambda: student_class(**config), inputs)
     floats = [sl.tensor(x, requires_grad=True) for x, f in zip(inputs, is_float) if f]
