@@ -1,5 +1,5 @@
 """A CPU stand-in for ``backend.elementwise_kernel`` and ``backend.raw_kernel``, so that the
-fused kernels' CUDA source (``scratchlm.functional.gpu_kernels``) runs, and is tested, on a
+fused kernels' CUDA source (``scratchlm.fast.cuda_kernels``) runs, and is tested, on a
 machine without a GPU.
 
 The source is compiled by g++ as C++ with a small header that plays CUDA's execution model:
@@ -309,8 +309,11 @@ class ElementwiseKernel:
 
 
 class Backend:
-    """Stands in for :mod:`scratchlm.backend` inside ``gpu_kernels``: NumPy arrays count as
-    GPU arrays and kernels are emulated (compiled once per source into ``workdir``)."""
+    """Stands in for :mod:`scratchlm.backend` inside :mod:`scratchlm.fast.cuda_kernels`
+    (``monkeypatch.setattr(cuda_kernels, "backend", Backend())``): NumPy arrays count as GPU
+    arrays and kernels are emulated (compiled once per source into ``workdir``). For the ops
+    to pick their CUDA classes for NumPy inputs, the look-up must be told so as well:
+    :func:`emulate_cuda` does both."""
 
     def __init__(self, workdir=None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="scratchlm_cuda_emulator_")
@@ -334,3 +337,20 @@ class Backend:
         if key not in self._kernels:
             self._kernels[key] = RawKernel(code, name, self.workdir)
         return self._kernels[key]
+
+
+def emulate_cuda(monkeypatch, emulator):
+    """Make NumPy arrays run the fast layer's CUDA implementations on ``emulator`` (a
+    :class:`Backend`, or something standing in for one): every op and optimizer looks up its
+    fast version for "cuda" (``Function.__call__`` and ``Optimizer.step`` import
+    ``fast_version`` by name), and the kernels see NumPy arrays as GPU arrays. With fast mode
+    off (``sl.use_fast(False)``) the reference still runs."""
+    from scratchlm.autograd import function
+    from scratchlm.fast import cuda_kernels, registry
+    from scratchlm.optim import optimizer
+
+    def on_cuda(reference, device):
+        return registry.fast_version(reference, "cuda")
+    monkeypatch.setattr(function, "fast_version", on_cuda)
+    monkeypatch.setattr(optimizer, "fast_version", on_cuda)
+    monkeypatch.setattr(cuda_kernels, "backend", emulator)

@@ -1,15 +1,18 @@
-"""The fused GPU kernels (``scratchlm.functional.gpu_kernels``) against the plain array code
-they stand in for: GELU, layer norm, softmax and cross-entropy, forward and backward, and
-several Adam/AdamW steps, each run once with the kernels (``gpu_kernels.enabled = True``) and
-once with the reference code (``False``), in float32 and float64, over rows of odd lengths.
+"""The fused GPU kernels (``scratchlm.fast.cuda_kernels``, called by the CUDA classes of
+``scratchlm.fast.cuda``) against the reference ops they stand in for: GELU, layer norm,
+softmax and cross-entropy, forward and backward, and several Adam/AdamW steps, each run once
+with the kernels (``sl.use_fast(True)``) and once with the reference (``sl.use_fast(False)``),
+in float32 and float64, over rows of odd lengths (float64 to 1e-12 for every op, over every
+op's cases, is also in ``tests/test_op_table.py``).
 
 Each comparison runs in two places:
 
 * ``cuda``: CuPy on a real GPU (skipped, as everywhere in these tests, without one);
-* ``emulated``: NumPy arrays, with ``gpu_kernels`` seeing them as GPU arrays and the kernels'
-  own CUDA source compiled for the CPU by ``tests/cuda_emulator.py`` (skipped without g++).
-  That checks the dispatch, the Python wrappers, the arguments and the kernels' logic (block
-  reductions, striding over rows longer than a block) on any machine; not the GPU's arithmetic.
+* ``emulated``: NumPy arrays, looked up as if on "cuda" (so they get the CUDA classes), with
+  ``cuda_kernels`` seeing them as GPU arrays and the kernels' own CUDA source compiled for
+  the CPU by ``tests/cuda_emulator.py`` (skipped without g++). That checks the dispatch, the
+  Python wrappers, the arguments and the kernels' logic (block reductions, striding over
+  rows longer than a block) on any machine; not the GPU's arithmetic.
 
 The CPU tests at the end check that NumPy arrays never take the kernel path, that asking the
 backend for a kernel without a GPU is a clear error, and (with nvcc) that the sources compile
@@ -22,13 +25,13 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import TOLERANCE
-from cuda_emulator import GXX, Backend
+from cuda_emulator import GXX, Backend, emulate_cuda
 
 import scratchlm as sl
 import scratchlm.functional as F
 import scratchlm.optim as optim
 from scratchlm import backend
-from scratchlm.functional import gpu_kernels
+from scratchlm.fast import cuda_kernels
 
 MODES = [pytest.param("cuda", marks=pytest.mark.skipif(
              not sl.gpu_available(), reason="no GPU (CuPy with a CUDA device) on this machine")),
@@ -41,7 +44,7 @@ ELEMENTWISE_SHAPES = [(), (1,), (7,), (3, 768), (2, 5, 1000)]
 
 class Kernels:
     """Where the kernels run (tensors go to ``device``), standing in for ``backend`` inside
-    ``gpu_kernels`` to record the name of every kernel launched."""
+    ``cuda_kernels`` to record the name of every kernel launched."""
 
     def __init__(self, device, inner, monkeypatch):
         self.device, self.inner, self.monkeypatch, self.used = device, inner, monkeypatch, []
@@ -69,10 +72,10 @@ class Kernels:
         NumPy arrays, and the kernels the fused run launched."""
         results, launched = {}, {}
         for enabled in (True, False):
-            self.monkeypatch.setattr(gpu_kernels, "enabled", enabled)
-            self.used.clear()
-            results[enabled] = [backend.to_numpy(a) for a in run()]
-            launched[enabled] = sorted(set(self.used))
+            with sl.use_fast(enabled):
+                self.used.clear()
+                results[enabled] = [backend.to_numpy(a) for a in run()]
+                launched[enabled] = sorted(set(self.used))
         assert launched[False] == [], "the reference path launched a fused kernel"
         return results[True], results[False], launched[True]
 
@@ -86,9 +89,10 @@ def emulator(tmp_path_factory):
 def kernels(request, monkeypatch):
     if request.param == "cuda":
         found = Kernels("cuda", backend, monkeypatch)
+        monkeypatch.setattr(cuda_kernels, "backend", found)
     else:
         found = Kernels("cpu", request.getfixturevalue("emulator"), monkeypatch)
-    monkeypatch.setattr(gpu_kernels, "backend", found)
+        emulate_cuda(monkeypatch, found)
     return found
 
 
@@ -257,17 +261,21 @@ def test_numpy_arrays_never_take_the_kernel_path(monkeypatch):
 
     monkeypatch.setattr(backend, "elementwise_kernel", no_kernel)
     monkeypatch.setattr(backend, "raw_kernel", no_kernel)
-    monkeypatch.setattr(gpu_kernels, "enabled", True)
     rng = np.random.default_rng(7)
-    x = sl.tensor(rng.standard_normal((3, 7)), requires_grad=True)
-    w, b = sl.tensor(np.ones(7), requires_grad=True), sl.tensor(np.zeros(7), requires_grad=True)
-    loss = (F.gelu(x).sum() + (F.softmax(x) * x).sum() + F.layer_norm(x, w, b).sum()
-            + F.cross_entropy(x, np.array([0, 3, 6])))
-    loss.backward()
-    optim.AdamW([x, w, b]).step()
-    optim.Adam([x, w, b], weight_decay=0.1).step()
-    assert not gpu_kernels.fusable(x.data, w.data)
-    assert not gpu_kernels.fusable_rows(x.data)
+    with sl.use_fast(True):
+        x = sl.tensor(rng.standard_normal((3, 7)), requires_grad=True)
+        w = sl.tensor(np.ones(7), requires_grad=True)
+        b = sl.tensor(np.zeros(7), requires_grad=True)
+        outputs = [F.gelu(x), F.softmax(x), F.layer_norm(x, w, b),
+                   F.cross_entropy(x, np.array([0, 3, 6]))]
+        # the CPU's fast classes ran, not the CUDA ones
+        assert [type(y._ctx).__module__ for y in outputs] == ["scratchlm.fast.cpu"] * 4
+        loss = (outputs[0].sum() + (outputs[1] * x).sum() + outputs[2].sum() + outputs[3])
+        loss.backward()
+        optim.AdamW([x, w, b]).step()
+        optim.Adam([x, w, b], weight_decay=0.1).step()
+    assert not cuda_kernels.fusable(x.data, w.data)
+    assert not cuda_kernels.fusable_rows(x.data)
 
 
 @pytest.mark.skipif(sl.gpu_available(), reason="this machine has a GPU")
@@ -276,7 +284,7 @@ def test_asking_for_a_kernel_without_a_gpu_is_a_clear_error():
                                            r"on an NVIDIA GPU, and none was found"):
         backend.elementwise_kernel("T x", "T y", "y = x", "k")
     with pytest.raises(RuntimeError, match=r"raw_kernel\('softmax_rows'\): .*pip install"):
-        backend.raw_kernel(gpu_kernels.row_kernel_source("softmax_rows", np.float32),
+        backend.raw_kernel(cuda_kernels.row_kernel_source("softmax_rows", np.float32),
                            "softmax_rows")
 
 
@@ -285,15 +293,15 @@ def test_kernel_sources_compile_as_cuda(tmp_path):
     """Every row kernel, and every elementwise operation wrapped as CuPy wraps it (``const T
     &x`` for an input array, ``T &y`` for an output, ``T`` for a scalar), in both dtypes."""
     sources = []
-    for name in gpu_kernels.ROW_KERNELS:
+    for name in cuda_kernels.ROW_KERNELS:
         for dtype in DTYPES:
-            sources.append(gpu_kernels.row_kernel_source(name, dtype))
-    specs = [gpu_kernels._GELU_TANH_FORWARD, gpu_kernels._GELU_TANH_BACKWARD,
-             gpu_kernels._ADAM_UPDATE]
+            sources.append(cuda_kernels.row_kernel_source(name, dtype))
+    specs = [cuda_kernels._GELU_TANH_FORWARD, cuda_kernels._GELU_TANH_BACKWARD,
+             cuda_kernels._ADAM_UPDATE]
     for spec in specs:
         inputs = [p.split()[1] for p in spec["in_params"].split(",")]
         outputs = [p.split()[1] for p in spec["out_params"].split(",")]
-        arrays = inputs[:1] if spec is gpu_kernels._ADAM_UPDATE else inputs  # the rest scalars
+        arrays = inputs[:1] if spec is cuda_kernels._ADAM_UPDATE else inputs  # the rest scalars
         params = ([f"const T* _raw_{n}" if n in arrays else f"const T {n}" for n in inputs]
                   + [f"T* _raw_{n}" for n in outputs] + ["long long _n"])
         bindings = ([f"const T &{n} = _raw_{n}[i];" for n in arrays]
@@ -309,7 +317,7 @@ def test_kernel_sources_compile_as_cuda(tmp_path):
     for i, source in enumerate(sources):
         paths.append(tmp_path / f"kernel_{i}.cu")
         paths[-1].write_text(source)
-    result = subprocess.run(["nvcc", "-ptx", *gpu_kernels.OPTIONS, "-odir", str(tmp_path),
+    result = subprocess.run(["nvcc", "-ptx", *cuda_kernels.OPTIONS, "-odir", str(tmp_path),
                              *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert all(path.with_suffix(".ptx").exists() for path in paths)
