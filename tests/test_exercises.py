@@ -213,7 +213,23 @@ class SigmoidSlightlyOff(Sigmoid):
         return g * self.y * (1 - self.y) * (1 + 1e-5)
 
 
-class SoftmaxWrongForward(Softmax):
+class SoftmaxAnswer(skeletons.Softmax):
+    def backward(self, g):
+        return self.y * (g - (g * self.y).sum(axis=self.axis, keepdims=True))
+
+
+class SigmoidAnswer(skeletons.Sigmoid):
+    def backward(self, g):
+        return g * self.y * (1 - self.y)
+
+
+@pytest.mark.parametrize("name, answer", [("softmax", SoftmaxAnswer),
+                                          ("sigmoid", SigmoidAnswer)])
+def test_a_written_answer_passes(name, answer):
+    assert grade(name, answer).passed
+
+
+class SoftmaxWrongForward(SoftmaxAnswer):
     def forward(self, x):
         self.y = np.exp(x) / np.exp(x).sum()
         return self.y
@@ -241,7 +257,7 @@ class MulSumsTheWrongAxis(Mul):
         return g * self.b, (g * self.a).sum(axis=-1)
 
 
-class SigmoidTakingAConfig(Sigmoid):
+class SigmoidTakingAConfig(SigmoidAnswer):
     def __init__(self, steepness):
         self.steepness = steepness
 
@@ -333,6 +349,10 @@ class SoftmaxThroughTheEngine(skeletons.Softmax):
         return x.grad
 
 
+class SoftmaxCopiesTheBackward(skeletons.Softmax):
+    backward = Softmax.backward
+
+
 class SoftmaxWithoutBackward(Softmax):
     pass
 
@@ -353,6 +373,15 @@ def test_every_way_of_delegating_fails(student, where):
                for case in report.cases)
     assert vars(Softmax)["backward"] is original and vars(fast)["backward"] is fast_original
     assert sl.is_fast_enabled() == enabled
+
+
+def test_backward_that_is_the_library_function_fails():
+    student = SoftmaxCopiesTheBackward
+    report = grade("softmax", student)
+    assert not any(case.passed for case in report.cases), str(report)
+    assert all(case.failure.startswith(
+        f"{student.__name__}.backward does not count: it is the library's implementation "
+        "(scratchlm.functional.softmax.Softmax.backward)") for case in report.cases)
 
 
 def test_grading_restores_the_library_after_an_error():

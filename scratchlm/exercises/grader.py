@@ -18,7 +18,8 @@ a backward cannot pass by calling it (``super(skeletons.Softmax, self).backward(
 ``Softmax.backward(self, g)``, or the op again through the engine), the grader runs with the
 fast layer off (``sl.use_fast(False)``) and, while the student's class runs, replaces the
 reference's ``backward`` and that of any fast subclass registered for it by one that raises
-:class:`DelegatesToLibrary`; a case whose backward ends up there fails and says so. Grading
+:class:`DelegatesToLibrary`; a case whose backward ends up there (or is one of those
+functions, ``backward = Softmax.backward``) fails and says so. Grading
 the reference class itself (or a registered fast version) grades the library.
 """
 
@@ -121,23 +122,28 @@ def library_implementations(reference):
 def library_backward_disabled(reference, student_class):
     """While in the block, the library's backward of the op raises
     :class:`DelegatesToLibrary` (the reference's and its registered fast versions'), unless
-    ``student_class`` is one of those classes (grading the library itself)."""
+    ``student_class`` is one of those classes (grading the library itself). Yields the
+    library's backward functions that were replaced, as {function: where it is defined}."""
     classes = library_implementations(reference)
     if student_class in classes:
-        yield
+        yield {}
         return
     originals = [(cls, cls.__dict__["backward"]) for cls in classes if "backward" in vars(cls)]
     for cls, _ in originals:
         cls.backward = _delegation_trap(cls)
     try:
-        yield
+        yield {original: _where(cls) for cls, original in originals}
     finally:
         for cls, original in originals:
             cls.backward = original
 
 
+def _where(cls):
+    return f"{cls.__module__}.{cls.__qualname__}.backward"
+
+
 def _delegation_trap(cls):
-    where = f"{cls.__module__}.{cls.__qualname__}.backward"
+    where = _where(cls)
 
     def backward(self, *grads):
         raise DelegatesToLibrary(f"it delegates to the library's implementation ({where}); "
@@ -158,13 +164,13 @@ def _grade_case(exercise, student_class, case, rng):
               for spec in case.inputs]
     is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
     expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
-    with library_backward_disabled(exercise.reference_class, student_class):
+    with library_backward_disabled(exercise.reference_class, student_class) as library:
         _grade_student(exercise, student_class, case, inputs, is_float,
-                       expected_y, expected_grads, cotangent)
+                       expected_y, expected_grads, cotangent, library)
 
 
 def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
-                   expected_grads, cotangent):
+                   expected_grads, cotangent, library):
     names = exercise.input_names
     student = _construct(student_class, case.config)
     student.needs_input_grad = tuple(is_float)
@@ -176,6 +182,10 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
                               "arrays")
     _compare("forward output", y, expected_y, exercise.name)
 
+    if student_class.backward in library:  # ``backward = Softmax.backward`` in the class
+        raise CaseFailure(f"{student_class.__name__}.backward does not count: it is the "
+                          f"library's implementation ({library[student_class.backward]}); "
+                          "derive the gradient and compute it yourself from what forward saved")
     g = cotangent.copy()
     grads = _run(f"{student_class.__name__}.backward", student.backward, g)
     if not np.array_equal(g, cotangent):
