@@ -19,8 +19,8 @@ a backward cannot pass by calling it (``super(skeletons.Softmax, self).backward(
 fast layer off (``sl.use_fast(False)``) and, while the student's class runs, replaces the
 reference's ``backward`` and that of any fast subclass registered for it by one that raises
 :class:`DelegatesToLibrary`; a case whose backward ends up there (or is one of those
-functions, ``backward = Softmax.backward``) fails and says so. Grading
-the reference class itself (or a registered fast version) grades the library.
+functions, ``backward = Softmax.backward``) fails and says so. Grading the reference class
+itself (or a registered fast version) grades the library.
 """
 
 import re
