@@ -1,4 +1,5 @@
-"""Training a language model: the loop, validation, checkpoints, progress and the loss plot.
+"""Training: the one loop for every model (GPT, BERT, the encoder-decoder), with validation,
+checkpoints, progress and the loss plot.
 
 One optimisation step, with gradient accumulation over ``grad_accum_steps`` micro-batches:
 
@@ -6,10 +7,15 @@ One optimisation step, with gradient accumulation over ``grad_accum_steps`` micr
     g ← g · min(1, c / ‖g‖)                        clip the global norm to c
     θ ← AdamW(θ, g, lr(step))                      lr: linear warmup, then cosine decay
 
-Every ``eval_interval`` steps the mean loss over a fixed set of validation batches is
-recorded. A checkpoint holds everything the next step depends on — weights, optimizer
-moments, the step, both random generators, the loss history — so a resumed run continues
-with the bit-identical loss curve (on the CPU) as if it had never stopped.
+AdamW decays the weight matrices only (:func:`scratchlm.optim.weight_decay_groups`). Every
+``eval_interval`` steps the mean loss over a fixed set of validation batches is recorded. A
+checkpoint holds everything the next step depends on — weights, optimizer moments, the
+step, both random generators, the loss history — so a resumed run continues with the
+bit-identical loss curve (on the CPU) as if it had never stopped.
+
+What the loop trains on is a pair of functions: ``draw(rng, batch_size) -> batch`` and
+``loss_fn(model, batch) -> loss``. A language model's are built in: token ids as 1-D
+arrays give random windows of ``block_size`` tokens (:func:`scratchlm.text.get_batch`).
 """
 
 import json
@@ -37,7 +43,8 @@ class TrainConfig:
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
-    grad_clip: float = 1.0
+    eps: float = 1e-8  # AdamW's ε
+    grad_clip: float = 1.0  # 0: no clipping
     eval_interval: int = 250
     eval_batches: int = 20
     checkpoint_interval: int = 500
@@ -50,32 +57,57 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-class Trainer:
-    """Trains ``model`` on token ids ``train_data`` (1-D) and validates on ``val_data``.
+def model_loss(model, batch):
+    """The loss a model computes itself from the arrays of ``batch``: ``model(*batch)[1]``,
+    as GPT's ``model(inputs, targets)`` and the encoder-decoder's ``model(src, tgt_in,
+    tgt_out)`` return (logits, loss)."""
+    return model(*batch)[1]
 
-    ``run_dir`` receives ``checkpoint.npz``, ``loss.png`` and ``config.json``; ``extras``
-    (e.g. the tokenizer as a JSON string) are stored in the checkpoint as they are.
+
+class Trainer:
+    """Trains ``model`` on ``train_data`` and validates on ``val_data``.
+
+    The data are either token ids, 1-D arrays longer than ``model.block_size``, for a
+    language model; or functions ``draw(rng, batch_size) -> batch`` of any batch that
+    ``loss_fn(model, batch)`` turns into a scalar loss (default :func:`model_loss`). ``rng``
+    is the trainer's ``np.random.Generator``, saved in checkpoints; validation draws from a
+    fresh one with the same seed each time, so it sees the same batches. ``val_data=None``
+    skips validation.
+
+    ``run_dir`` receives ``checkpoint.npz``, ``loss.png`` and ``config.json`` (``None``: no
+    files); ``extras`` (e.g. the tokenizer as a JSON string) are stored in the checkpoint as
+    they are.
     """
 
-    def __init__(self, model, train_data, val_data, config, run_dir, extras=None):
+    def __init__(self, model, train_data, val_data, config, run_dir=None, extras=None,
+                 loss_fn=model_loss):
         self.model, self.config, self.run_dir = model, config, run_dir
-        self.train_data, self.val_data = np.asarray(train_data), np.asarray(val_data)
+        self.train_data = self._checked_data("train", train_data)
+        self.val_data = None if val_data is None else self._checked_data("validation", val_data)
+        self.loss_fn = loss_fn
         self.extras = extras or {}
-        block = model.block_size
-        for name, data in (("train", self.train_data), ("validation", self.val_data)):
-            if data.ndim != 1 or len(data) <= block:
-                raise ValueError(f"Trainer: the {name} data has {data.size} tokens; it needs "
-                                 f"more than block_size={block} in one 1-D array")
+        self.tokens_per_step = None  # known for token ids: shown on the progress bar
+        if not callable(self.train_data):
+            self.tokens_per_step = config.batch_size * config.grad_accum_steps * model.block_size
         backend.manual_seed(config.seed)
         model.to(config.device)
-        self.optimizer = optim.AdamW(model.optimizer_groups(config.weight_decay),
-                                     lr=config.learning_rate,
-                                     betas=(config.beta1, config.beta2))
+        self.optimizer = optim.AdamW(
+            optim.weight_decay_groups(model.named_parameters(), config.weight_decay),
+            lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps)
         self.scheduler = optim.WarmupCosine(self.optimizer, config.warmup_steps,
                                             config.max_steps, config.min_lr_ratio)
         self.data_rng = np.random.default_rng(config.seed)
         self.step = 0
         self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+
+    def _checked_data(self, name, data):
+        if callable(data):
+            return data
+        data, block = np.asarray(data), self.model.block_size
+        if data.ndim != 1 or len(data) <= block:
+            raise ValueError(f"Trainer: the {name} data has {data.size} tokens; it needs "
+                             f"more than block_size={block} in one 1-D array")
+        return data
 
     # ------------------------------------------------------------------------ the loop
     def train_step(self):
@@ -84,8 +116,7 @@ class Trainer:
         model.train()
         total = 0.0
         for _ in range(cfg.grad_accum_steps):
-            x, y = self._batch(self.train_data, self.data_rng)
-            _, loss = model(x, y)
+            loss = self.loss_fn(model, self._batch(self.train_data, self.data_rng))
             if cfg.grad_accum_steps > 1:
                 loss = loss / cfg.grad_accum_steps
             loss.backward()
@@ -99,29 +130,35 @@ class Trainer:
         return total
 
     def _batch(self, data, rng):
+        """A batch of ``data``: drawn by its function, or random windows of token ids moved
+        to the device."""
+        if callable(data):
+            return data(rng, self.config.batch_size)
         x, y = get_batch(data, self.config.batch_size, self.model.block_size, rng)
         return backend.to_device(x, self.config.device), backend.to_device(y, self.config.device)
 
     def evaluate(self, data=None):
         """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation."""
-        data = self.val_data if data is None else data
+        data = self.val_data if data is None else self._checked_data("evaluation", data)
+        if data is None:
+            raise ValueError("Trainer.evaluate: no validation data; give val_data or data")
         rng = np.random.default_rng(self.config.seed + 1)
         self.model.eval()
         losses = []
         with no_grad():
             for _ in range(self.config.eval_batches):
-                _, loss = self.model(*self._batch(data, rng))
-                losses.append(loss.item())
+                losses.append(self.loss_fn(self.model, self._batch(data, rng)).item())
         self.model.train()
         return float(np.mean(losses))
 
-    def train(self, progress=True, stop_at=None):
-        """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way."""
+    def train(self, progress=True, stop_at=None, on_step=None):
+        """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
+        returns the history. ``on_step(trainer, loss)``, if given, is called after every
+        step (e.g. to log)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
         last = min(cfg.max_steps, stop_at or cfg.max_steps)
-        tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model.block_size
         bar = tqdm(total=last, initial=self.step, disable=not progress, unit="step",
                    dynamic_ncols=True)
         started, first_step = time.perf_counter(), self.step
@@ -129,17 +166,28 @@ class Trainer:
             loss = self.train_step()
             self.history["step"].append(self.step)
             self.history["train_loss"].append(loss)
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}",
-                            tok_s=f"{tokens_per_step * (self.step - first_step) / elapsed:,.0f}",
-                            refresh=False)  # update() redraws the bar once per step
-            bar.update(1)
-            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+            if progress:
+                bar.set_postfix(self._progress(loss, started, first_step), refresh=False)
+                bar.update(1)  # redraws the bar once per step
+            if on_step is not None:
+                on_step(self, loss)
+            if self.val_data is not None and (self.step % cfg.eval_interval == 0
+                                              or self.step == cfg.max_steps):
                 self._validate(bar)
-            if self.step % cfg.checkpoint_interval == 0 or self.step == last:
+            if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
+                                             or self.step == last):
                 self.save()
         bar.close()
         return self.history
+
+    def _progress(self, loss, started, first_step):
+        """The progress bar's figures: loss, learning rate, and tokens per second when the
+        data are token ids."""
+        figures = {"loss": f"{loss:.3f}", "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
+        if self.tokens_per_step is not None:
+            elapsed = time.perf_counter() - started
+            figures["tok_s"] = f"{self.tokens_per_step * (self.step - first_step) / elapsed:,.0f}"
+        return figures
 
     def _validate(self, bar):
         val = self.evaluate()
@@ -170,6 +218,8 @@ class Trainer:
 
     def save(self):
         """Write the checkpoint, the loss plot and the configuration into ``run_dir``."""
+        if self.run_dir is None:
+            raise ValueError("Trainer.save: this trainer has no run_dir to save into")
         os.makedirs(self.run_dir, exist_ok=True)
         checkpoint.save(self.state(), self.checkpoint_path)
         with open(os.path.join(self.run_dir, "config.json"), "w", encoding="utf-8") as f:

@@ -9,13 +9,13 @@ from conftest import DEVICES
 
 import scratchlm as sl
 import scratchlm.nn as nn
-import scratchlm.optim as optim
 from scratchlm.models.bert import (
     BertConfig,
     BertForPreTraining,
     BertModel,
     make_pretraining_batch,
 )
+from scratchlm.train import TrainConfig, Trainer
 
 PAD_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3
 SPECIAL_IDS = (PAD_ID, CLS_ID, SEP_ID, MASK_ID)
@@ -353,19 +353,21 @@ def test_tiny_bert_pretraining_lowers_mlm_and_nsp_losses():
     model = BertForPreTraining(tiny_config(n_embd=64, n_head=4, max_position=16))
     rng = np.random.default_rng(0)
     documents = topic_documents(400, rng)
-    steps = 150
-    optimizer = optim.AdamW(model.optimizer_groups(0.01), lr=5e-3)
-    schedule = optim.WarmupCosine(optimizer, warmup_steps=30, total_steps=steps)
     history = []
-    for _ in range(steps):
-        batch = make_pretraining_batch(documents, 40, CLS_ID, SEP_ID, PAD_ID, MASK_ID, 16,
-                                       rng, batch_size=32)
+
+    def draw(_, batch_size):  # from the generator that drew the documents, not the trainer's
+        return make_pretraining_batch(documents, 40, CLS_ID, SEP_ID, PAD_ID, MASK_ID, 16, rng,
+                                      batch_size=batch_size)
+
+    def pretraining_loss(model, batch):
         out = model(**batch._asdict())
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        schedule.step()
         history.append((out.mlm_loss.item(), out.nsp_loss.item()))
+        return out.loss
+
+    config = TrainConfig(max_steps=150, batch_size=32, learning_rate=5e-3, warmup_steps=30,
+                         weight_decay=0.01, beta2=0.999, grad_clip=0.0)
+    Trainer(model, draw, None, config, loss_fn=pretraining_loss).train(progress=False)
+    assert len(history) == 150
     first, last = np.mean(history[:5], axis=0), np.mean(history[-10:], axis=0)
     assert first == pytest.approx([np.log(40), np.log(2)], rel=0.05)  # chance at the start
     assert last[0] < 0.6 * first[0], (first, last)

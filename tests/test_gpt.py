@@ -68,7 +68,7 @@ def test_matches_pytorch_logits_loss_gradients_and_adamw_steps():
     reference = TorchGPT(**model.config.to_dict()).double()
     reference.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
     idx, targets = random_ids((3, 20)), random_ids((3, 20), seed=2)
-    ours = optim.AdamW(model.optimizer_groups(0.1), lr=1e-2)
+    ours = optim.AdamW(optim.weight_decay_groups(model.named_parameters(), 0.1), lr=1e-2)
     theirs = torch.optim.AdamW(
         [{"params": [p for p in reference.parameters() if p.ndim >= 2], "weight_decay": 0.1},
          {"params": [p for p in reference.parameters() if p.ndim < 2], "weight_decay": 0.0}],

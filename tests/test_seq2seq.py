@@ -11,7 +11,6 @@ from conftest import DEVICES
 
 import scratchlm as sl
 import scratchlm.nn as nn
-import scratchlm.optim as optim
 from scratchlm.metrics import bleu
 from scratchlm.models.seq2seq import (
     Seq2SeqConfig,
@@ -20,6 +19,7 @@ from scratchlm.models.seq2seq import (
     train_translation,
     trim_at_eos,
 )
+from scratchlm.train import TrainConfig, Trainer
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 13  # the three special ids and ten symbols
@@ -262,20 +262,13 @@ def reversal_batch(rng, size):
 
 @pytest.fixture(scope="module")
 def reverser():
-    """A tiny seq2seq trained for 400 steps (about 5 s) to reverse its input."""
+    """A tiny seq2seq trained for 400 steps (about 5 s) to reverse its input, by the Trainer."""
     sl.manual_seed(0)
     model = Seq2SeqTransformer(Seq2SeqConfig.from_preset("tiny", VOCAB, VOCAB))
-    steps = 400
-    optimizer = optim.AdamW(model.optimizer_groups(0.0), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
-    schedule = optim.WarmupCosine(optimizer, warmup_steps=50, total_steps=steps)
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        src, tgt_in, tgt_out, _ = reversal_batch(rng, 64)
-        _, loss = model(src, tgt_in, tgt_out)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        schedule.step()
+    config = TrainConfig(max_steps=400, batch_size=64, learning_rate=3e-3, warmup_steps=50,
+                         weight_decay=0.0, beta2=0.98, eps=1e-9, grad_clip=0.0, seed=0)
+    trainer = Trainer(model, lambda rng, size: reversal_batch(rng, size)[:3], None, config)
+    trainer.train(progress=False)
     src, _, _, targets = reversal_batch(np.random.default_rng(99), 200)  # unseen sequences
     return model, src, targets
 

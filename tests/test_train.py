@@ -1,4 +1,5 @@
-"""The training loop: it learns, it resumes bit-identically, and the command line works."""
+"""The training loop: it learns, it resumes bit-identically, it trains any model from batch
+functions, and the command line works."""
 
 import json
 import os
@@ -96,6 +97,49 @@ def test_gradient_accumulation_averages_micro_batches(tmp_path):
     ((losses[0] + losses[1]) / 2).backward()
     for name, p in reference.model.named_parameters():
         np.testing.assert_allclose(captured[name], p.grad, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_trainer_decays_only_the_matrices_with_the_configured_adamw():
+    trainer = make_trainer("unused", weight_decay=0.05, beta2=0.95, eps=1e-7)
+    matrices, vectors = trainer.optimizer.param_groups
+    assert matrices["weight_decay"] == 0.05 and vectors["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in matrices["params"]) and matrices["params"]
+    assert all(p.ndim == 1 for p in vectors["params"]) and vectors["params"]
+    assert matrices["betas"] == (0.9, 0.95) and matrices["eps"] == 1e-7
+
+
+def test_batch_functions_and_a_loss_function_train_any_model(tmp_path, monkeypatch):
+    """The same loop for a model that is not a language model: batches from a function,
+    the loss from ``loss_fn``; no validation data and no run_dir, so nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    sl.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=7, block_size=8))
+    drawn, losses = [], []
+
+    def draw(rng, batch_size):  # sequences that count up modulo 7
+        starts = rng.integers(0, 7, size=(batch_size, 1))
+        drawn.append(starts)
+        return (starts + np.arange(9)) % 7
+
+    def shifted_loss(model, batch):
+        return model(batch[:, :-1], batch[:, 1:])[1]
+
+    config = TrainConfig(max_steps=60, batch_size=8, learning_rate=1e-2, warmup_steps=5,
+                         eval_interval=1, checkpoint_interval=1, seed=3)
+    trainer = Trainer(model, draw, None, config, loss_fn=shifted_loss)
+    history = trainer.train(progress=False, on_step=lambda t, loss: losses.append((t.step, loss)))
+    assert [step for step, _ in losses] == list(range(1, 61))
+    assert [loss for _, loss in losses] == history["train_loss"]
+    assert history["val_loss"] == [] and len(drawn) == 60 and drawn[0].shape == (8, 1)
+    assert np.mean(history["train_loss"][-5:]) < 0.1 * history["train_loss"][0]
+    first = np.random.default_rng(3).integers(0, 7, size=(8, 1))  # the trainer's generator
+    np.testing.assert_array_equal(drawn[0], first)
+    with pytest.raises(ValueError, match="no validation data"):
+        trainer.evaluate()
+    assert trainer.evaluate(draw) < 0.1  # a batch function to evaluate on
+    with pytest.raises(ValueError, match="no run_dir"):
+        trainer.save()
+    assert os.listdir(tmp_path) == []  # no checkpoint, plot or runs/ folder
 
 
 def test_trainer_rejects_data_shorter_than_a_block():

@@ -13,14 +13,13 @@ from scratchlm.models.bert import (
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig
 from scratchlm.models.seq2seq import (
     SEQ2SEQ_PRESETS,
-    CharVocabulary,
     Seq2SeqConfig,
     Seq2SeqTransformer,
     TranslationRun,
-    pad_sequences,
     train_translation,
     trim_at_eos,
 )
+from scratchlm.text import CharVocabulary, pad_sequences  # their home; kept here for old imports
 
 __all__ = [
     "BERT_PRESETS", "BertConfig", "BertForPreTraining", "BertModel", "BertOutput",

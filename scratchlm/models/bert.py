@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm import backend, nn, optim
+from scratchlm import backend, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.text import mask_tokens
@@ -221,11 +221,6 @@ class BertForPreTraining(nn.Module):
             raise ValueError(f"BertForPreTraining: {name} of shape {labels.shape} should be "
                              f"{expected}")
         return labels
-
-    def optimizer_groups(self, weight_decay):
-        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
-        (:func:`scratchlm.optim.weight_decay_groups`)."""
-        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
 
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"

@@ -11,7 +11,7 @@ nanoGPT's, so its (and, converted, Hugging Face's GPT-2) weights load directly.
 
 from dataclasses import asdict, dataclass
 
-from scratchlm import backend, generation, nn, optim
+from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.models.hf_gpt2 import read_hf_gpt2
@@ -160,11 +160,6 @@ class GPT(nn.Module):
         return generation.generate(self, idx, max_new_tokens, temperature=temperature,
                                    top_k=top_k, top_p=top_p, do_sample=do_sample,
                                    use_cache=use_cache)
-
-    def optimizer_groups(self, weight_decay):
-        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
-        (:func:`scratchlm.optim.weight_decay_groups`)."""
-        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
 
     @classmethod
     def from_hf_gpt2(cls, path_or_state_dict):

@@ -22,12 +22,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from scratchlm import backend, generation, nn, optim
+from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.metrics import bleu
-from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID, CharVocabulary
+from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, NUM_SPECIAL_IDS, PAD_ID, CharVocabulary
 from scratchlm.text.padding import pad_sequences
+from scratchlm.train import TrainConfig, Trainer
+
+__all__ = ["Seq2SeqConfig", "SEQ2SEQ_PRESETS", "Seq2SeqTransformer", "trim_at_eos",
+           "TranslationRun", "train_translation",
+           # the vocabulary and padding live in scratchlm.text; these names stay for old imports
+           "CharVocabulary", "pad_sequences", "PAD_ID", "BOS_ID", "EOS_ID", "NUM_SPECIAL_IDS"]
 
 
 @dataclass
@@ -246,11 +252,6 @@ class Seq2SeqTransformer(nn.Module):
                 eos_id=eos_id, fill_id=self.config.pad_id, length_penalty=length_penalty)
         return best.ids, best.scores
 
-    def optimizer_groups(self, weight_decay):
-        """AdamW parameter groups: the matrices decay, biases and LayerNorm gains do not
-        (:func:`scratchlm.optim.weight_decay_groups`)."""
-        return optim.weight_decay_groups(self.named_parameters(), weight_decay)
-
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"
 
@@ -328,39 +329,45 @@ def train_translation(pairs, preset="small", steps=3000, batch_size=64, lr=1e-3,
     """Train a character-level Seq2SeqTransformer on ``pairs`` of (source, target) strings,
     e.g. ``load_zh_en_pairs(max_level=2)``; returns a :class:`TranslationRun`.
 
-    AdamW (β = (0.9, 0.98), as the paper) with warmup then cosine decay, label smoothing
-    as the paper's 0.1, gradient clipping at 1. ``log(message)`` gets the mean loss every
-    ``log_every`` steps (``log=None`` for silence).
+    The training loop is :class:`scratchlm.train.Trainer`'s, on random batches of pairs:
+    AdamW (β = (0.9, 0.98), ε = 1e-9, as the paper) with warmup then cosine decay, label
+    smoothing as the paper's 0.1, gradient clipping at 1. ``log(message)`` gets the mean
+    loss every ``log_every`` steps (``log=None`` for silence).
     """
     if not pairs:
         raise ValueError("train_translation: no sentence pairs to train on")
     backend.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     source_vocab = CharVocabulary([source for source, _ in pairs])
     target_vocab = CharVocabulary([target for _, target in pairs])
     config = Seq2SeqConfig.from_preset(preset, source_vocab.vocab_size, target_vocab.vocab_size,
                                        pad_id=PAD_ID, **config_overrides)
-    model = Seq2SeqTransformer(config).to(device)
+    model = Seq2SeqTransformer(config)
     sources = [source_vocab.encode(source)[:config.max_len] for source, _ in pairs]
     targets = [target_vocab.encode(target)[:config.max_len - 1] for _, target in pairs]
-    optimizer = optim.AdamW(model.optimizer_groups(0.01), lr=lr, betas=(0.9, 0.98), eps=1e-9)
-    schedule = optim.WarmupCosine(optimizer, warmup_steps, steps)
-    run, losses = TranslationRun(model, source_vocab, target_vocab), []
-    for step in range(1, steps + 1):
-        chosen = rng.integers(len(pairs), size=batch_size)
-        src = pad_sequences([sources[i] or [PAD_ID] for i in chosen])
-        tgt_in = pad_sequences([[BOS_ID] + targets[i] for i in chosen])
-        tgt_out = pad_sequences([targets[i] + [EOS_ID] for i in chosen])
-        _, loss = model(src, tgt_in, tgt_out, label_smoothing=label_smoothing)
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        schedule.step()
-        losses.append(loss.item())
-        if step % log_every == 0 or step == steps:
-            run.history.append((step, float(np.mean(losses))))
+
+    def draw_pairs(rng, size):
+        """``size`` random pairs as (src, tgt_in, tgt_out): the target shifted right."""
+        chosen = rng.integers(len(pairs), size=size)
+        return (pad_sequences([sources[i] or [PAD_ID] for i in chosen]),
+                pad_sequences([[BOS_ID] + targets[i] for i in chosen]),
+                pad_sequences([targets[i] + [EOS_ID] for i in chosen]))
+
+    def smoothed_loss(model, batch):
+        return model(*batch, label_smoothing=label_smoothing)[1]
+
+    train_config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=lr,
+                               warmup_steps=warmup_steps, weight_decay=0.01, beta1=0.9,
+                               beta2=0.98, eps=1e-9, grad_clip=1.0, seed=seed, device=device)
+    trainer = Trainer(model, draw_pairs, None, train_config, loss_fn=smoothed_loss)
+    run, recent_losses = TranslationRun(model, source_vocab, target_vocab), []
+
+    def record(trainer, loss):
+        recent_losses.append(loss)
+        if trainer.step % log_every == 0 or trainer.step == steps:
+            run.history.append((trainer.step, float(np.mean(recent_losses))))
+            recent_losses.clear()
             if log is not None:
-                log(f"step {step}/{steps}: loss {run.history[-1][1]:.3f}")
-            losses = []
+                log(f"step {trainer.step}/{steps}: loss {run.history[-1][1]:.3f}")
+
+    trainer.train(progress=False, on_step=record)
     return run
