@@ -70,9 +70,9 @@ class Trainer:
     The data are either token ids, 1-D arrays longer than ``model.block_size``, for a
     language model; or functions ``draw(rng, batch_size) -> batch`` of any batch that
     ``loss_fn(model, batch)`` turns into a scalar loss (default :func:`model_loss`). ``rng``
-    is the trainer's ``np.random.Generator``, saved in checkpoints; validation draws from a
-    fresh one with the same seed each time, so it sees the same batches. ``val_data=None``
-    skips validation.
+    is the trainer's ``np.random.Generator`` (seeded by ``config.seed``, saved in
+    checkpoints); validation draws from a fresh generator seeded ``config.seed + 1`` each
+    time, so every evaluation sees the same batches. ``val_data=None`` skips validation.
 
     ``run_dir`` receives ``checkpoint.npz``, ``loss.png`` and ``config.json`` (``None``: no
     files); ``extras`` (e.g. the tokenizer as a JSON string) are stored in the checkpoint as
@@ -101,6 +101,8 @@ class Trainer:
         self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
 
     def _checked_data(self, name, data):
+        """``data`` as the loop uses it: a batch function as it is, token ids as a 1-D array
+        with more than one block of tokens."""
         if callable(data):
             return data
         data, block = np.asarray(data), self.model.block_size
