@@ -6,13 +6,17 @@
 """
 
 from scratchlm.autograd import (
+    AnomalyError,
     Function,
     GradcheckError,
     GraphReleasedError,
+    InPlaceChangeError,
     Tensor,
+    detect_anomaly,
     enable_grad,
     gradcheck,
     gradcheck_op,
+    is_anomaly_enabled,
     is_grad_enabled,
     no_grad,
     tensor,
@@ -27,4 +31,5 @@ __version__ = "0.1.0"
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
            "gradcheck", "gradcheck_op", "GradcheckError", "GraphReleasedError",
            "manual_seed", "gpu_available", "concat", "stack", "where", "save", "load",
-           "use_fast", "is_fast_enabled"]
+           "use_fast", "is_fast_enabled", "detect_anomaly", "is_anomaly_enabled",
+           "AnomalyError", "InPlaceChangeError"]

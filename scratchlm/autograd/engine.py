@@ -11,10 +11,46 @@ explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's r
 """
 
 from scratchlm import backend
+from scratchlm.autograd import anomaly
+
+
+#: The in-place change clock: how many in-place changes (:meth:`Tensor.bump_version`) the
+#: process has made. An op records it at forward (``Function.input_clock``); an op whose
+#: record equals the clock at backward time saw no change since, and needs no version check.
+_changes = [0]
 
 
 class GraphReleasedError(RuntimeError):
     """Backward reached an op whose saved arrays were freed by an earlier backward."""
+
+
+class InPlaceChangeError(RuntimeError):
+    """Backward reached an op one of whose inputs was changed in place after its forward
+    (an optimizer step, ``load_state_dict``, or :meth:`Tensor.bump_version`)."""
+
+
+def _check_versions(fn):
+    """Raise unless every input ``fn`` kept was left unchanged since its forward (its
+    version counter did not move after ``fn.input_clock``)."""
+    clock = fn.input_clock
+    if clock is None:  # not recorded by Function.__call__: nothing to compare
+        return
+    for position, tensor in enumerate(fn.inputs):
+        if tensor is None:
+            continue
+        changes, exact = tensor._changes_since(clock)
+        if not changes:
+            continue
+        then = tensor._version - changes
+        then = f"{then}" if exact else f"at most {then}"
+        kind = "a leaf tensor (a parameter?)" if tensor._ctx is None else "an op's output"
+        raise InPlaceChangeError(
+            f"backward of {anomaly.op_name(fn)}: its input {position} (shape {tensor.shape}, "
+            f"dtype {tensor.dtype}, {kind}) was changed in place after this op's forward: it "
+            f"is at version {tensor._version}, but was at version {then} when the forward "
+            "ran, so the gradient would be computed from values the forward never saw. An "
+            "optimizer step or an in-place change happened between forward and backward; "
+            "call backward first, or compute the forward again")
 
 
 def _check_alive(fn):
@@ -108,10 +144,14 @@ def run_backward(root, grad, retain_graph=False):
         return
     order = topological_order(root._ctx)
     slots = {root._ctx: {root._index: _GradSlot(grad, owned=False)}}
+    check_anomaly = anomaly.enabled  # inside detect_anomaly(): check every gradient
+    clock = _changes[0]  # ops recorded since the last in-place change need no version check
     for fn in reversed(order):
         output_slots = slots.pop(fn, None)
         if output_slots is None:  # nothing downstream of this op reached the loss
             continue
+        if fn.input_clock != clock:  # something changed in place since this op's forward
+            _check_versions(fn)
         # the saved arrays are freed after this backward unless the graph is retained, so
         # the op may reuse its own saved buffers (Function.may_overwrite_saved)
         fn.may_overwrite_saved = not retain_graph
@@ -127,6 +167,8 @@ def run_backward(root, grad, retain_graph=False):
         if len(grad_inputs) != len(fn.inputs):
             raise RuntimeError(f"{fn.name}.backward returned {len(grad_inputs)} gradients "
                                f"for {len(fn.inputs)} inputs")
+        if check_anomaly:
+            anomaly.check_backward(fn, [s.value for s in output_slots.values()], grad_inputs)
         for tensor, g in zip(fn.inputs, grad_inputs):
             if tensor is None or g is None:
                 continue

@@ -24,7 +24,8 @@ input's own: the engine sums a broadcast gradient back to each input's shape.
 """
 
 from scratchlm import backend
-from scratchlm.autograd import grad_mode
+from scratchlm.autograd import anomaly, grad_mode
+from scratchlm.autograd.engine import _changes
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.fast.registry import fast_version
 
@@ -40,6 +41,9 @@ class Function:
     #: Set by the engine to True while it runs the last backward through this op (the graph
     #: is not retained): a fast op may then write into arrays its own forward saved.
     may_overwrite_saved = False
+    #: The in-place change clock (:meth:`Tensor.bump_version`) when the op ran forward; the
+    #: backward pass checks that no input changed after it. None: not recorded by __call__.
+    input_clock = None
 
     def forward(self, *arrays):
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
@@ -56,14 +60,20 @@ class Function:
         fast = fast_version(type(self), backend.device_of_inputs(self, arrays))
         if fast is not None:  # a fast implementation of this op is registered: it runs instead
             self.__class__ = fast
-        if not grad_mode.is_grad_enabled():  # under no_grad nothing is recorded
-            return _unrecorded(self.forward(*arrays))
-        needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-        if True not in needs:
-            return _unrecorded(self.forward(*arrays))
-        self.needs_input_grad = needs  # backward may skip the other inputs
+        needs = None  # recorded for backward only if grad mode is on and an input needs one
+        if grad_mode._enabled:
+            needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            if True in needs:
+                self.needs_input_grad = needs  # backward may skip the other inputs
+            else:
+                needs = None
         outputs = self.forward(*arrays)
+        if anomaly.enabled:  # inside detect_anomaly(): check the outputs, note the caller
+            anomaly.check_forward(self, inputs, outputs, recorded=needs is not None)
+        if needs is None:
+            return _unrecorded(outputs)
         self.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
+        self.input_clock = _changes[0]
         if isinstance(outputs, tuple):
             self.output_meta = [(y.shape, y.dtype) for y in outputs]
             return tuple(Tensor._wrap(y, self, i) for i, y in enumerate(outputs))

@@ -36,14 +36,20 @@ def _as_array(data, dtype, device):
     return backend.to_device(array, device)
 
 
+_changes = engine._changes  # the in-place change clock, one for the process
+_STAMPS_KEPT = 16  # the clock values of a tensor's last changes (exact versions in errors)
+
+
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_version", "_stamps",
+                 "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if device is None:
             device = backend.device_of(data.data if isinstance(data, Tensor) else data)
         self.data = _as_array(data, dtype, device)
+        self._version = 0
         self.grad = None
         self._ctx = None
         self._index = 0
@@ -55,7 +61,7 @@ class Tensor:
     def _wrap(cls, array, ctx=None, index=0):
         """Wrap an op's output array without copying or converting it."""
         t = cls.__new__(cls)
-        t.data, t.grad, t._ctx, t._index = array, None, ctx, index
+        t.data, t.grad, t._ctx, t._index, t._version = array, None, ctx, index, 0
         t.requires_grad = ctx is not None
         return t
 
@@ -65,6 +71,35 @@ class Tensor:
                             f"{self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         return self
+
+    # ----------------------------------------------------------------- in-place changes
+    def bump_version(self):
+        """Record that ``.data`` was changed in place (or replaced); returns self.
+
+        Each tensor counts its in-place changes in ``_version``, as PyTorch's version
+        counter does. An op remembers, at forward, when it ran; if one of its inputs changes
+        after that and before its backward, the backward raises instead of computing a
+        gradient from changed (or stale) values. The library calls this itself wherever it
+        changes a tensor in place: an optimizer's ``step`` for each parameter it updates,
+        ``Module.load_state_dict``. Code that writes into ``tensor.data`` by hand should call
+        it too; assigning or writing ``.data`` does not count by itself (``.data`` is a plain
+        attribute, so reading it costs nothing on the hot path).
+        """
+        _changes[0] += 1
+        self._version += 1
+        try:
+            stamps = self._stamps
+        except AttributeError:
+            stamps = ()
+        self._stamps = (stamps + (_changes[0],))[-_STAMPS_KEPT:]
+        return self
+
+    def _changes_since(self, clock):
+        """How many in-place changes this tensor had after the clock read ``clock``, and
+        whether that count is exact (only the last few changes are remembered)."""
+        stamps = getattr(self, "_stamps", ())
+        count = sum(1 for stamp in stamps if stamp > clock)
+        return count, count < len(stamps) or len(stamps) < _STAMPS_KEPT
 
     # ------------------------------------------------------------------ array attributes
     @property

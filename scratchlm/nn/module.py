@@ -203,6 +203,7 @@ class Module:
                 if current.grad is not None and current.grad.dtype != array.dtype:
                     current.grad = None  # a gradient of the old dtype cannot accumulate
                 current.data = array
+                current.bump_version()  # a graph recorded before the load must not backward
             else:
                 setattr(module, name, array)
         return IncompatibleKeys(missing, unexpected)

@@ -175,6 +175,7 @@ class Optimizer(abc.ABC):
             # a fast version of this rule for the device, if one is registered, else this one
             rule = fast_version(type(self), param.device) or type(self)
             rule.update_parameter(self, param.data, grad, state, group)
+            param.bump_version()  # changed in place: a graph recorded before sees it
 
     def initial_state(self, param):
         """The state a parameter starts with, before its first update (none by default)."""
