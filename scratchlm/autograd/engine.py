@@ -13,7 +13,6 @@ explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's r
 from scratchlm import backend
 from scratchlm.autograd import anomaly
 
-
 #: The in-place change clock: how many in-place changes (:meth:`Tensor.bump_version`) the
 #: process has made. An op records it at forward (``Function.input_clock``); an op whose
 #: record equals the clock at backward time saw no change since, and needs no version check.
