@@ -47,7 +47,7 @@ def _check_versions(fn):
             f"backward of {anomaly.op_name(fn)}: its input {position} (shape {tensor.shape}, "
             f"dtype {tensor.dtype}, {kind}) was changed in place after this op's forward: it "
             f"is at version {tensor._version}, but was at version {then} when the forward "
-            "ran, so the gradient would be computed from values the forward never saw. An "
+            "ran, so its gradient would come from values the forward never saw: an "
             "optimizer step or an in-place change happened between forward and backward; "
             "call backward first, or compute the forward again")
 
