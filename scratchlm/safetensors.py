@@ -11,6 +11,18 @@ A ``.safetensors`` file is
 
 so ``end − begin = prod(shape) · itemsize``. BF16 (bfloat16) is the upper half of a float32:
 it is read as float32 by shifting each 16-bit pattern left by 16 bits.
+
+Reading checks the whole header before it allocates anything: the header length against
+the file size (and the reference implementation's 100 MB limit), the JSON (valid UTF-8,
+nested at most a few levels, no name twice), each entry (exactly dtype, shape and
+data_offsets; a known dtype; a shape of at most 32 non-negative sizes whose bytes are the
+span's), and the spans together (inside the data, none overlapping, no byte of the data
+left over, as the reference reader demands). Only then is each tensor read, into an array
+of exactly its size, so a file never makes the reader allocate more than its own data
+(plus a float32 copy of a BF16 tensor) and a small multiple of its header. Every failure
+is a :class:`SafetensorsError` (a :class:`~scratchlm.errors.FileFormatError`) naming the
+file and the tensor. Tensors holding NaN or ±Inf are refused unless the caller passes
+``allow_nonfinite=True``.
 """
 
 import json
@@ -20,9 +32,15 @@ import os
 import numpy as np
 
 from scratchlm.backend import is_gpu_array, to_numpy
+from scratchlm.checkpoint import JSONProblem, count_nonfinite, parse_json
+from scratchlm.errors import FileFormatError, MissingFileError
 
 METADATA_KEY = "__metadata__"
 HEADER_LENGTH_BYTES = 8
+MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit
+MAX_HEADER_DEPTH = 8  # a valid header nests 3 deep: {name: {"shape": [...]}}
+MAX_NDIM = 32
+ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
 
 # dtype tag -> NumPy dtype of the stored bytes (BF16 is stored as 16-bit patterns)
 DTYPES = {
@@ -32,12 +50,16 @@ DTYPES = {
     "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
 }
+FLOAT_TAGS = ("F64", "F32", "F16", "BF16")
 # NumPy dtype kind and size -> dtype tag, for writing (BF16 has no NumPy dtype)
 TAGS = {(DTYPES[tag].kind, DTYPES[tag].itemsize): tag for tag in DTYPES if tag != "BF16"}
 
+DAMAGED = ("the file is damaged, truncated or not a safetensors file; download or export "
+           "it again")
 
-class SafetensorsError(ValueError):
-    """A file that breaks the safetensors format."""
+
+class SafetensorsError(FileFormatError):
+    """A file that breaks the safetensors format (a :class:`FileFormatError`)."""
 
 
 def bf16_to_float32(bits):
@@ -47,10 +69,14 @@ def bf16_to_float32(bits):
 
 
 # ----------------------------------------------------------------------------- reading
+def _natural(n):
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
 def _read_header(file, path, file_size):
     """The parsed JSON header and the size of the data section after it."""
     def fail(problem):
-        raise SafetensorsError(f"load_safetensors: {path}: {problem}")
+        raise SafetensorsError(f"load_safetensors: {path}: {problem}", path=path)
 
     prefix = file.read(HEADER_LENGTH_BYTES)
     if len(prefix) < HEADER_LENGTH_BYTES:
@@ -59,10 +85,18 @@ def _read_header(file, path, file_size):
     if header_length > file_size - HEADER_LENGTH_BYTES:
         fail(f"header length {header_length} is larger than the file ({file_size} bytes); "
              "the file is truncated or not a safetensors file")
+    if header_length > MAX_HEADER_BYTES:
+        fail(f"header length {header_length} is over the format's limit of "
+             f"{MAX_HEADER_BYTES} bytes; {DAMAGED}")
+    raw = file.read(header_length)
+    if len(raw) != header_length:
+        fail("truncated while reading the header")
     try:
-        header = json.loads(file.read(header_length).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        fail(f"the header is not valid UTF-8 JSON ({error})")
+        header = parse_json(raw, MAX_HEADER_DEPTH)
+    except JSONProblem as problem:
+        if problem.duplicate is not None:
+            fail(f"the header names {problem.duplicate!r} twice; {DAMAGED}")
+        fail(f"the header is not valid UTF-8 JSON ({problem}); {DAMAGED}")
     if not isinstance(header, dict):
         fail(f"the header must be a JSON object, got {type(header).__name__}")
     metadata = header.get(METADATA_KEY, {})
@@ -75,25 +109,29 @@ def _read_header(file, path, file_size):
 def _check_entry(name, entry, data_size, path):
     """Validate one tensor's header entry; returns (tag, shape, begin, end)."""
     def fail(problem):
-        raise SafetensorsError(f"load_safetensors: {path}: tensor {name!r}: {problem}")
+        raise SafetensorsError(f"load_safetensors: {path}: tensor {name!r}: {problem}",
+                               path=path, entry=name)
 
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+    if not isinstance(entry, dict) or not set(ENTRY_FIELDS) <= set(entry):
         fail("its header entry must be an object with dtype, shape and data_offsets")
+    extra = sorted(set(entry) - set(ENTRY_FIELDS))
+    if extra:
+        fail(f"its header entry has unknown fields {extra}; an entry holds exactly dtype, "
+             f"shape and data_offsets. {DAMAGED}")
     tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if tag not in DTYPES:
+    if not isinstance(tag, str) or tag not in DTYPES:
         fail(f"unsupported dtype {tag!r}; supported: {', '.join(DTYPES)}")
-
-    def natural(n):
-        return isinstance(n, int) and not isinstance(n, bool) and n >= 0
-
-    if not isinstance(shape, list) or not all(natural(n) for n in shape):
+    if not isinstance(shape, list) or not all(_natural(n) for n in shape):
         fail(f"shape must be a list of non-negative integers, got {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(natural(n) for n in offsets)
-            and offsets[0] <= offsets[1]):
+    if len(shape) > MAX_NDIM:
+        fail(f"shape has {len(shape)} dimensions; at most {MAX_NDIM} can be read")
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(_natural(n) for n in offsets) and offsets[0] <= offsets[1]):
         fail(f"data_offsets must be [begin, end] with 0 <= begin <= end, got {offsets!r}")
     begin, end = offsets
     if end > data_size:
-        fail(f"data_offsets {offsets} run past the end of the data ({data_size} bytes)")
+        fail(f"data_offsets {offsets} run past the end of the data ({data_size} bytes); "
+             f"{DAMAGED}")
     expected = math.prod(shape) * DTYPES[tag].itemsize
     if end - begin != expected:
         fail(f"shape {shape} of {tag} needs {expected} bytes but data_offsets {offsets} "
@@ -101,35 +139,87 @@ def _check_entry(name, entry, data_size, path):
     return tag, tuple(shape), begin, end
 
 
-def _check_no_overlap(entries, path):
-    spans = sorted((begin, end, name) for name, (_, _, begin, end) in entries.items()
-                   if end > begin)
-    for (_, previous_end, previous), (begin, _, name) in zip(spans, spans[1:]):
-        if begin < previous_end:
+def _check_layout(entries, data_size, path):
+    """The spans tile the data exactly: no overlap, no hole, nothing after the last one."""
+    spans = sorted((begin, end, name) for name, (_, _, begin, end) in entries.items())
+    covered, previous = 0, None
+    for begin, end, name in spans:
+        if begin < covered:
             raise SafetensorsError(f"load_safetensors: {path}: tensor {name!r}: its bytes "
-                                   f"overlap those of tensor {previous!r}")
+                                   f"overlap those of tensor {previous!r}", path=path,
+                                   entry=name)
+        if begin > covered:
+            raise SafetensorsError(
+                f"load_safetensors: {path}: tensor {name!r}: its data starts at byte {begin} "
+                f"but the tensors before it end at byte {covered}: the header leaves a hole "
+                f"in the data; {DAMAGED}", path=path, entry=name)
+        covered, previous = end, name
+    if covered != data_size:
+        raise SafetensorsError(
+            f"load_safetensors: {path}: the tensors cover {covered} bytes of data but the file "
+            f"holds {data_size}; {data_size - covered} bytes after the header belong to no "
+            f"tensor; {DAMAGED}", path=path)
 
 
-def load_safetensors(path):
+def _read_exactly(file, array, path, name):
+    """Fill ``array`` (contiguous) from the file's current position."""
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    filled = 0
+    while filled < len(view):
+        got = file.readinto(view[filled:])
+        if not got:
+            raise SafetensorsError(f"load_safetensors: {path}: tensor {name!r}: the file "
+                                   f"ended while reading it (truncated while reading)",
+                                   path=path, entry=name)
+        filled += got
+
+
+def load_safetensors(path, *, allow_nonfinite=False):
     """Read every tensor of a ``.safetensors`` file into a dict of NumPy arrays (BF16 comes
-    back as float32). Raises :class:`SafetensorsError` naming the file and the tensor when
-    the file breaks the format."""
-    path = os.fspath(path)
-    with open(path, "rb") as file:
-        file_size = os.fstat(file.fileno()).st_size
-        header, data_size = _read_header(file, path, file_size)
-        entries = {name: _check_entry(name, entry, data_size, path)
-                   for name, entry in header.items() if name != METADATA_KEY}
-        _check_no_overlap(entries, path)
-        data = np.fromfile(file, dtype=np.uint8, count=data_size)
-    if data.size != data_size:
-        raise SafetensorsError(f"load_safetensors: {path}: truncated while reading")
+    back as float32).
 
-    tensors = {}
-    for name, (tag, shape, begin, end) in entries.items():
-        array = data[begin:end].view(DTYPES[tag]).reshape(shape)
-        tensors[name] = bf16_to_float32(array) if tag == "BF16" else array
-    return tensors
+    The whole header is checked before any tensor is allocated (see the module docstring);
+    a file that breaks the format raises :class:`SafetensorsError` (a
+    :class:`~scratchlm.errors.FileFormatError`) naming the file and the tensor. A float
+    tensor holding NaN or ±Inf is refused unless ``allow_nonfinite=True``."""
+    path = os.fspath(path)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except FileNotFoundError:
+        raise MissingFileError(f"load_safetensors: no file at {path}", path=path) from None
+    except OSError as error:
+        raise SafetensorsError(f"load_safetensors: {path}: cannot be read "
+                               f"({type(error).__name__}: {error.strerror or error})",
+                               path=path) from error
+    with file:
+        try:
+            file_size = os.fstat(file.fileno()).st_size
+            header, data_size = _read_header(file, path, file_size)
+            entries = {name: _check_entry(name, entry, data_size, path)
+                       for name, entry in header.items() if name != METADATA_KEY}
+            _check_layout(entries, data_size, path)
+            data_start = HEADER_LENGTH_BYTES + (file_size - HEADER_LENGTH_BYTES - data_size)
+            tensors = {}
+            for name, (tag, shape, begin, _) in sorted(entries.items(),
+                                                         key=lambda item: item[1][2]):
+                array = np.empty(shape, dtype=DTYPES[tag])
+                if array.nbytes:
+                    file.seek(data_start + begin)
+                    _read_exactly(file, array, path, name)
+                tensors[name] = bf16_to_float32(array) if tag == "BF16" else array
+        except OSError as error:
+            raise SafetensorsError(f"load_safetensors: {path}: cannot be read "
+                                   f"({type(error).__name__}: {error})", path=path) from error
+    if not allow_nonfinite:
+        for name, (tag, *_) in entries.items():
+            bad = count_nonfinite(tensors[name]) if tag in FLOAT_TAGS else 0
+            if bad:
+                raise SafetensorsError(
+                    f"load_safetensors: {path}: tensor {name!r}: {bad} of its "
+                    f"{tensors[name].size} values are NaN or infinite; the weights are "
+                    f"damaged or come from a diverged run (pass allow_nonfinite=True to load "
+                    f"them anyway)", path=path, entry=name)
+    return {name: tensors[name] for name in entries}
 
 
 # ----------------------------------------------------------------------------- writing

@@ -70,7 +70,9 @@ def test_bf16_written_by_torch_reads_as_float32(tmp_path):
     values[0, :4] = torch.tensor([0.0, -0.0, float("inf"), float("nan")])
     tensors = {"w": values.to(torch.bfloat16), "v": torch.arange(3, dtype=torch.bfloat16)}
     st_torch.save_file(tensors, str(tmp_path / "bf16.safetensors"))
-    got = load_safetensors(tmp_path / "bf16.safetensors")
+    with pytest.raises(SafetensorsError, match="tensor 'w': 2 of its 24 values are NaN"):
+        load_safetensors(tmp_path / "bf16.safetensors")  # NaN/Inf only when allowed
+    got = load_safetensors(tmp_path / "bf16.safetensors", allow_nonfinite=True)
     for name, tensor in tensors.items():
         assert got[name].dtype == np.float32
         np.testing.assert_array_equal(got[name], tensor.float().numpy())
