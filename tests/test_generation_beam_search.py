@@ -6,10 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import DEVICES
 
 import scratchlm as sl
 from scratchlm.generation import batched_beam_search, beam_search
-from scratchlm.models import GPT, GPTConfig
+from scratchlm.models import GPT, GPTConfig, Seq2SeqConfig, Seq2SeqTransformer
 
 VOCAB = 5
 
@@ -179,3 +180,22 @@ def test_gpt_beam_search_is_batched_over_prompts_and_fed_through_the_cache():
         alone, alone_log_prob = beam_search(model, prompts[row:row + 1], 6, beam_width=4)
         np.testing.assert_array_equal(ids[row], alone[0])
         assert log_probs[row] == pytest.approx(alone_log_prob[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_beam_search_on_a_device_equals_the_cpu(device):
+    """GPT's and the encoder-decoder's beam search, on the device and on the CPU."""
+    model = tiny_gpt(seed=4, vocab_size=11, block_size=9)
+    prompts = np.random.default_rng(5).integers(0, 11, (2, 3))
+    expected, expected_log_probs = beam_search(model, prompts, 8, beam_width=3, eos_id=4)
+    ids, log_probs = beam_search(model.to(device), prompts, 8, beam_width=3, eos_id=4)
+    np.testing.assert_array_equal(sl.backend.to_numpy(ids), expected)
+    np.testing.assert_allclose(sl.backend.to_numpy(log_probs), expected_log_probs, rtol=1e-5)
+
+    sl.manual_seed(4)
+    translator = Seq2SeqTransformer(Seq2SeqConfig.from_preset("tiny", 13, 15))
+    src = np.array([[5, 6, 7, 8], [9, 3, 0, 0]])
+    expected, expected_scores = translator.beam_search(src, 3, 6, bos_id=1, eos_id=2)
+    ids, scores = translator.to(device).beam_search(src, 3, 6, bos_id=1, eos_id=2)
+    np.testing.assert_array_equal(sl.backend.to_numpy(ids), expected)
+    np.testing.assert_allclose(sl.backend.to_numpy(scores), expected_scores, rtol=1e-5)
