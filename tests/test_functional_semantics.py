@@ -1,6 +1,11 @@
 """Semantics of the functional ops beyond their gradients: hand-computed values, the edge
 cases (huge logits, ignored targets, fully masked queries, repeated ids), dropout's
-randomness, strided attention inputs, and each Function's backward checked alone."""
+randomness, strided attention inputs, causal attention in query blocks at GPT-2's size, and
+each Function's backward checked alone. The special values run with fast mode on and off.
+
+Each op's gradcheck, its fast implementations against the reference (row blocks, threads,
+query blocks, both embedding backwards, the emulated CUDA kernels) and its comparison with
+PyTorch are in the one table of ``tests/test_op_table.py``."""
 
 import math
 
@@ -11,14 +16,13 @@ from conftest import DEVICES, TOLERANCE
 import scratchlm as sl
 import scratchlm.functional as F
 from scratchlm import backend
-from scratchlm.functional import attention, embedding_lookup, rowwise
+from scratchlm.fast import cpu
 from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
-from scratchlm.functional.affine import Linear
 from scratchlm.functional.attention import ScaledDotProductAttention
+from scratchlm.functional.layer_norm import LayerNorm
+from scratchlm.functional.linear import Linear
 from scratchlm.functional.losses import BinaryCrossEntropyWithLogits, MSELoss
-from scratchlm.functional.normalization import LayerNorm
-from scratchlm.functional.probabilities import LogSoftmax, Softmax
-from scratchlm.functional.regularization import keep_mask
+from scratchlm.functional.softmax import LogSoftmax, Softmax
 
 CONTRACT = {"linear", "relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "layer_norm",
             "dropout", "embedding", "cross_entropy", "binary_cross_entropy_with_logits",
@@ -30,8 +34,15 @@ def test_exports_exactly_the_contract_names():
     assert all(callable(getattr(F, name)) for name in CONTRACT)
 
 
+@pytest.fixture(params=[True, False], ids=["fast", "reference"])
+def fast(request):
+    """Fast mode on (the registered fast ops run) or off (the reference ops)."""
+    with sl.use_fast(request.param):
+        yield request.param
+
+
 # ---------------------------------------------------------------------- hand-computed values
-def test_gelu_values_by_hand():
+def test_gelu_values_by_hand(fast):
     x = sl.tensor(np.array([-1.0, 0.0, 1.0]))
     erf_form = [-0.15865525393145707, 0.0, 0.8413447460685429]  # x Φ(x)
     tanh_form = [0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
@@ -40,7 +51,7 @@ def test_gelu_values_by_hand():
     np.testing.assert_allclose(F.gelu(x).numpy(), tanh_form, rtol=1e-14)
 
 
-def test_layer_norm_values_by_hand():
+def test_layer_norm_values_by_hand(fast):
     x = sl.tensor(np.array([[1.0, 2.0, 3.0]]))
     y = F.layer_norm(x, sl.tensor(np.array([1.0, 2.0, 1.0])), sl.tensor(np.array([0.0, 0.0, 5.0])),
                      eps=0.0)
@@ -48,7 +59,7 @@ def test_layer_norm_values_by_hand():
     np.testing.assert_allclose(y.numpy(), [[-s, 0.0, 5 + s]], rtol=1e-14)
 
 
-def test_cross_entropy_mean_is_over_the_targets_not_ignored():
+def test_cross_entropy_mean_is_over_the_targets_not_ignored(fast):
     logits = sl.tensor(np.zeros((3, 4)), requires_grad=True)
     targets = np.array([0, -100, 2])
     loss = F.cross_entropy(logits, targets)
@@ -76,7 +87,7 @@ def test_integer_ids_and_targets_may_be_arrays_lists_or_tensors(make_targets):
 
 
 # --------------------------------------------------------------------------- edge cases
-def test_log_softmax_softmax_and_cross_entropy_stay_finite_for_logits_of_1e4():
+def test_log_softmax_softmax_and_cross_entropy_stay_finite_for_logits_of_1e4(fast):
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=np.float32)
     x = sl.tensor(logits, requires_grad=True)
     log_probs = F.log_softmax(x)
@@ -92,7 +103,8 @@ def test_log_softmax_softmax_and_cross_entropy_stay_finite_for_logits_of_1e4():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_cross_entropy_with_every_target_ignored_is_zero_with_zero_gradient(reduction, device):
+def test_cross_entropy_with_every_target_ignored_is_zero_with_zero_gradient(reduction, device,
+                                                                          fast):
     logits = sl.tensor(np.random.default_rng(0).standard_normal((2, 3, 5)), requires_grad=True,
                        device=device)
     targets = sl.tensor(np.full((2, 3), 7), device=device)
@@ -103,7 +115,7 @@ def test_cross_entropy_with_every_target_ignored_is_zero_with_zero_gradient(redu
     assert np.all(backend.to_numpy(logits.grad) == 0)
 
 
-def test_sigmoid_and_binary_cross_entropy_are_stable_for_huge_logits():
+def test_sigmoid_and_binary_cross_entropy_are_stable_for_huge_logits(fast):
     x = sl.tensor(np.array([100.0, -100.0], dtype=np.float32), requires_grad=True)
     np.testing.assert_allclose(F.sigmoid(x).numpy(), [1.0, 0.0], atol=1e-40)  # e^100 overflows
     tail = F.sigmoid(sl.tensor(np.array([-30.0], dtype=np.float32))).item()
@@ -116,7 +128,7 @@ def test_sigmoid_and_binary_cross_entropy_are_stable_for_huge_logits():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_attention_query_with_no_key_to_attend_gets_zeros_and_zero_gradient(device):
+def test_attention_query_with_no_key_to_attend_gets_zeros_and_zero_gradient(device, fast):
     rng = np.random.default_rng(0)
     q, k, v = (sl.tensor(rng.standard_normal(s), requires_grad=True, device=device)
                for s in [(2, 3, 4), (2, 5, 4), (2, 5, 3)])
@@ -138,7 +150,7 @@ def test_attention_query_with_no_key_to_attend_gets_zeros_and_zero_gradient(devi
     np.testing.assert_allclose(out[:, [0, 2]], (weights @ vn)[:, [0, 2]], rtol=1e-12)
 
 
-def test_attention_takes_strided_views_of_a_fused_qkv_projection_without_copying():
+def test_attention_takes_strided_views_of_a_fused_qkv_projection_without_copying(fast):
     torch = pytest.importorskip("torch")
     batch, steps, heads, head_size = 2, 3, 2, 4
     width = heads * head_size
@@ -163,48 +175,18 @@ def test_attention_takes_strided_views_of_a_fused_qkv_projection_without_copying
     np.testing.assert_allclose(qkv.grad, qkv_ref.grad.numpy(), **tol)
 
 
-def outputs_and_gradients(fn, arrays, device="cpu"):
-    """``fn``'s output and the gradient of every input that gets one, as NumPy arrays, after
-    backward from a fixed random cotangent (to compare two code paths of one op)."""
-    inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
-    y = fn(*inputs)
-    y.backward(backend.to_device(np.random.default_rng(1).standard_normal(y.shape), device))
-    return [y.numpy()] + [backend.to_numpy(t.grad) for t in inputs if t.grad is not None]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("steps", [7, 8])
-def test_causal_attention_in_query_blocks_equals_the_whole_score_matrix(monkeypatch, device,
-                                                                        steps):
-    """Blocks of queries that skip the keys they may not attend give the outputs and
-    gradients of one block over every score (float64), and pass gradcheck."""
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((2, 3, steps, 4)) for _ in range(3)]
-
-    def causal(q, k, v):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-    assert len(attention.query_blocks(steps, steps, True)) == 1
-    whole = outputs_and_gradients(causal, arrays, device)
-    monkeypatch.setattr(attention, "MIN_BLOCK_QUERIES", 2)
-    assert len(attention.query_blocks(steps, steps, True)) == (4 if steps == 8 else 3)
-    for blocked, expected in zip(outputs_and_gradients(causal, arrays, device), whole,
-                                 strict=True):
-        np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
-    inputs = [sl.tensor(a, requires_grad=True, device=device) for a in arrays]
-    assert sl.gradcheck(causal, inputs)
-
-
 def test_causal_attention_in_query_blocks_matches_torch_at_gpt_size():
     torch = pytest.importorskip("torch")
     shape = (1, 2, 512, 16)  # 512 positions: 4 blocks of 128 queries by default
-    assert len(attention.query_blocks(512, 512, True)) == 4
+    assert len(cpu.query_blocks(512, 512, True)) == 4
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
     cotangent = rng.standard_normal(shape).astype(np.float32)
     ours = [sl.tensor(a, requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    y = F.scaled_dot_product_attention(*ours, is_causal=True)
+    with sl.use_fast(True):
+        y = F.scaled_dot_product_attention(*ours, is_causal=True)
+    assert type(y._ctx) is cpu.AttentionBlocks and len(y._ctx.blocks) == 4
     y_ref = torch.nn.functional.scaled_dot_product_attention(*theirs, is_causal=True)
     y.backward(cotangent)
     y_ref.backward(torch.tensor(cotangent))
@@ -214,36 +196,9 @@ def test_causal_attention_in_query_blocks_matches_torch_at_gpt_size():
         np.testing.assert_allclose(t.grad, t_ref.grad.numpy(), **tol)
 
 
-ROW_BLOCKED_OPS = {  # the ops that go block by block of rows on the CPU: inputs → output
-    "layer_norm": lambda x, w, b: F.layer_norm(x, w, b),
-    "layer_norm_no_affine": lambda x, w, b: F.layer_norm(x, None, None),
-    "gelu_tanh": lambda x, w, b: F.gelu(x, approximate="tanh"),
-    "cross_entropy": lambda x, w, b: F.cross_entropy(x, np.arange(x.shape[0]) % x.shape[1]),
-    "attention_masked": lambda x, w, b: F.scaled_dot_product_attention(
-        x[None], x[None] * w, x[None] + b, attn_mask=np.arange(7)[:, None] % 3 != 1),
-    "attention_causal": lambda x, w, b: F.scaled_dot_product_attention(
-        x[None], x[None] * w, x[None] + b, is_causal=True),
-}
-
-
-@pytest.mark.parametrize("op", ROW_BLOCKED_OPS)
-def test_row_blocked_ops_equal_one_block(monkeypatch, op):
-    """With blocks of one or two rows (shared out among the threads) an op gives the
-    outputs and gradients of one block over every row (float64), and passes gradcheck."""
-    fn = ROW_BLOCKED_OPS[op]
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((7, 5)), rng.standard_normal(5), rng.standard_normal(5)]
-    whole = outputs_and_gradients(fn, arrays)
-    monkeypatch.setattr(rowwise, "ROW_BLOCK_BYTES", 80)  # 5 float64 per row: 2 rows a block
-    assert len(rowwise.row_blocks(np.empty((7, 5)))) == 4
-    for blocked, expected in zip(outputs_and_gradients(fn, arrays), whole, strict=True):
-        np.testing.assert_allclose(blocked, expected, rtol=1e-12, atol=1e-12)
-    assert sl.gradcheck(fn, [sl.tensor(a, requires_grad=True) for a in arrays])
-
-
 @pytest.mark.parametrize("vocab", [4, 300], ids=["one_hot_backward", "sorted_backward"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_embedding_repeated_ids_accumulate(vocab, device):
+def test_embedding_repeated_ids_accumulate(vocab, device, fast):
     weight = sl.tensor(np.zeros((vocab, 2)), requires_grad=True, device=device)
     ids = sl.tensor(np.array([[1, 1], [3, 1]]), device=device)
     out = F.embedding(ids, weight)
@@ -252,20 +207,6 @@ def test_embedding_repeated_ids_accumulate(vocab, device):
     expected = np.zeros((vocab, 2))
     expected[1], expected[3] = 3, 1
     np.testing.assert_array_equal(backend.to_numpy(weight.grad), expected)
-
-
-def test_embedding_backward_paths_agree(monkeypatch):
-    rng = np.random.default_rng(0)
-    weight_array = rng.standard_normal((100, 3))
-    ids = rng.integers(0, 100, size=(4, 50))
-    cotangent = rng.standard_normal((4, 50, 3))
-    grads = []
-    for one_hot_max_rows in (100, 0):
-        monkeypatch.setattr(embedding_lookup, "ONE_HOT_MAX_ROWS", one_hot_max_rows)
-        weight = sl.tensor(weight_array, requires_grad=True)
-        F.embedding(ids, weight).backward(cotangent)
-        grads.append(weight.grad)
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("ids_shape", [(), (5,), (2, 3, 4)])
@@ -309,58 +250,11 @@ def test_dropout_mask_is_reproducible_under_manual_seed():
     assert not np.array_equal(first, second)
 
 
-def test_dropout_with_p_one_drops_everything():
+def test_dropout_with_p_one_drops_everything(fast):
     x = sl.tensor(np.ones((3, 4)), requires_grad=True)
     y = F.dropout(x, 1.0)
     y.backward(np.ones((3, 4)))
     assert np.all(y.numpy() == 0) and np.all(x.grad == 0)
-
-
-def seeded(fn):
-    """``fn`` drawing the same dropout mask on every call, so central differences apply."""
-    def run(*args):
-        sl.manual_seed(0)
-        return fn(*args)
-    return run
-
-
-@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 5), ()])
-@pytest.mark.parametrize("device", DEVICES)
-def test_dropout_gradcheck(shape, device):
-    x = sl.tensor(np.random.default_rng(0).standard_normal(shape), requires_grad=True,
-                  device=device)
-    assert sl.gradcheck(seeded(lambda t: F.dropout(t, 0.4)), [x])
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_attention_dropout_gradcheck(device):
-    rng = np.random.default_rng(0)
-    q, k, v = (sl.tensor(rng.standard_normal((2, 2, 3, 4)), requires_grad=True, device=device)
-               for _ in range(3))
-    attend = seeded(lambda *t: F.scaled_dot_product_attention(*t, is_causal=True, dropout_p=0.3))
-    assert sl.gradcheck(attend, [q, k, v])
-
-
-def test_attention_dropout_matches_torch_with_the_same_mask():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((2, 2, 3, 4)) for _ in range(3)]
-    ours = [sl.tensor(a, requires_grad=True) for a in arrays]
-    sl.manual_seed(5)
-    y = F.scaled_dot_product_attention(*ours, dropout_p=0.4)
-    sl.manual_seed(5)
-    keep = torch.tensor(keep_mask((2, 2, 3, 3), 0.4, arrays[0]))
-    assert 0 < keep.sum() < keep.numel()
-    q, k, v = (torch.tensor(a, requires_grad=True) for a in arrays)
-    weights = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)
-    y_ref = (weights * keep / 0.6) @ v
-    cotangent = rng.standard_normal(y.shape)
-    y.backward(cotangent)
-    y_ref.backward(torch.tensor(cotangent))
-    tol = TOLERANCE[np.dtype(np.float64)]
-    np.testing.assert_allclose(y.numpy(), y_ref.detach().numpy(), **tol)
-    for t, t_ref in zip(ours, (q, k, v)):
-        np.testing.assert_allclose(t.grad, t_ref.grad.numpy(), **tol)
 
 
 # ------------------------------------------------- each Function's backward, checked alone
