@@ -143,8 +143,13 @@ def parse_json(raw, max_depth):
         return json.loads(text, object_pairs_hook=_unique_pairs)
     except JSONProblem:
         raise
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, too many int digits
+    except json.JSONDecodeError as error:
         raise JSONProblem(f"{type(error).__name__}: {error}") from None
+    except ValueError as error:  # an integer of more digits than int() reads
+        raise JSONProblem(f"it holds a number Python does not read ({str(error)[:60]}…)"
+                          ) from None
+    except RecursionError:  # not reached: the depth is checked first
+        raise JSONProblem("it nests too deeply") from None
 
 
 def count_nonfinite(array):
@@ -318,6 +323,8 @@ class _Reader:
         self.file, self.path, self.size = file, path, size
 
     def fail(self, problem, entry=None, kind=NOT_OURS, hint=RESTORE):
+        if entry is not None and entry.endswith(NPY_SUFFIX):
+            entry = entry[:-len(NPY_SUFFIX)]  # named as np.load names it
         where = f"entry {entry!r}: " if entry is not None else ""
         prefix = f"load: {self.path} {kind}" if kind else f"load: {self.path}"
         message = f"{prefix}: {where}{problem}" + (f"; {hint}" if hint else "")
@@ -358,8 +365,10 @@ class _Reader:
                 if small not in (big, _MAX16, _MAX32):
                     fail("its zip64 end record contradicts its zip end record")
             entries, cd_size, cd_offset, cd_end = entries64, cd_size64, cd_offset64, record_at
-        if disk or cd_disk or disk_entries != entries:
+        if disk or cd_disk:
             fail("it is a zip archive split over several disks, which no .npz is")
+        if disk_entries != entries:
+            fail(f"its end record is damaged (it counts {disk_entries} and {entries} entries)")
         if cd_offset + cd_size != cd_end:
             fail(f"its central directory ({cd_size} bytes at byte {cd_offset}) is not where "
                  f"the end record says (it should end at byte {cd_end})")
@@ -626,14 +635,19 @@ class _Document:
                       kind="is not a scratchlm checkpoint", hint=None)
         version = document.get("version")
         if type(version) is not int or version not in READABLE_VERSIONS:
+            newer = type(version) is int and version > max(READABLE_VERSIONS)
             self.fail(f"checkpoint format version {version!r}; this scratchlm reads versions "
-                      f"{', '.join(map(str, READABLE_VERSIONS))}", kind="",
-                      hint="a newer scratchlm wrote it: upgrade scratchlm to read it")
+                      f"{' and '.join(map(str, READABLE_VERSIONS))}", kind="" if newer else
+                      NOT_OURS, hint="a newer scratchlm wrote it: upgrade scratchlm to read "
+                      "it" if newer else RESTORE)
         fields = {"format", "version", "state"} | ({"arrays"} if version >= 2 else set())
         if set(document) != fields:
             missing, unknown = sorted(fields - set(document)), sorted(set(document) - fields)
-            self.fail(f"version {version} has the fields {sorted(fields)}; this one "
-                      f"lacks {missing} and has unknown {unknown}")
+            self.fail(f"a version {version} document holds the fields {sorted(fields)}; "
+                      + "; ".join(part for part in (
+                          f"this one lacks {missing}" if missing else "",
+                          f"this one has unknown fields {unknown}" if unknown else "")
+                          if part))
         self._tree(document["state"], "state")
         unused = sorted(set(self.members) - set(self.referenced) - {DOCUMENT_ENTRY})
         if unused:
