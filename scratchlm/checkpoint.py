@@ -44,7 +44,11 @@ and checks, before it allocates a single array:
 Only then is each array allocated, at exactly its size, and read; its bytes must match the
 zip entry's CRC-32 and (version 2) the checksum in the document, and a float array holding
 NaN or ±Inf is refused unless ``load(path, allow_nonfinite=True)``. So a file never makes
-``load`` allocate much more than its own size: its arrays, plus the parsed JSON document.
+``load`` allocate much more than its own size: its arrays at exactly their size, plus the
+Python objects of its JSON document — a few times the document's bytes for the documents
+``save`` writes, about 20 times at worst (a document of nothing but empty lists), since
+that is what Python's ``json`` module costs. A file that claims gigabytes is refused having
+allocated next to nothing.
 
 Every failure is a :class:`CheckpointError`, a :class:`~scratchlm.errors.FileFormatError`
 (and so a ``ValueError``), whose message names the file, the entry and what is wrong; a
@@ -103,18 +107,29 @@ class JSONProblem(ValueError):
         self.duplicate = duplicate
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_JSON_CHUNK = 1 << 16
 
 
 def json_depth(raw):
     """How deep the arrays and objects of the JSON text ``raw`` (bytes) nest, found on the
-    bytes without parsing them: strings removed, then a running count of brackets."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(_BRACKET_STEPS, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    return int(np.cumsum(np.frombuffer(brackets, dtype=np.int8), dtype=np.int32).max())
+    bytes without parsing them and in little memory: escaped backslashes and quotes are
+    dropped, then everything but quotes and brackets; a bracket counts when an even number
+    of quotes precede it (it is outside every string). A chunk at a time: a running count.
+    (On text that is not JSON the answer is meaningless, and the parser refuses it.)"""
+    skeleton = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    depth = deepest = quotes = 0
+    for start in range(0, len(skeleton), _JSON_CHUNK):
+        chunk = np.frombuffer(skeleton, dtype=np.uint8, offset=start,
+                              count=min(_JSON_CHUNK, len(skeleton) - start))
+        is_quote = chunk == ord('"')
+        outside = (np.cumsum(is_quote, dtype=np.int32) + quotes) % 2 == 0
+        steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
+                 - np.isin(chunk, (ord("]"), ord("}"))))
+        running = np.cumsum(np.where(outside, steps, 0), dtype=np.int32) + depth
+        deepest, depth = max(deepest, int(running.max())), int(running[-1])
+        quotes += int(np.count_nonzero(is_quote))
+    return deepest
 
 
 def _unique_pairs(pairs):
@@ -234,16 +249,26 @@ def _encode(value, components, where, arrays, depth=1):
 
 
 def _decode(node, arrays):
-    """Rebuild the value of a (checked) JSON tree node, its arrays taken from ``arrays``."""
+    """Rebuild the value of a (checked) JSON tree node, its arrays taken from ``arrays``.
+
+    The tree is taken apart as it is rebuilt — a JSON list becomes the Python list itself,
+    a tagged node is emptied once its value is built — so the document and the state are
+    never both held whole in memory."""
     if isinstance(node, list):
-        return [_decode(item, arrays) for item in node]
+        for i, item in enumerate(node):
+            if isinstance(item, (list, dict)):
+                node[i] = _decode(item, arrays)
+        return node
     if not isinstance(node, dict):
         return node
     if "array" in node:
         return arrays[node["array"]]
     if "tuple" in node:
-        return tuple(_decode(item, arrays) for item in node["tuple"])
-    return {key: _decode(item, arrays) for key, item in node["dict"]}
+        value = tuple(_decode(item, arrays) for item in node["tuple"])
+    else:
+        value = {key: _decode(item, arrays) for key, item in node["dict"]}
+    node.clear()
+    return value
 
 
 # ----------------------------------------------------------------------------- save
@@ -861,4 +886,6 @@ def _load(reader, allow_nonfinite):
                             hint="the run diverged or the file is damaged; pass "
                                  "allow_nonfinite=True to load it anyway")
         arrays[name] = array
-    return _decode(document["state"], arrays)
+    state = document.pop("state")
+    del document
+    return _decode(state, arrays)

@@ -117,7 +117,7 @@ def _check_entry(name, entry, data_size, path):
     extra = sorted(set(entry) - set(ENTRY_FIELDS))
     if extra:
         fail(f"its header entry has unknown fields {extra}; an entry holds exactly dtype, "
-             f"shape and data_offsets. {DAMAGED}")
+             f"shape and data_offsets; {DAMAGED}")
     tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(tag, str) or tag not in DTYPES:
         fail(f"unsupported dtype {tag!r}; supported: {', '.join(DTYPES)}")

@@ -703,3 +703,18 @@ def test_a_real_checkpoint_costs_about_its_size(tmp_path):
     result = report["files"][str(tmp_path / "big.npz")]
     assert result["outcome"] == "loaded"
     assert result["peak"] <= 1.1 * result["size"] + BOUND_CONSTANT, result
+
+
+def test_json_heavy_documents_cost_a_bounded_multiple(tmp_path):
+    """The JSON document is the one part whose Python objects outweigh its bytes: at worst
+    (nothing but empty lists or dicts) about 20 times; never more than 24 times + 1 MiB."""
+    paths = []
+    for i, state in enumerate(([[]] * 100_000, [{}] * 50_000, ["ab"] * 80_000,
+                               {"loss": [0.5] * 100_000})):
+        paths.append(tmp_path / f"json{i}.npz")
+        save(state, paths[-1])
+    report = measure(paths)
+    for path in paths:
+        result = report["files"][str(path)]
+        assert result["outcome"] == "loaded"
+        assert result["peak"] <= 24 * result["size"] + BOUND_CONSTANT, result
