@@ -19,9 +19,14 @@ entry), the reference class whose output it returns, and the fast classes regist
 * ``test_backward_twice_with_retain_graph_doubles_gradients``, fast mode on and off.
 
 Optimizer entries (:data:`OPTIMIZERS`) get the fast update rule's trajectory against the
-reference's over several steps (plain, in pieces of 7 elements on two threads, and with the
-emulated CUDA kernel) and the trajectory of ``torch.optim``. ``test_the_table_covers_every_
-fast_implementation`` fails when a fast class is registered that no entry tests.
+reference's over several steps (plain, in pieces of 7 elements on two threads, with the
+emulated CUDA kernel and on a GPU) and the trajectory of ``torch.optim``. The last test
+fails when a fast class is registered that no entry tests.
+
+Semantics that a comparison cannot show (hand-computed values, special values, errors) are
+in ``test_functional_semantics.py`` and ``test_functional_errors.py``; the fused kernels in
+float32 and over rows longer than a thread block in ``test_gpu_kernels.py``; the optimizers'
+groups, state dicts and errors in ``test_optim.py``.
 """
 
 import math
