@@ -8,6 +8,10 @@ so we visit the ops from the loss back to the leaves in reverse topological orde
 consumer of a tensor before the op that produced it), hand each op the summed gradient of
 its outputs and add what it returns into its inputs' gradients. The order is found with an
 explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's recursion limit.
+
+Before an op's backward runs, the engine makes sure none of the inputs it kept was changed
+in place since its forward (version counters, :class:`InPlaceChangeError`); inside
+``sl.detect_anomaly()`` it checks every gradient an op returns for NaN and Inf.
 """
 
 from scratchlm import backend

@@ -21,6 +21,13 @@ Inputs may be Tensors, backend arrays or Python numbers; only Tensors get gradie
 ``backward`` returns one array per input (``None`` where no gradient is needed; a
 one-input op may return the bare array) shaped like its output's broadcast shape or the
 input's own: the engine sums a broadcast gradient back to each input's shape.
+
+Two safety checks ride on the call. A recorded op notes the in-place change clock
+(``input_clock``); if an input it kept is changed in place before its backward (an
+optimizer step, ``load_state_dict``, :meth:`Tensor.bump_version`), the backward raises
+:class:`~scratchlm.autograd.engine.InPlaceChangeError`. Inside ``sl.detect_anomaly()`` the
+outputs are checked for NaN and Inf and the creating line of user code is kept
+(:mod:`scratchlm.autograd.anomaly`); outside it that costs one boolean test.
 """
 
 from scratchlm import backend
