@@ -327,18 +327,15 @@ _MAX32, _MAX16 = 0xFFFFFFFF, 0xFFFF
 class _Member:
     """One entry of the archive, as its headers describe it."""
 
-    __slots__ = ("name", "raw_name", "crc", "size", "offset", "flags", "method", "time",
+    __slots__ = ("entry", "raw_name", "crc", "size", "offset", "flags", "method", "time",
                  "date", "version", "start", "npy_header", "dtype", "shape", "fortran",
                  "listed_crc")
 
-    def __init__(self, **fields):
-        for key, value in fields.items():
-            setattr(self, key, value)
-
-    @property
-    def entry(self):
-        """The name ``np.load`` gives it: without the ``.npy``."""
-        return self.name[:-len(NPY_SUFFIX)] if self.name.endswith(NPY_SUFFIX) else self.name
+    def __init__(self, entry, raw_name, crc, size, offset, flags, method, time, date,
+                 version):
+        self.entry, self.raw_name, self.crc, self.size = entry, raw_name, crc, size
+        self.offset, self.flags, self.method = offset, flags, method
+        self.time, self.date, self.version = time, date, version
 
 
 class _Reader:
@@ -364,7 +361,8 @@ class _Reader:
 
     # ------------------------------------------------------------------ zip directory
     def directory(self):
-        """The archive's members, checked to tile the file before the central directory."""
+        """The archive's members by entry name (``np.load``'s: without ``.npy``), checked
+        to tile the file before the central directory."""
         fail = self.fail
         if self.size < _EOCD.size:
             fail("it is not an .npz archive, or it is truncated", hint=None)
@@ -405,7 +403,7 @@ class _Reader:
         return members
 
     def _central_directory(self, data, count):
-        members, names, at = [], set(), 0
+        members, at = {}, 0
         for _ in range(count):
             if at + _CENTRAL.size > len(data):
                 self.fail("its central directory is truncated")
@@ -428,12 +426,11 @@ class _Reader:
             usize, csize = big.get("usize", usize), big.get("csize", csize)
             offset, disk = big.get("offset", offset), big.get("disk", disk)
             self._check_member_kind(name, flags, method, usize, csize, disk)
-            if name in names:
+            entry = name[:-len(NPY_SUFFIX)]
+            if entry in members:
                 self.fail("it appears twice in the archive", name)
-            names.add(name)
-            members.append(_Member(name=name, raw_name=raw_name, crc=crc, size=csize,
-                                   offset=offset, flags=flags, method=method, time=time,
-                                   date=date, version=version))
+            members[entry] = _Member(entry, raw_name, crc, csize, offset, flags, method, time,
+                                     date, version)
         if at != len(data):
             self.fail(f"its central directory has {len(data) - at} bytes after its "
                       f"{count} entries")
@@ -501,8 +498,8 @@ class _Reader:
         """Each local header agrees with the central directory, and the entries follow each
         other from byte 0 to the central directory without a gap or an overlap."""
         expected = 0
-        for member in sorted(members, key=lambda m: m.offset):
-            name = member.name
+        for member in sorted(members.values(), key=lambda m: m.offset):
+            name = member.entry
             if member.offset != expected:
                 what = "overlaps the entry before it" if member.offset < expected else \
                     f"leaves {member.offset - expected} unexplained bytes before it"
@@ -585,7 +582,7 @@ class _Reader:
             fail(f"its dtype {descr!r} is not one a checkpoint holds")
         try:
             dtype = np.dtype(descr)
-        except TypeError:
+        except (TypeError, ValueError):
             fail(f"its dtype {descr!r} is not one NumPy knows")
         dims = [part.strip().rstrip("L") for part in match["shape"].split(",")]
         if dims and not dims[-1]:
@@ -647,7 +644,7 @@ class _Document:
 
     def __init__(self, reader, members):
         self.reader = reader
-        self.members = {member.entry: member for member in members}
+        self.members = members
         self.referenced = {}
 
     def fail(self, problem, kind=NOT_OURS, hint=RESTORE):
@@ -847,13 +844,12 @@ def load(path, *, allow_nonfinite=False):
 
 def _load(reader, allow_nonfinite):
     members = reader.directory()
-    by_entry = {member.entry: member for member in members}
-    if DOCUMENT_ENTRY not in by_entry:
+    if DOCUMENT_ENTRY not in members:
         reader.fail(f"it has no {DOCUMENT_ENTRY} entry", kind="is not a scratchlm checkpoint",
                     hint=None)
-    for member in members:
+    for member in members.values():
         reader.npy_header(member)
-    document_member = by_entry[DOCUMENT_ENTRY]
+    document_member = members[DOCUMENT_ENTRY]
     if document_member.dtype != np.uint8 or len(document_member.shape) != 1:
         reader.fail("it is not a 1-D uint8 array of JSON bytes", DOCUMENT_ENTRY)
     raw = np.empty(document_member.shape, dtype=np.uint8)

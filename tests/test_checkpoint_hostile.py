@@ -718,3 +718,19 @@ def test_json_heavy_documents_cost_a_bounded_multiple(tmp_path):
         result = report["files"][str(path)]
         assert result["outcome"] == "loaded"
         assert result["peak"] <= 24 * result["size"] + BOUND_CONSTANT, result
+
+
+def test_a_directory_of_many_tiny_entries_costs_a_small_multiple(tmp_path):
+    """The zip directory's entries are held as Python objects while they are checked: for
+    a file of nothing but empty entries that is about 4 times the file, never more than
+    5 times + 1 MiB."""
+    paths = [tmp_path / "empty_entries.npz", tmp_path / "empty_arrays.npz"]
+    paths[0].write_bytes(build_zip([{"name": f"{i:06d}.npy", "data": b""}
+                                    for i in range(20_000)]))
+    paths[1].write_bytes(build_zip([{"name": f"arrays/{i:06d}.npy", "data": npy_bytes(
+        np.zeros(0))} for i in range(10_000)]))
+    report = measure(paths)
+    for path in paths:
+        result = report["files"][str(path)]
+        assert result["outcome"] == "refused"
+        assert result["peak"] <= 5 * result["size"] + BOUND_CONSTANT, result
