@@ -2,7 +2,7 @@
 
 Each class here subclasses the reference op it speeds up (``scratchlm/functional``), keeps
 its checks and its meaning, and is registered for the CPU with :func:`implements`. The
-tricks, all tested equal to the reference (``tests/test_fast_equals_reference.py``):
+tricks, all tested equal to the reference (``tests/test_op_table.py``):
 
 * **Row blocks.** Ops that make several passes over every row (layer norm, GELU, the
   softmax inside cross-entropy and attention) go block by block of rows about 1 MB big
