@@ -10,7 +10,6 @@ import pytest
 
 import scratchlm as sl
 import scratchlm.nn as nn
-from scratchlm.nn.heads import MergeHeads, SplitHeads
 
 D, H, FF = 4, 2, 6
 
@@ -98,14 +97,3 @@ def test_gradcheck_module_checks_only_the_named_parameters_and_restores_them():
     with pytest.raises(KeyError, match=r"has no parameters \['scale'\]"):
         nn.gradcheck_module(layer, [x], parameters=["scale"])
 
-
-@pytest.mark.parametrize("num_parts,shape", [(1, (2, 3, 4)), (2, (1, 2, 8)), (3, (2, 3, 12))])
-def test_split_heads_backward(num_parts, shape):
-    rng = np.random.default_rng(0)
-    assert sl.gradcheck_op(lambda: SplitHeads(num_parts, 2), [rng.standard_normal(shape)])
-
-
-@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 2), (1, 4, 3, 1)])
-def test_merge_heads_backward(shape):
-    rng = np.random.default_rng(0)
-    assert sl.gradcheck_op(MergeHeads, [rng.standard_normal(shape)])
