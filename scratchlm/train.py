@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from scratchlm import backend, checkpoint, optim
+from scratchlm import backend, checkpoint, fast, optim
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.text import get_batch
 
@@ -156,9 +156,11 @@ class Trainer:
     def train(self, progress=True, stop_at=None, on_step=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
         returns the history. ``on_step(trainer, loss)``, if given, is called after every
-        step (e.g. to log)."""
+        step (e.g. to log). Tunes the process for training first
+        (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse)."""
         from tqdm.auto import tqdm
 
+        fast.tune_process()
         cfg = self.config
         last = min(cfg.max_steps, stop_at or cfg.max_steps)
         bar = tqdm(total=last, initial=self.step, disable=not progress, unit="step",
