@@ -1,8 +1,11 @@
-"""The command line: ``python -m scratchlm {train,sample,eval}``.
+"""The command line: ``python -m scratchlm {train,sample,eval,pretrain,finetune,prompt}``.
 
     python -m scratchlm train                      # character-level Shakespeare GPT on the CPU
     python -m scratchlm sample --run runs/shakespeare-char --prompt "ROMEO:" --top-k 10
     python -m scratchlm eval --run runs/shakespeare-char
+    python -m scratchlm pretrain --preset bert-zh-small        # then finetune / prompt from it
+    python -m scratchlm finetune --from runs/bert-zh-small --task sentiment-zh --method lora
+    python -m scratchlm prompt --from runs/bert-zh-small --task sentiment-zh --shots 4
 """
 
 import argparse
@@ -15,7 +18,7 @@ import time
 
 import numpy as np
 
-from scratchlm import backend, checkpoint, fast
+from scratchlm import backend, checkpoint, fast, finetune, pretrain
 from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
 from scratchlm.train import TrainConfig, Trainer
@@ -85,6 +88,9 @@ def build_parser():
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                        help="cpu (NumPy) or cuda (CuPy, needs the gpu extra)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--reverse", action="store_true",
+                       help="a reverse language model: train on the corpus backwards, so "
+                            "the model predicts each previous token (sample reverses back)")
 
     sample = commands.add_parser("sample", help="generate text from a trained run",
                                  description="Generate text from a run's checkpoint.")
@@ -111,6 +117,8 @@ def build_parser():
     evaluate.add_argument("--data-dir", default="data", help="tokenized corpus cache")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                           help="cpu (NumPy) or cuda (CuPy)")
+    pretrain.add_command(commands, _positive_int)
+    finetune.add_commands(commands, _positive_int)
     return parser
 
 
@@ -150,7 +158,8 @@ def command_train(args):
     backend.check_device(args.device)
     corpus = prepare_corpus(args.corpus, args.tokenizer, data_dir=args.data_dir,
                             vocab_size=args.vocab_size)
-    train_ids, val_ids = train_val_split(corpus.ids, val_fraction=0.1)
+    ids = corpus.ids[::-1].copy() if args.reverse else corpus.ids  # see reverse_text
+    train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
     overrides = {"vocab_size": corpus.tokenizer.vocab_size}
     if args.block_size is not None:
         overrides["block_size"] = args.block_size
@@ -162,7 +171,7 @@ def command_train(args):
     backend.manual_seed(args.seed)
     model = GPT(model_config)
     extras = {"tokenizer": _tokenizer_text(corpus.tokenizer, run_dir), "corpus": args.corpus,
-              "tokenizer_kind": args.tokenizer}
+              "tokenizer_kind": args.tokenizer, "reverse": bool(args.reverse)}
     trainer = Trainer(model, train_ids, val_ids, train_config, run_dir, extras=extras)
     if args.resume:
         trainer.load_state(_load_checkpoint(run_dir))
@@ -181,7 +190,7 @@ def command_train(args):
     prompt = "\n" if args.tokenizer == "char" else " "
     print("\n--- sample ---")
     print(_sample_text(model, corpus.tokenizer, prompt, 400, temperature=0.8, top_k=None,
-                       top_p=None, greedy=False))
+                       top_p=None, greedy=False, reverse=args.reverse))
 
 
 # ------------------------------------------------------------------------------ sample
@@ -204,27 +213,37 @@ def _load_run(run_dir, device):
     return model, _tokenizer_from_text(state["extras"]["tokenizer"]), state
 
 
-def _sample_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, greedy):
+def reverse_text(tokenizer, text):
+    """A reverse language model reads and writes right to left: its prompt is the *end* of
+    a text, fed backwards, and what it generates comes before it (read backwards again)."""
+    return tokenizer.decode(tokenizer.encode(text)[::-1])
+
+
+def _sample_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, greedy,
+                 reverse=False):
     if not prompt:
         raise SystemExit("error: the prompt is empty; give at least one character")
     try:
-        ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)
+        ids = np.array([tokenizer.encode(prompt)[::-1] if reverse else
+                        tokenizer.encode(prompt)], dtype=np.int64)
     except (KeyError, ValueError) as error:
         raise SystemExit(f"error: cannot encode the prompt: {error}") from None
     out = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k,
                          top_p=top_p, do_sample=not greedy)
-    return tokenizer.decode(backend.to_numpy(out[0]).tolist())
+    generated = backend.to_numpy(out[0]).tolist()
+    return tokenizer.decode(generated[::-1] if reverse else generated)
 
 
 def command_sample(args):
     backend.check_device(args.device)
-    model, tokenizer, _ = _load_run(args.run, args.device)
+    model, tokenizer, state = _load_run(args.run, args.device)
+    reverse = bool(state["extras"].get("reverse", False))
     backend.manual_seed(args.seed)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         print(_sample_text(model, tokenizer, args.prompt, args.max_new_tokens,
-                           args.temperature, args.top_k, args.top_p, args.greedy))
+                           args.temperature, args.top_k, args.top_p, args.greedy, reverse))
 
 
 # -------------------------------------------------------------------------------- eval
@@ -237,7 +256,8 @@ def command_eval(args):
     vocab = tokenizer.vocab_size if kind == "bpe" else None
     corpus = prepare_corpus(state["extras"]["corpus"], kind, data_dir=args.data_dir,
                             vocab_size=vocab)
-    train_ids, val_ids = train_val_split(corpus.ids, val_fraction=0.1)
+    ids = corpus.ids[::-1].copy() if state["extras"].get("reverse") else corpus.ids
+    train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
     trainer = Trainer(model, train_ids, val_ids, train, args.run)
     val = trainer.evaluate()
     print(f"validation loss {val:.4f} nats/token, perplexity {math.exp(val):.2f} "
@@ -259,7 +279,9 @@ def main(argv=None):
     if argv is None and not tuned["openblas_wait"]:
         restart_with_openblas_wait()
     args = build_parser().parse_args(argv)
-    commands = {"train": command_train, "sample": command_sample, "eval": command_eval}
+    commands = {"train": command_train, "sample": command_sample, "eval": command_eval,
+                "pretrain": pretrain.command_pretrain, "finetune": finetune.command_finetune,
+                "prompt": finetune.command_prompt}
     try:
         commands[args.command](args)
     except RuntimeError as error:

@@ -27,6 +27,8 @@ import re
 from collections import Counter
 from typing import NamedTuple
 
+import numpy as np
+
 MAX_ORDER = 4
 
 
@@ -260,3 +262,23 @@ def rouge(hypothesis, reference):
         "rouge2": _rouge_n(hyp_tokens, ref_tokens, 2),
         "rougeL": _score(_lcs_length(hyp_tokens, ref_tokens), len(hyp_tokens), len(ref_tokens)),
     }
+
+
+def classification_scores(labels, predictions, num_labels=None):
+    """Accuracy and macro-averaged F1 of integer ``predictions`` against ``labels``, as
+    scikit-learn's ``accuracy_score`` and ``f1_score(average="macro")`` (a class with no
+    prediction and no label gets F1 0): ``{"accuracy": a, "f1": f, "f1_per_label": [...]}``,
+    each in [0, 1]."""
+    labels, predictions = np.asarray(labels).ravel(), np.asarray(predictions).ravel()
+    if labels.shape != predictions.shape or labels.size == 0:
+        raise ValueError(f"classification_scores: {labels.size} labels and "
+                         f"{predictions.size} predictions; expected as many, at least one")
+    classes = int(max(labels.max(), predictions.max()) + 1) if num_labels is None else num_labels
+    per_label = []
+    for c in range(classes):
+        true_positive = np.sum((predictions == c) & (labels == c))
+        predicted, actual = np.sum(predictions == c), np.sum(labels == c)
+        denominator = predicted + actual
+        per_label.append(float(2 * true_positive / denominator) if denominator else 0.0)
+    return {"accuracy": float(np.mean(labels == predictions)),
+            "f1": float(np.mean(per_label)), "f1_per_label": per_label}

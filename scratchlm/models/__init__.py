@@ -10,6 +10,12 @@ from scratchlm.models.bert import (
     PreTrainingBatch,
     make_pretraining_batch,
 )
+from scratchlm.models.classification import (
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    ClassifierOutput,
+    GPTForSequenceClassification,
+)
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig
 from scratchlm.models.seq2seq import (
     SEQ2SEQ_PRESETS,
@@ -25,6 +31,8 @@ __all__ = [
     "BERT_PRESETS", "BertConfig", "BertForPreTraining", "BertModel", "BertOutput",
     "BertPreTrainingOutput", "PreTrainingBatch", "make_pretraining_batch",
     "GPT", "GPTConfig", "PRESETS",
+    "BertForSequenceClassification", "BertForTokenClassification", "ClassifierOutput",
+    "GPTForSequenceClassification",
     "SEQ2SEQ_PRESETS", "CharVocabulary", "Seq2SeqConfig", "Seq2SeqTransformer",
     "TranslationRun", "pad_sequences", "train_translation", "trim_at_eos",
 ]

@@ -130,6 +130,13 @@ class GPT(nn.Module):
         With ``kv_caches`` (one :class:`~scratchlm.nn.KVCache` per layer, under no_grad) only
         the new tokens are fed and their positions continue after the cached ones.
         """
+        logits = self.lm_head(self.hidden_states(idx, kv_caches))
+        loss = None if targets is None else F.cross_entropy(logits, targets)
+        return logits, loss
+
+    def hidden_states(self, idx, kv_caches=None):
+        """The final LayerNorm's output (B, T, n_embd) for token ids ``idx`` (B, T): what the
+        head reads (a classifier reads it too)."""
         ids = idx.data if isinstance(idx, Tensor) else idx
         if getattr(ids, "ndim", 0) != 2:
             raise ValueError(f"GPT: idx should be token ids of shape (batch, time), got "
@@ -146,9 +153,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])
-        logits = self.lm_head(self.transformer.ln_f(x))
-        loss = None if targets is None else F.cross_entropy(logits, targets)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def new_kv_caches(self):
         """Empty key/value caches for incremental decoding, one per layer."""

@@ -219,6 +219,13 @@ class Module:
         """Evaluation mode (dropout off): ``train(False)``."""
         return self.train(False)
 
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (False freezes them: backward leaves
+        their ``.grad`` None and optimizers skip them); returns self, as in PyTorch."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(requires_grad)
+        return self
+
     def zero_grad(self):
         """Forget every parameter's gradient (``grad = None``)."""
         for parameter in self.parameters():

@@ -155,12 +155,12 @@ class Optimizer(abc.ABC):
                 param.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient; those whose ``.grad`` is None (frozen,
-        or unused) are skipped, get no state, and their state (e.g. Adam's step count) does
-        not advance."""
+        """Update every parameter that has a gradient; those whose ``.grad`` is None (unused)
+        or that do not require one (frozen, even with a stale ``.grad``) are skipped, get no
+        state, and their state (e.g. Adam's step count) does not advance."""
         for group, key, param in self.named_params():
             grad = param.grad
-            if grad is None:
+            if grad is None or not param.requires_grad:
                 continue
             if grad.shape != param.shape:
                 raise ValueError(f"{self._name}.step: parameter {key!r} has shape "
