@@ -87,7 +87,7 @@ def one_block(x):
 
 def shared_row_blocks(work, x):
     """Call ``work(rows, slot)`` for every :func:`row_blocks` slice of ``x`` (2-D), the
-    slices shared out among threads (:func:`scratchlm.threads.run_shared`). An array of one
+    slices shared out among threads (:func:`scratchlm.fast.threads.run_shared`). An array of one
     block (a token at a time, in decoding) gets a single direct call, without that
     bookkeeping."""
     if one_block(x):
