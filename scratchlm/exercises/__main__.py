@@ -8,6 +8,10 @@
 from the skeleton whose docstring holds the source of the library's forward (and of the
 helper methods it calls), taken from the reference class, and what forward saves. The
 reference class's docstring is not printed: it holds the derivation.
+
+``grade`` runs the file in a separate process under a time and a memory limit
+(:func:`scratchlm.exercises.harness.grade_file`): a file that loops, exits, crashes or
+patches NumPy or the library fails with the reason, and never makes the exit status 0.
 """
 
 import argparse
@@ -19,7 +23,8 @@ import textwrap
 
 from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES
-from scratchlm.exercises.grader import get_exercise, grade
+from scratchlm.exercises.grader import get_exercise
+from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
 
 #: the width of the comment lines and docstrings ``show`` writes
 WIDTH = 92
@@ -49,6 +54,11 @@ def build_parser():
     check.add_argument("file", help="a Python file that defines your class")
     check.add_argument("--class", dest="class_name",
                        help="the class to grade (default: the skeleton's name)")
+    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"wall-clock limit of the grading (default {DEFAULT_TIMEOUT:g})")
+    check.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MIB",
+                       help="address-space limit of the grading process, in MiB (default "
+                            f"{DEFAULT_MEMORY_MB})")
     return parser
 
 
@@ -128,7 +138,8 @@ def _string_literal(text, indent):
 
 
 def load_class(path, class_name):
-    """The class ``class_name`` defined by the Python file at ``path`` (which is run)."""
+    """The class ``class_name`` defined by the Python file at ``path``, run in this process
+    (for a file you trust: ``grade`` runs the file it grades in a separate process)."""
     spec = importlib.util.spec_from_file_location("student_exercise", path)
     if spec is None:
         raise SystemExit(f"error: {path} is not a Python file")
@@ -154,8 +165,11 @@ def main(argv=None):
     elif args.command == "show":
         print(statement(args.name))
     else:
-        class_name = args.class_name or get_exercise(args.name).skeleton.__name__
-        report = grade(args.name, load_class(args.file, class_name))
+        try:
+            report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
+                                memory_mb=args.memory)
+        except NotGradable as error:
+            raise SystemExit(f"error: {error}") from None
         print(report)
         return 0 if report.passed else 1
     return 0

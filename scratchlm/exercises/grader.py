@@ -31,7 +31,7 @@ import numpy as np
 
 import scratchlm as sl
 from scratchlm.autograd.engine import sum_to_shape
-from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.catalog import EXERCISES, Case
 from scratchlm.fast.registry import fast_version
 
 #: float64 agreement with the library: different but correct formulas differ by ~1e-15
@@ -66,20 +66,34 @@ class GradeReport:
     exercise: str
     student: str
     cases: tuple
+    #: None when every case ran and the result can be trusted; else why the grade failed as a
+    #: whole (a time-out, a crash, an early exit, a file that patched what the grader uses)
+    error: str | None = None
+    #: what the graded file printed (files graded in a separate process only)
+    printed: str = ""
 
     @property
     def passed(self):
-        return all(case.passed for case in self.cases)
+        return self.error is None and bool(self.cases) and all(case.passed
+                                                               for case in self.cases)
 
     def __str__(self):
         passed = sum(case.passed for case in self.cases)
         verdict = "PASSED" if self.passed else "FAILED"
-        lines = [f"{self.exercise} ({self.student}): {verdict}, {passed} of {len(self.cases)} "
-                 "cases pass"]
+        if self.error is not None and not self.cases:
+            lines = [f"{self.exercise} ({self.student}): {verdict}, not graded"]
+        else:
+            lines = [f"{self.exercise} ({self.student}): {verdict}, {passed} of "
+                     f"{len(self.cases)} cases pass"]
+        if self.error is not None:
+            lines.extend("  " + line for line in self.error.splitlines())
         for case in self.cases:
             lines.append(f"  {'ok  ' if case.passed else 'FAIL'} {case.label}")
             if not case.passed:
                 lines.extend("         " + line for line in case.failure.splitlines())
+        if self.printed:
+            lines.append("what the file printed (each line marked |):")
+            lines.extend("  | " + line for line in self.printed.rstrip("\n").splitlines())
         return "\n".join(lines)
 
 
@@ -92,23 +106,80 @@ def get_exercise(name):
 
 def grade(exercise_name, student_function_class, seed=0):
     """Grade ``student_function_class`` (a subclass of ``sl.Function``) on every case of the
-    exercise; returns a :class:`GradeReport` (``.passed``, and ``print`` it to read it)."""
+    exercise; returns a :class:`GradeReport` (``.passed``, and ``print`` it to read it).
+
+    This runs the class in this process: for a file you do not trust (it could loop, exit or
+    patch NumPy), grade it with :func:`scratchlm.exercises.harness.grade_file`, as
+    ``python -m scratchlm.exercises grade`` does."""
     exercise = get_exercise(exercise_name)
     if not (isinstance(student_function_class, type)
             and issubclass(student_function_class, sl.Function)):
         raise TypeError(f"grade({exercise_name!r}, …): expected a subclass of sl.Function "
                         f"(the class itself, not an instance), got {student_function_class!r}")
+    report, _ = grade_prepared(exercise, student_function_class, prepare_cases(exercise, seed))
+    return report
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """One case's inputs and the library's answers to them: what a student's class is
+    graded against."""
+    case: Case
+    label: str
+    inputs: list
+    #: per input: whether it is a float input (gets a gradient)
+    is_float: list
+    expected_y: np.ndarray
+    #: the library's gradient of each input (None for integer ones) for ``cotangent``
+    expected_grads: list
+    cotangent: np.ndarray
+
+
+def prepare_cases(exercise, seed=0):
+    """Every case of ``exercise``: its inputs (float64 normals drawn from ``seed``), the
+    library's output and gradients for a random cotangent (drawn next). Call it before
+    anything untrusted runs: the answers come from the library's reference classes."""
     rng = np.random.default_rng(seed)
-    results = []
+    prepared = []
     with sl.use_fast(False):  # the library's results come from the reference formulas
         for case in exercise.cases:
-            label = _label(exercise, case)
+            inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
+                      for spec in case.inputs]
+            is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
+            expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
+            prepared.append(PreparedCase(case, _label(exercise, case), inputs, is_float,
+                                         expected_y, expected_grads, cotangent))
+    return prepared
+
+
+def grade_prepared(exercise, student_class, prepared):
+    """Grade ``student_class`` on the prepared cases. Returns the report and, per case, the
+    student's forward output and gradients (one per input, None for integer inputs) when
+    the case passed, else None: what a grader outside the process checks again."""
+    results, outputs = [], []
+    with sl.use_fast(False):
+        for case in prepared:
             try:
-                _grade_case(exercise, student_function_class, case, rng)
-                results.append(CaseResult(label))
+                outputs.append(_grade_case(exercise, student_class, case))
+                results.append(CaseResult(case.label))
             except CaseFailure as failure:
-                results.append(CaseResult(label, str(failure)))
-    return GradeReport(exercise.name, student_function_class.__name__, tuple(results))
+                outputs.append(None)
+                results.append(CaseResult(case.label, str(failure)))
+    return GradeReport(exercise.name, student_class.__name__, tuple(results)), outputs
+
+
+def check_outputs(exercise, case, y, grads):
+    """Raise :class:`CaseFailure` unless ``y`` and ``grads`` (one per input, None for the
+    integer ones) are the library's output and gradients for the prepared ``case``."""
+    _compare("forward output", y, case.expected_y, exercise.name)
+    if len(grads) != len(case.expected_grads):
+        raise CaseFailure(f"{len(grads)} gradient(s) came back for "
+                          f"{len(case.expected_grads)} input(s)")
+    for name, grad, expected in zip(exercise.input_names, grads, case.expected_grads):
+        if expected is not None:
+            if grad is None:
+                raise CaseFailure(f"no gradient of {name} came back")
+            _compare(f"gradient of {name}", grad, expected, exercise.name)
 
 
 def library_implementations(reference):
@@ -159,14 +230,11 @@ def _label(exercise, case):
     return ", ".join(parts)
 
 
-def _grade_case(exercise, student_class, case, rng):
-    inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
-              for spec in case.inputs]
-    is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
-    expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
+def _grade_case(exercise, student_class, prepared):
     with library_backward_disabled(exercise.reference_class, student_class) as library:
-        _grade_student(exercise, student_class, case, inputs, is_float,
-                       expected_y, expected_grads, cotangent, library)
+        return _grade_student(exercise, student_class, prepared.case, prepared.inputs,
+                              prepared.is_float, prepared.expected_y, prepared.expected_grads,
+                              prepared.cotangent, library)
 
 
 def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
@@ -203,12 +271,13 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
                           f"{error}") from None
     except DelegatesToLibrary as error:
         raise CaseFailure(f"{student_class.__name__}.backward does not count: {error}") from None
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise CaseFailure(f"gradcheck could not run: {type(error).__name__}: {error}") from None
 
     for name, grad, expected in zip(names, grads, expected_grads):
         if expected is not None:
             _compare(f"gradient of {name}", grad, expected, exercise.name)
+    return y, grads
 
 
 def _library_result(exercise, case, inputs, rng):
@@ -241,6 +310,9 @@ def _run(what, method, *arrays):
         raise CaseFailure(f"{what} is not written yet: {error}") from None
     except DelegatesToLibrary as error:
         raise CaseFailure(f"{what} does not count: {error}") from None
+    except SystemExit as error:
+        raise CaseFailure(f"{what} raised SystemExit: {error} (sys.exit ends the program; "
+                          "return the result instead)") from None
     except Exception as error:
         raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
 
