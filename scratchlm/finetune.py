@@ -56,7 +56,7 @@ from scratchlm.train import TrainConfig, Trainer
 
 METHODS = ("scratch", "full", "top-k", "head", "lora", "prompt-tuning")
 #: Peak learning rates that suit each method (fewer trainable numbers take larger steps).
-DEFAULT_LR = {"scratch": 5e-4, "full": 2e-4, "top-k": 5e-4, "head": 3e-3, "lora": 2e-3,
+DEFAULT_LR = {"scratch": 1e-3, "full": 5e-4, "top-k": 1e-3, "head": 3e-3, "lora": 3e-3,
               "prompt-tuning": 3e-2}
 
 
@@ -313,14 +313,17 @@ def prompt_run(run_dir, task_name="sentiment-zh", shots=0, seed=0, template=None
     demonstrations = None
     length = context_length(kind, model_config)
     if shots:
-        rng = np.random.default_rng(seed)
-        # demonstrations: short training texts, so that several fit into the context
-        short = task.train.subset(np.flatnonzero([len(t) <= 24 for t in task.train.texts]))
-        demonstrations = balanced_sample(short, shots, rng)
         if shots_per_prompt is None:
             shots_per_prompt = max(1, min(shots, length // 32))
-    if demo_chars is None:
-        demo_chars = 24 if kind == "gpt" else 12
+        if demo_chars is None:  # the demonstrations take at most half of the context
+            template = len(tokenizer.encode(prompt.template.replace("[X]", "").replace(
+                "[MASK]", prompt.word_of(0)))) + 1
+            demo_chars = max(1, (length // 2) // shots_per_prompt - template)
+        # demonstrations: training texts short enough to be shown whole
+        rng = np.random.default_rng(seed)
+        short = task.train.subset(np.flatnonzero([len(t) <= demo_chars
+                                                  for t in task.train.texts]))
+        demonstrations = balanced_sample(short, shots, rng)
     started = time.perf_counter()
     scores = label_scores(model, tokenizer, test.texts, prompt, kind, length,
                           demonstrations=demonstrations, shots_per_prompt=shots_per_prompt,
