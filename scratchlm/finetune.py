@@ -315,15 +315,21 @@ def prompt_run(run_dir, task_name="sentiment-zh", shots=0, seed=0, template=None
     if shots:
         if shots_per_prompt is None:
             shots_per_prompt = max(1, min(shots, length // 32))
-        if demo_chars is None:  # the demonstrations take at most half of the context
-            template = len(tokenizer.encode(prompt.template.replace("[X]", "").replace(
-                "[MASK]", prompt.word_of(0)))) + 1
-            demo_chars = max(1, (length // 2) // shots_per_prompt - template)
-        # demonstrations: training texts short enough to be shown whole
+        # demonstrations: training texts short enough to be shown whole, together taking
+        # at most half of the context
+        template = len(tokenizer.encode(prompt.template.replace("[X]", "").replace(
+            "[MASK]", prompt.word_of(0)))) + 1
+        room = max(1, (length // 2) // shots_per_prompt - template)
+        texts = task.train.texts
+        candidates = [i for i, t in enumerate(texts) if len(t) <= 8 * room]
+        sizes = {i: len(tokenizer.encode(texts[i])) for i in candidates}
+        fitting = [i for i in candidates if sizes[i] <= room]
+        if min(np.bincount(task.train.labels[fitting], minlength=2)) < shots:
+            fitting = sorted(candidates, key=sizes.get)[: 20 * shots]  # the shortest, cut
         rng = np.random.default_rng(seed)
-        short = task.train.subset(np.flatnonzero([len(t) <= demo_chars
-                                                  for t in task.train.texts]))
-        demonstrations = balanced_sample(short, shots, rng)
+        demonstrations = balanced_sample(task.train.subset(fitting), shots, rng)
+        if demo_chars is None:
+            demo_chars = 8 * room  # a character is at most a token; cut only the longest
     started = time.perf_counter()
     scores = label_scores(model, tokenizer, test.texts, prompt, kind, length,
                           demonstrations=demonstrations, shots_per_prompt=shots_per_prompt,
