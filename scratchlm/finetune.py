@@ -77,6 +77,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple = ("c_attn",)
     prompt_tokens: int = 20
+    prompt_init: str = "vocab"  # "random" or "vocab" (embeddings of random real tokens)
     max_train: int | None = None  # use only this many training examples
     max_test: int | None = None  # score only this many test examples
     seed: int = 0
@@ -176,7 +177,7 @@ def build_classifier(kind, model_config, state, cfg, tokenizer):
         apply_lora(model, list(cfg.lora_targets), r=cfg.lora_r, alpha=cfg.lora_alpha,
                    dropout=cfg.lora_dropout, modules_to_save=head)
     elif cfg.method == "prompt-tuning":
-        model = PromptTuning(model, cfg.prompt_tokens, init="vocab", train=head)
+        model = PromptTuning(model, cfg.prompt_tokens, init=cfg.prompt_init, train=head)
     return model
 
 
@@ -371,6 +372,9 @@ def add_commands(commands, positive_int):
                     help="comma-separated Linear names to adapt (default: %(default)s)")
     ft.add_argument("--prompt-tokens", type=positive_int, default=20,
                     help="virtual tokens of prompt tuning")
+    ft.add_argument("--prompt-init", default="vocab", choices=["vocab", "random"],
+                    help="prompt tuning's start: embeddings of random real tokens, or "
+                         "U(-0.5, 0.5) (default: %(default)s)")
     ft.add_argument("--max-train", type=positive_int, help="use only this many training texts")
     ft.add_argument("--max-test", type=positive_int, help="score only this many test texts")
     ft.add_argument("--seed", type=int, default=0)
@@ -411,7 +415,8 @@ def command_finetune(args):
                          top_k=args.top_k, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                          lora_dropout=args.lora_dropout,
                          lora_targets=tuple(args.lora_targets.split(",")),
-                         prompt_tokens=args.prompt_tokens, max_train=args.max_train,
+                         prompt_tokens=args.prompt_tokens, prompt_init=args.prompt_init,
+                         max_train=args.max_train,
                          max_test=args.max_test, seed=args.seed, device=args.device)
     suffix = {"lora": f"lora-r{args.lora_r}", "top-k": f"top{args.top_k}"}.get(args.method,
                                                                              args.method)
