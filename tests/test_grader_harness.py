@@ -3,6 +3,7 @@ grade``) runs a file in a separate, limited process, and a file that loops, exit
 hogs memory, patches NumPy or the library, delegates to the library, prints a fake report or
 forges the grader's report fails with the reason, never passes."""
 
+import inspect
 import json
 import subprocess
 import sys
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchlm.exercises import GradeReport, NotGradable, grade_file
+from scratchlm.exercises import EXERCISES, GradeReport, NotGradable, grade_file
 from scratchlm.exercises.__main__ import main
-from scratchlm.exercises.grader import CaseResult
-from scratchlm.exercises.harness import _parse_report
+from scratchlm.exercises.grader import CaseResult, get_exercise, prepare_cases
+from scratchlm.exercises.harness import _graded, _parse_report
 
 #: short limits keep the suite quick: a file that loops costs this many seconds
 TIMEOUT = 5
@@ -79,6 +80,24 @@ def test_an_answer_with_integer_inputs_passes(tmp_path):
                 return None, grad
         """), encoding="utf-8")
     report = graded(path, "embedding")
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_every_exercise_passes_with_the_library_backward_pasted_in(tmp_path, name):
+    """No false alarm from the snapshot on any exercise. (Pasting the library's source
+    passes: the grader checks gradients, not authorship.)"""
+    reference = EXERCISES[name].reference_class
+    module = inspect.getmodule(reference)
+    skeleton = EXERCISES[name].skeleton.__name__
+    path = tmp_path / f"{name}.py"
+    path.write_text(f"from {module.__name__} import "
+                    + ", ".join(n for n in vars(module) if not n.startswith("__")) + "\n"
+                    "from scratchlm.exercises import skeletons\n\n\n"
+                    f"class {skeleton}(skeletons.{skeleton}):\n"
+                    + textwrap.indent(textwrap.dedent(inspect.getsource(reference.backward)),
+                                      "    "), encoding="utf-8")
+    report = graded(path, name)
     assert report.passed, str(report)
 
 
@@ -292,6 +311,43 @@ def test_only_a_well_formed_report_with_the_token_counts(raw, reason):
     report, problem = _parse_report(json.dumps({"token": "a" * 32}).encode(), "a" * 32, False)
     assert problem is None and report == {"token": "a" * 32}
     assert _parse_report(raw, "a" * 32, True)[0] is None  # larger than the limit
+
+
+def good_report(exercise, prepared):
+    def encode(array):
+        return {"shape": list(array.shape), "data": array.ravel().tolist()}
+
+    return {"student": "Softmax", "replaced": [], "cases": [
+        {"label": case.label, "failure": None, "y": encode(case.expected_y),
+         "grads": [encode(case.expected_grads[0])]} for case in prepared]}
+
+
+@pytest.mark.parametrize("spoil, reason", [
+    (lambda r: r.update(replaced={"numpy": 1}), "the file replaced what the grader relies"),
+    (lambda r: r.update(replaced="numpy.allclose"), "(numpy.allclose)"),
+    (lambda r: r["cases"].pop(), "its report was malformed: expected 4 cases"),
+    (lambda r: r["cases"][1].update(label="x (9,)"), "malformed: expected the case 'x (3, 4)'"),
+    (lambda r: r["cases"][0].update(grads=None), "malformed: case 'x (5,)': no gradients"),
+    (lambda r: r["cases"][0].update(grads=[None]), "no gradient of x came back"),
+    (lambda r: r["cases"][0].update(grads=[]), "0 gradient(s) came back for 1 input(s)"),
+    (lambda r: r["cases"][0]["y"].update(data=[10**400] * 5), "malformed: case 'x (5,)'"),
+    (lambda r: r["cases"][0]["y"].update(data=["1"] * 5), "data does not match its shape"),
+    (lambda r: r["cases"][0]["y"].update(shape=[-5]), "malformed: case 'x (5,)': bad shape"),
+    (lambda r: r["cases"][0]["y"].update(shape=[4]), "data does not match its shape"),
+    (lambda r: r["cases"][0].update(y=[1.0] * 5), "an array is not {shape, data}"),
+    (lambda r: r.update(cases=None), "its report was malformed"),
+    (lambda r: r["cases"].__setitem__(0, None), "its report was malformed"),
+    (lambda r: r.update(error=["nested", {"error": 1}]), "['nested', {'error': 1}]"),
+])
+def test_the_parent_trusts_no_part_of_the_report(spoil, reason):
+    exercise = get_exercise("softmax")
+    prepared = prepare_cases(exercise)
+    report = _graded(exercise, prepared, good_report(exercise, prepared), "Softmax", "")
+    assert report.passed, str(report)
+    result = good_report(exercise, prepared)
+    spoil(result)
+    report = _graded(exercise, prepared, result, "Softmax", "")
+    assert not report.passed and reason in str(report), str(report)
 
 
 def test_a_report_that_could_not_grade_never_passes():

@@ -144,6 +144,16 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
                            _died(run["returncode"], result, problem, run["trace"], path))
     if result.get("usage") is not None:
         raise NotGradable(_text(result["usage"]))
+    try:
+        return _graded(exercise, prepared, result, class_name, printed)
+    except Exception as error:  # a report shaped to trip this code up: still a failure
+        return _not_graded(exercise, class_name, printed,
+                           f"its report was malformed: {type(error).__name__}")
+
+
+def _graded(exercise, prepared, result, class_name, printed):
+    """The report of a child that ran to its end: its cases, the passed ones checked again
+    here, and the grade failed as a whole if the file replaced what the grader relies on."""
     student = _text(result.get("student") or class_name, 200)
     if result.get("error") is not None:
         return _not_graded(exercise, student, printed, _text(result["error"]))
@@ -151,6 +161,8 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     if problem is not None:
         return _not_graded(exercise, student, printed, f"its report was malformed: {problem}")
     replaced = result.get("replaced") or []
+    if not isinstance(replaced, list):
+        replaced = [replaced]
     error = None
     if replaced:
         names = ", ".join(_text(name, 200) for name in replaced[:12])
@@ -191,7 +203,7 @@ def _checked_cases(exercise, prepared, result):
             if not isinstance(grads, list):
                 raise ValueError("no gradients")
             grads = [None if grad is None else _decode(grad) for grad in grads]
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             return None, f"case {case.label!r}: {error}"
         try:
             check_outputs(exercise, case, y, grads)
@@ -225,7 +237,7 @@ def _parse_report(raw, token, truncated):
         return None, "there is none"
     try:
         report = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None, "it is not JSON"
     if not isinstance(report, dict) or not isinstance(report.get("token"), str):
         return None, "it carries no token"
