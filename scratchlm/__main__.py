@@ -12,16 +12,36 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
-from scratchlm import backend, checkpoint, fast, finetune, pretrain
+from scratchlm import backend, fast, finetune, memory_estimate, pretrain
+from scratchlm.errors import (
+    ConfigError,
+    NotEnoughMemoryError,
+    RunExistsError,
+    RunNotFoundError,
+    ScratchlmError,
+    TrainingInterrupted,
+)
+from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
-from scratchlm.train import TrainConfig, Trainer
+from scratchlm.train import (
+    CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    STAGED_CHECKPOINT,
+    TrainConfig,
+    Trainer,
+    load_run_checkpoint,
+    recover_run,
+    run_lock,
+)
 
 #: Training settings of each preset that differ from TrainConfig's defaults.
 TRAIN_PRESETS = {
@@ -33,6 +53,13 @@ TRAIN_PRESETS = {
                      eval_interval=250, checkpoint_interval=1000),
 }
 TOKENIZER_KINDS = ("char", "bpe", "gpt2")
+DEFAULT_PRESET, DEFAULT_CORPUS, DEFAULT_TOKENIZER, DEFAULT_SEED = (
+    "shakespeare-char", "shakespeare", "char", 1337)
+#: NumPy's warnings as a run diverges (the Trainer reports the step itself).
+FLOATING_POINT_WARNINGS = "(overflow|invalid value|divide by zero) encountered"
+#: What a run folder holds; a new run refuses to start where any of them is.
+RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", "loss.png",
+             "tokenizer.json")
 TOKENIZER_CLASSES = {"CharTokenizer": CharTokenizer, "BPETokenizer": BPETokenizer}
 
 
@@ -43,10 +70,36 @@ def _positive_int(text):
     return value
 
 
+def _count(text):
+    """An integer >= 0 (argparse type)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _number(minimum, strict=False, below=None):
+    """An argparse type: a finite float >= minimum (> when ``strict``), < ``below``."""
+    def parse(text):
+        value = float(text)
+        wanted = f"a finite number {'>' if strict else '>='} {minimum:g}"
+        if below is not None:
+            wanted += f" and < {below:g}"
+        if (not math.isfinite(value) or value < minimum or (strict and value == minimum)
+                or (below is not None and value >= below)):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m scratchlm",
         description="Train, sample from and evaluate GPT language models built from scratch.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also accepted after the "
+                             "command)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -54,17 +107,20 @@ def build_parser():
         description="Train a GPT. With no flags: the shakespeare-char preset on Shakespeare's "
                     "plays, a few minutes on a laptop CPU; writes runs/<name>/ with "
                     "checkpoint.npz, loss.png and config.json, then prints a sample.")
-    train.add_argument("--preset", default="shakespeare-char", choices=sorted(PRESETS),
-                       help="model size and its training settings (default: %(default)s)")
-    train.add_argument("--corpus", default="shakespeare",
-                       choices=["shakespeare", "chinese", "chinese_reviews", "hsk"],
-                       help="training text, from an installed package (default: %(default)s)")
-    train.add_argument("--tokenizer", default="char", choices=TOKENIZER_KINDS,
+    train.add_argument("--preset", choices=sorted(PRESETS),
+                       help="model size and its training settings (default: "
+                            f"{DEFAULT_PRESET}; a resumed run keeps its own)")
+    train.add_argument("--corpus", choices=["shakespeare", "chinese", "chinese_reviews", "hsk"],
+                       help="training text, from an installed package (default: shakespeare; "
+                            "a resumed run keeps its own)")
+    train.add_argument("--tokenizer", choices=TOKENIZER_KINDS,
                        help="char: one token per character; bpe: byte-level BPE trained on the "
-                            "corpus; gpt2: GPT-2's own (default: %(default)s)")
+                            "corpus; gpt2: GPT-2's own (default: char; a resumed run keeps "
+                            "its own)")
     train.add_argument("--vocab-size", type=_positive_int,
                        help="BPE vocabulary size (with --tokenizer bpe; default 1000)")
-    train.add_argument("--run-name", help="folder name under --out-dir (default: the preset)")
+    train.add_argument("--run-name", help="folder name under --out-dir (default: the preset); "
+                                          "a name, not a path")
     train.add_argument("--out-dir", default="runs", help="where runs go (default: %(default)s)")
     train.add_argument("--data-dir", default="data",
                        help="cache of tokenized corpora (default: %(default)s)")
@@ -73,20 +129,33 @@ def build_parser():
     train.add_argument("--grad-accum-steps", type=_positive_int,
                        help="micro-batches whose gradients are averaged per step")
     train.add_argument("--block-size", type=_positive_int, help="context length in tokens")
-    train.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
-    train.add_argument("--warmup-steps", type=int, help="linear warmup steps")
-    train.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay")
-    train.add_argument("--grad-clip", type=float, help="clip the gradient norm (0: off)")
-    train.add_argument("--dropout", type=float, help="dropout probability in the model")
+    train.add_argument("--lr", type=_number(0, strict=True), dest="learning_rate",
+                       help="peak learning rate (with --resume: applied from the next step)")
+    train.add_argument("--warmup-steps", type=_count, help="linear warmup steps")
+    train.add_argument("--weight-decay", type=_number(0), help="AdamW decoupled weight decay")
+    train.add_argument("--grad-clip", type=_number(0), help="clip the gradient norm (0: off)")
+    train.add_argument("--dropout", type=_number(0, below=1),
+                       help="dropout probability in the model")
     train.add_argument("--eval-interval", type=_positive_int,
                        help="steps between validation losses")
     train.add_argument("--checkpoint-interval", type=_positive_int,
                        help="steps between checkpoints (one is always written at the end)")
-    train.add_argument("--seed", type=int, default=1337, help="random seed (default: %(default)s)")
+    train.add_argument("--seed", type=int, help=f"random seed (default: {DEFAULT_SEED})")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out-dir/--run-name from its checkpoint")
-    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                       help="cpu (NumPy) or cuda (CuPy, needs the gpu extra)")
+                       help="continue the run in --out-dir/--run-name from its checkpoint; "
+                            "training flags given with it are applied from the next step, "
+                            "and printed")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start a new run in place of an existing one (its checkpoints, "
+                            "plot and configuration are deleted)")
+    train.add_argument("--skip-nonfinite", action=argparse.BooleanOptionalAction,
+                       help="skip (and count) steps whose loss or gradient is NaN or "
+                            "infinite, instead of stopping")
+    train.add_argument("--force", action="store_true",
+                       help="start even when the memory estimate exceeds the memory available")
+    train.add_argument("--device", choices=["cpu", "cuda"],
+                       help="cpu (NumPy) or cuda (CuPy, needs the gpu extra); default cpu, or "
+                            "the resumed run's")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--reverse", action="store_true",
                        help="a reverse language model: train on the corpus backwards, so "
@@ -123,18 +192,6 @@ def build_parser():
 
 
 # ------------------------------------------------------------------------------- train
-def _train_config(args):
-    values = dict(TRAIN_PRESETS.get(args.preset, {}), seed=args.seed, device=args.device)
-    for name in ("max_steps", "batch_size", "grad_accum_steps", "learning_rate",
-                 "warmup_steps", "weight_decay", "grad_clip", "eval_interval",
-                 "checkpoint_interval"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    config = TrainConfig(**values)
-    config.warmup_steps = min(config.warmup_steps, config.max_steps)
-    return config
-
-
 def _tokenizer_text(tokenizer, run_dir):
     """Save the tokenizer as ``run_dir/tokenizer.json`` and return that JSON text (which the
     checkpoint stores too, so a checkpoint alone is enough to sample)."""
@@ -154,55 +211,282 @@ def _tokenizer_from_text(text):
         return TOKENIZER_CLASSES[kind].load(path)
 
 
+#: Training flags (argparse dest -> TrainConfig field) a run takes from the command line.
+TRAIN_FLAGS = {"max_steps": "--max-steps", "batch_size": "--batch-size",
+               "grad_accum_steps": "--grad-accum-steps", "learning_rate": "--lr",
+               "warmup_steps": "--warmup-steps", "weight_decay": "--weight-decay",
+               "grad_clip": "--grad-clip", "eval_interval": "--eval-interval",
+               "checkpoint_interval": "--checkpoint-interval",
+               "skip_nonfinite": "--skip-nonfinite", "device": "--device"}
+
+
+def _given_training_flags(args):
+    """{TrainConfig field: value} of the training flags given on the command line."""
+    return {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+
+
+def _train_config(args):
+    """A new run's TrainConfig: the preset's settings, then the flags given."""
+    values = dict(TRAIN_PRESETS.get(args.preset, {}), seed=args.seed, device="cpu")
+    values.update(_given_training_flags(args))
+    config = TrainConfig(**values)
+    config.warmup_steps = min(config.warmup_steps, config.max_steps)
+    return config
+
+
+def _check_folder(flag, path):
+    """Refuse ``path`` for a folder ``flag`` names when it, or a folder above it, is a file."""
+    here = os.path.abspath(path)
+    while True:
+        if os.path.exists(here):
+            if not os.path.isdir(here):
+                which = "is" if here == os.path.abspath(path) else f"is inside {here}, which is"
+                raise ConfigError(f"{flag} {path} {which} a file, not a folder; give a folder "
+                                  "(it is created if it does not exist)")
+            return
+        parent = os.path.dirname(here)
+        if parent == here:
+            return
+        here = parent
+
+
+def _check_run_name(name):
+    """A run name is one folder name under --out-dir: not empty, absolute, '.', '..' or a
+    path with separators (which could reach outside --out-dir)."""
+    separators = [os.sep] + ([os.altsep] if os.altsep else []) + ["/"]
+    if (not name or os.path.isabs(name) or name in (".", "..")
+            or any(sep in name for sep in separators)):
+        raise ConfigError(f"--run-name {name!r}: give a folder name such as my-run, not a "
+                          "path; runs go under --out-dir (choose that folder with --out-dir)")
+
+
+def _run_dir(args):
+    _check_folder("--out-dir", args.out_dir)
+    _check_folder("--data-dir", args.data_dir)
+    if args.run_name is not None:
+        _check_run_name(args.run_name)
+    run_dir = os.path.join(args.out_dir, args.run_name or args.preset or DEFAULT_PRESET)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"the run folder {run_dir} is a file; choose another --run-name or "
+                          "--out-dir")
+    return run_dir
+
+
+def _prepare_new_run(run_dir, overwrite):
+    """Refuse to start a run where one is (unless ``overwrite``: then delete its files)."""
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
+    if not found:
+        return
+    if not overwrite:
+        raise RunExistsError(f"{run_dir} holds a run already ({', '.join(found)}); continue it "
+                             "with --resume, start again in its place with --overwrite, or "
+                             "choose another --run-name", path=run_dir)
+    with run_lock(run_dir):
+        recover_run(run_dir)
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(run_dir, name)):
+                os.remove(os.path.join(run_dir, name))
+    print(f"--overwrite: deleted the run in {run_dir} ({', '.join(found)})")
+
+
+def _resumed_settings(args, state, run_dir):
+    """(model config, train config, corpus, tokenizer kind, reverse) of a resumed run: its
+    own, with the training flags given applied; flags that would change its model or data
+    are refused."""
+    extras, saved_model = state["extras"], state["model_config"]
+    given = {"--corpus": (args.corpus, extras.get("corpus")),
+             "--tokenizer": (args.tokenizer, extras.get("tokenizer_kind")),
+             "--block-size": (args.block_size, saved_model.get("block_size")),
+             "--dropout": (args.dropout, saved_model.get("dropout")),
+             "--seed": (args.seed, state["train_config"].get("seed"))}
+    if args.preset is not None:
+        preset = extras.get("preset")
+        if preset is None:  # written before runs recorded their preset: compare shapes
+            shape = {k: PRESETS[args.preset][k] for k in ("n_layer", "n_head", "n_embd")}
+            same = all(saved_model.get(k) == v for k, v in shape.items())
+            preset = args.preset if same else "another preset"
+        given["--preset"] = (args.preset, preset)
+    if args.vocab_size is not None:
+        given["--vocab-size"] = (args.vocab_size, saved_model.get("vocab_size"))
+    if args.reverse:
+        given["--reverse"] = (True, bool(extras.get("reverse", False)))
+    for flag, (value, saved) in given.items():
+        if value is not None and value != saved:
+            raise ConfigError(f"{flag} {value}: the run in {run_dir} was trained with {saved}, "
+                              "and a resumed run keeps its model, data and seed; drop the "
+                              "flag to resume it, or start a new run (another --run-name, "
+                              "or --overwrite)")
+    train_config = TrainConfig.from_dict({**state["train_config"],
+                                          **_given_training_flags(args)})
+    if train_config.max_steps <= state["step"]:
+        raise ConfigError(f"the run in {run_dir} is at step {state['step']} and its max_steps "
+                          f"is {train_config.max_steps}: nothing to train; give --max-steps "
+                          f"above {state['step']} to continue it (the learning-rate schedule "
+                          "stretches to the new end)")
+    return (GPTConfig(**saved_model), train_config, extras["corpus"],
+            extras["tokenizer_kind"], bool(extras.get("reverse", False)))
+
+
+def _check_memory(model_config, train_config, force, resuming):
+    """Print the memory estimate; refuse (unless ``force``) a run that would not fit."""
+    estimate = memory_estimate.estimate_gpt_training(model_config, train_config.batch_size)
+    available = memory_estimate.available_memory(train_config.device)
+    where = "GPU" if train_config.device == "cuda" else "MemAvailable"
+    fmt = memory_estimate.format_bytes
+    line = f"memory: {estimate.describe()}"
+    if available is not None:
+        line += f"; {fmt(available)} available ({where})"
+    print(line)
+    if available is None or estimate.total <= available:
+        return
+    if force:
+        print("--force: starting anyway, though the estimate exceeds the memory available")
+        return
+    tries = []
+    batch = memory_estimate.fitting_batch_size(model_config, train_config.batch_size, available)
+    if batch is not None:
+        total = memory_estimate.estimate_gpt_training(model_config, batch).total
+        tries.append(f"--batch-size {batch} (about {fmt(total)})")
+    if not resuming:
+        smaller = []
+        for name, fields in PRESETS.items():
+            config = GPTConfig(**{**fields, "vocab_size": model_config.vocab_size})
+            batch_size = TRAIN_PRESETS.get(name, {}).get("batch_size", TrainConfig.batch_size)
+            total = memory_estimate.estimate_gpt_training(config, batch_size).total
+            if total <= available and total < estimate.total:
+                smaller.append((total, name))
+        if smaller:
+            total, name = max(smaller)
+            tries.insert(0, f"--preset {name} (about {fmt(total)})")
+    advice = f"try {' or '.join(tries)}, or" if tries else "use a smaller model or"
+    raise NotEnoughMemoryError(
+        f"this run needs {estimate.describe()}, but {fmt(available)} is available "
+        f"({where}); {advice} pass --force to start anyway",
+        needed=estimate.total, available=available)
+
+
+def _duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _resume_command(args, run_dir):
+    """The exact command that continues this run."""
+    parts = ["python", "-m", "scratchlm", "train", "--resume", "--out-dir", args.out_dir,
+             "--run-name", os.path.basename(run_dir)]
+    if args.data_dir != "data":
+        parts += ["--data-dir", args.data_dir]
+    if args.no_progress:
+        parts.append("--no-progress")
+    return shlex.join(parts)
+
+
 def command_train(args):
-    backend.check_device(args.device)
-    corpus = prepare_corpus(args.corpus, args.tokenizer, data_dir=args.data_dir,
-                            vocab_size=args.vocab_size)
-    ids = corpus.ids[::-1].copy() if args.reverse else corpus.ids  # see reverse_text
-    train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
-    overrides = {"vocab_size": corpus.tokenizer.vocab_size}
-    if args.block_size is not None:
-        overrides["block_size"] = args.block_size
-    if args.dropout is not None:
-        overrides["dropout"] = args.dropout
-    model_config = GPTConfig.from_preset(args.preset, **overrides)
-    train_config = _train_config(args)
-    run_dir = os.path.join(args.out_dir, args.run_name or args.preset)
-    backend.manual_seed(args.seed)
-    model = GPT(model_config)
-    extras = {"tokenizer": _tokenizer_text(corpus.tokenizer, run_dir), "corpus": args.corpus,
-              "tokenizer_kind": args.tokenizer, "reverse": bool(args.reverse)}
-    trainer = Trainer(model, train_ids, val_ids, train_config, run_dir, extras=extras)
+    run_dir = _run_dir(args)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run and --overwrite replaces it: give one")
+    state = None
     if args.resume:
-        trainer.load_state(_load_checkpoint(run_dir))
-    print(f"GPT '{args.preset}': {model.num_parameters():,} parameters, "
+        try:
+            state = load_run_checkpoint(run_dir)
+        except RunNotFoundError as error:
+            raise RunNotFoundError(f"cannot --resume: {error}; start it without --resume",
+                                   path=run_dir) from None
+        model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
+            args, state, run_dir)
+        preset = state["extras"].get("preset", args.preset or "resumed")
+        vocab = model_config.vocab_size if kind == "bpe" else None
+    else:
+        _prepare_new_run(run_dir, args.overwrite)
+        args.preset = args.preset or DEFAULT_PRESET
+        args.seed = DEFAULT_SEED if args.seed is None else args.seed
+        preset, corpus_name = args.preset, args.corpus or DEFAULT_CORPUS
+        kind, reverse, vocab = args.tokenizer or DEFAULT_TOKENIZER, args.reverse, args.vocab_size
+        train_config = _train_config(args)
+    backend.check_device(train_config.device)
+    corpus = prepare_corpus(corpus_name, kind, data_dir=args.data_dir, vocab_size=vocab)
+    ids = corpus.ids[::-1].copy() if reverse else corpus.ids  # see reverse_text
+    train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
+    if state is None:
+        overrides = {"vocab_size": corpus.tokenizer.vocab_size}
+        if args.block_size is not None:
+            overrides["block_size"] = args.block_size
+        if args.dropout is not None:
+            overrides["dropout"] = args.dropout
+        model_config = GPTConfig.from_preset(preset, **overrides)
+    _check_memory(model_config, train_config, args.force, resuming=state is not None)
+    backend.manual_seed(train_config.seed)
+    model = GPT(model_config)
+    if state is None:
+        extras = {"tokenizer": _tokenizer_text(corpus.tokenizer, run_dir), "corpus": corpus_name,
+                  "tokenizer_kind": kind, "reverse": bool(reverse), "preset": preset}
+    else:
+        extras = state["extras"]
+    trainer = Trainer(model, train_ids, val_ids, train_config, run_dir, extras=extras)
+    if state is not None:
+        trainer.load_state(state)
+        print(f"resuming {run_dir} at step {trainer.step} of {train_config.max_steps}")
+        if trainer.resumed_changes:
+            print("changed settings, applied from step {} on and recorded in the checkpoint: "
+                  "{}".format(trainer.step + 1, ", ".join(
+                      f"{name} {old} → {new}" for name, old, new in trainer.resumed_changes)))
+    print(f"GPT '{preset}': {model.num_parameters():,} parameters, "
           f"{model_config.n_layer} layers × {model_config.n_head} heads × {model_config.n_embd}"
           f", context {model_config.block_size}; {len(train_ids):,} training tokens of "
-          f"{args.corpus} ({args.tokenizer}, vocabulary {model_config.vocab_size}); "
-          f"{train_config.max_steps} steps on {args.device}")
+          f"{corpus_name} ({kind}, vocabulary {model_config.vocab_size}); "
+          f"{train_config.max_steps} steps on {train_config.device}")
+    seconds = trainer.time_step()
+    flops = memory_estimate.training_flops(model_config, train_config.batch_size) * (
+        train_config.grad_accum_steps)
+    remaining = train_config.max_steps - trainer.step
+    print(f"time: about {seconds:.2g} s per step (one step measured, {flops / 1e9:.3g} GFLOP): "
+          f"{remaining} steps ≈ {_duration(seconds * remaining)}")
+    sys.stdout.flush()
     started = time.perf_counter()
-    trainer.train(progress=not args.no_progress)
+    try:
+        with warnings.catch_warnings():
+            if not args.debug:  # a diverging run says so itself, at the step it happens
+                warnings.filterwarnings("ignore", FLOATING_POINT_WARNINGS, RuntimeWarning)
+            trainer.train(progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
+        raise SystemExit(stop.exit_status) from None
     minutes = (time.perf_counter() - started) / 60
     val = trainer.history["val_loss"][-1] if trainer.history["val_loss"] else trainer.evaluate()
     print(f"done in {minutes:.1f} min: validation loss {val:.4f} nats/token "
-          f"(perplexity {math.exp(val):.2f}); run saved in {run_dir}/ "
+          f"(perplexity {perplexity(val):.2f}); run saved in {run_dir}/ "
           "(checkpoint.npz, loss.png, config.json)")
-    prompt = "\n" if args.tokenizer == "char" else " "
+    skipped = trainer.history["skipped_step"]
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        print(f"skipped {len(skipped)} step(s) with a NaN or infinite loss or gradient (no "
+              f"update; saved in the checkpoint's history): {shown}")
+    if not math.isfinite(val):
+        print("\n(no sample: the validation loss is not finite)")
+        return
+    prompt = "\n" if kind == "char" else " "
     print("\n--- sample ---")
     print(_sample_text(model, corpus.tokenizer, prompt, 400, temperature=0.8, top_k=None,
-                       top_p=None, greedy=False, reverse=args.reverse))
+                       top_p=None, greedy=False, reverse=reverse))
 
 
 # ------------------------------------------------------------------------------ sample
 def _load_checkpoint(run_dir):
-    path = os.path.join(run_dir, "checkpoint.npz")
-    if not os.path.exists(path):
-        raise SystemExit(f"error: no checkpoint at {path}; train one first with "
-                         f"`python -m scratchlm train`")
+    """The state of the run in ``run_dir`` (the --run of sample and eval)."""
+    if os.path.isfile(run_dir):
+        hint = (f"; give its folder, --run {os.path.dirname(run_dir) or '.'}"
+                if run_dir.endswith(".npz") else "")
+        raise ConfigError(f"--run {run_dir} is a file; --run takes the run folder, which "
+                          f"holds {CHECKPOINT}{hint}")
     try:
-        return checkpoint.load(path)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+        return load_run_checkpoint(run_dir)
+    except RunNotFoundError as error:
+        raise RunNotFoundError(f"{error}; train one first with `python -m scratchlm train "
+                               "--run-name NAME` (runs go under runs/NAME)",
+                               path=run_dir) from None
 
 
 def _load_run(run_dir, device):
@@ -222,12 +506,12 @@ def reverse_text(tokenizer, text):
 def _sample_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, greedy,
                  reverse=False):
     if not prompt:
-        raise SystemExit("error: the prompt is empty; give at least one character")
+        raise ConfigError("the prompt is empty; give at least one character")
     try:
         ids = np.array([tokenizer.encode(prompt)[::-1] if reverse else
                         tokenizer.encode(prompt)], dtype=np.int64)
     except (KeyError, ValueError) as error:
-        raise SystemExit(f"error: cannot encode the prompt: {error}") from None
+        raise ConfigError(f"cannot encode the prompt: {error}") from None
     out = model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k,
                          top_p=top_p, do_sample=not greedy)
     generated = backend.to_numpy(out[0]).tolist()
@@ -260,7 +544,7 @@ def command_eval(args):
     train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
     trainer = Trainer(model, train_ids, val_ids, train, args.run)
     val = trainer.evaluate()
-    print(f"validation loss {val:.4f} nats/token, perplexity {math.exp(val):.2f} "
+    print(f"validation loss {val:.4f} nats/token, perplexity {perplexity(val):.2f} "
           f"({args.batches} batches of {train.batch_size}×{model.block_size} tokens)")
 
 
@@ -274,20 +558,87 @@ def restart_with_openblas_wait():
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _raised_by_scratchlm(error):
+    """Whether the innermost frame of ``error``'s traceback is scratchlm's own code: a
+    message written for the user, not a failure inside NumPy or a bug's stray exception."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
+
+
+def error_exit_status(error):
+    """The exit status for an exception that should reach the user as one line, or None
+    for one that is a bug (its traceback is shown): every ScratchlmError (its
+    ``exit_status``); ValueError, TypeError, RuntimeError, LookupError, ImportError and
+    OSError that scratchlm raised with its own message (2); any other OSError, such as a
+    full disk (1)."""
+    if isinstance(error, ScratchlmError):
+        return error.exit_status
+    own = _raised_by_scratchlm(error)
+    if own and isinstance(error, (ValueError, TypeError, RuntimeError, LookupError,
+                                  ImportError, OSError)):
+        return 2
+    if isinstance(error, OSError):
+        return 1
+    return None
+
+
+def one_line(error):
+    """``error``'s message as one line, starting ``error:``."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    message = message or type(error).__name__
+    return message if message.startswith("error:") else f"error: {message}"
+
+
+def fail(message, status):
+    """Print ``message`` on stderr and exit with ``status`` (a SystemExit whose text is the
+    message, for callers of :func:`main` that catch it)."""
+    print(message, file=sys.stderr)
+    sys.stderr.flush()
+    stop = SystemExit(message)
+    stop.code = status
+    raise stop
+
+
+def _take_flag(argv, flag):
+    """Remove ``flag`` from ``argv`` (before a ``--``) wherever it is; whether it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = flag in argv[:end]
+    argv[:end] = [a for a in argv[:end] if a != flag]
+    return found
+
+
 def main(argv=None):
+    """Run one command. An error scratchlm reports on purpose (see
+    :func:`error_exit_status`) becomes one line on stderr and exit status 2 (1 for a run
+    that failed, 130/143 after SIGINT/SIGTERM); ``--debug`` shows the traceback instead."""
     tuned = fast.tune_process()
     if argv is None and not tuned["openblas_wait"]:
         restart_with_openblas_wait()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _take_flag(argv, "--debug")
     args = build_parser().parse_args(argv)
+    args.debug = debug
     commands = {"train": command_train, "sample": command_sample, "eval": command_eval,
                 "pretrain": pretrain.command_pretrain, "finetune": finetune.command_finetune,
                 "prompt": finetune.command_prompt}
     try:
         commands[args.command](args)
-    except RuntimeError as error:
-        if "no GPU was found" in str(error):
-            raise SystemExit(f"error: {error}") from None
-        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        fail("\ninterrupted (SIGINT)", 130)
+    except Exception as error:
+        status = error_exit_status(error)
+        if status is None or debug:
+            raise
+        fail(one_line(error), status)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,22 @@
 scratchlm reports on purpose, and one class per kind of failure below it.
 
     ScratchlmError                  everything scratchlm raises on purpose
-    └── FileFormatError             a file that cannot be read as what it claims to be
-        │                           (also a ValueError, as these errors were before)
-        └── MissingFileError        no file at that path (also a FileNotFoundError)
+    ├── FileFormatError             a file that cannot be read as what it claims to be
+    │   │                           (also a ValueError, as these errors were before)
+    │   └── MissingFileError        no file at that path (also a FileNotFoundError)
+    ├── ConfigError                 a setting that cannot work (also a ValueError)
+    ├── RunError                    a run folder that cannot be used as asked
+    │   ├── RunExistsError          a new run would overwrite an existing one
+    │   ├── RunNotFoundError        no run (or no checkpoint) where one was named
+    │   │                           (also a FileNotFoundError)
+    │   └── RunInUseError           another process is training into that run
+    ├── NotEnoughMemoryError        a run that would need more memory than there is
+    ├── DivergenceError             training met a NaN or infinite loss or gradient
+    └── TrainingInterrupted         SIGINT or SIGTERM stopped training (after saving)
+
+Each class has an ``exit_status``: what ``python -m scratchlm`` exits with when the error
+reaches it (2 for a request that cannot be carried out as given, as for a usage error; 1
+for a run that failed; 128 + the signal's number for an interruption, as a shell reports it).
 
 A :class:`FileFormatError` names the file (``.path``), the entry inside it when there is one
 (``.entry``: an array of a checkpoint, a tensor of a safetensors file) and, in its message,
@@ -16,6 +29,8 @@ for nothing else: a file that passes their checks is one they can read.
 
 class ScratchlmError(Exception):
     """The base of every error scratchlm raises on purpose."""
+
+    exit_status = 2
 
 
 class FileFormatError(ScratchlmError, ValueError):
@@ -32,3 +47,59 @@ class FileFormatError(ScratchlmError, ValueError):
 
 class MissingFileError(FileFormatError, FileNotFoundError):
     """No file at the path given (a :class:`FileFormatError` and a ``FileNotFoundError``)."""
+
+
+class ConfigError(ScratchlmError, ValueError):
+    """A setting (of a config, a command-line flag) that cannot work; the message says
+    which one and what to give instead (also a ``ValueError``)."""
+
+
+class RunError(ScratchlmError):
+    """A run folder that cannot be used as asked; ``path`` is the folder."""
+
+    def __init__(self, message, *, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class RunExistsError(RunError):
+    """A new run would write into a folder that holds a run already."""
+
+
+class RunNotFoundError(RunError, FileNotFoundError):
+    """No run folder, or no checkpoint in it, where one was named."""
+
+
+class RunInUseError(RunError):
+    """Another process holds the run's lock: it is training into the same folder."""
+
+
+class NotEnoughMemoryError(ScratchlmError):
+    """A run whose estimated memory exceeds what is available (``needed`` and
+    ``available`` in bytes)."""
+
+    def __init__(self, message, *, needed=None, available=None):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+class DivergenceError(ScratchlmError, FloatingPointError):
+    """Training met a NaN or infinite loss or gradient at ``step`` (the update that was
+    not made); ``checkpoint`` is the last good checkpoint kept on disk, or None."""
+
+    exit_status = 1
+
+    def __init__(self, message, *, step=None, checkpoint=None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
+class TrainingInterrupted(ScratchlmError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped training after a step: ``signal`` is its number,
+    ``step`` the last step taken, ``checkpoint`` the checkpoint saved then (None without a
+    run folder). ``exit_status`` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message, *, signal, step, checkpoint=None):
+        super().__init__(message)
+        self.signal, self.step, self.checkpoint = signal, step, checkpoint
+        self.exit_status = 128 + int(signal)

@@ -13,15 +13,33 @@ checkpoint holds everything the next step depends on — weights, optimizer mome
 step, both random generators, the loss history — so a resumed run continues with the
 bit-identical loss curve (on the CPU) as if it had never stopped.
 
+Reliability. A checkpoint is written beside the last good one (``checkpoint.next.npz``), read
+back — every array's CRC-32 checked and every value finite — and only then renamed over
+``checkpoint.npz``; the one it replaces stays as ``checkpoint.prev.npz``. A kill at any moment
+leaves a loadable checkpoint, and the temporary files of an interrupted save are removed at
+the next start or save (:func:`recover_run`). One process at a time trains into a run folder
+(a lock on ``run_dir/.lock``). A NaN or infinite loss or gradient norm stops training with a
+:class:`~scratchlm.errors.DivergenceError` before the update is made, so no checkpoint ever
+holds a diverged state — or, with ``skip_nonfinite``, the step is skipped (no update) and
+counted in ``history["skipped_step"]``. SIGINT (Ctrl-C) and SIGTERM finish the current step,
+save a checkpoint and raise :class:`~scratchlm.errors.TrainingInterrupted`; a second signal
+stops at once. A state loaded into a Trainer whose config differs from the checkpoint's
+(a resumed run with a new learning rate, say) trains with the Trainer's config, and the
+changes are listed in ``trainer.resumed_changes`` and recorded in the checkpoint.
+
 What the loop trains on is a pair of functions: ``draw(rng, batch_size) -> batch`` and
 ``loss_fn(model, batch) -> loss``. A language model's are built in: token ids as 1-D
 arrays give random windows of ``block_size`` tokens (:func:`scratchlm.text.get_batch`).
 """
 
+import contextlib
 import json
 import math
+import numbers
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -29,7 +47,21 @@ import numpy as np
 
 from scratchlm import backend, checkpoint, fast, optim
 from scratchlm.autograd.grad_mode import no_grad
+from scratchlm.errors import (
+    ConfigError,
+    DivergenceError,
+    RunInUseError,
+    RunNotFoundError,
+    ScratchlmError,
+    TrainingInterrupted,
+)
+from scratchlm.metrics import perplexity
 from scratchlm.text import get_batch
+
+CHECKPOINT = "checkpoint.npz"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"  # the one the last save replaced
+STAGED_CHECKPOINT = "checkpoint.next.npz"  # written and verified before it is renamed
+LOCK_FILE = ".lock"
 
 
 @dataclass
@@ -50,11 +82,71 @@ class TrainConfig:
     checkpoint_interval: int = 500
     seed: int = 1337
     device: str = "cpu"
+    skip_nonfinite: bool = False  # skip (and count) steps with a NaN/Inf loss or gradient
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raise :class:`~scratchlm.errors.ConfigError` (a ValueError) naming the first
+        field that cannot work and what it takes; the Trainer calls it again, since fields
+        may be assigned after construction."""
+        def fail(name, wanted):
+            value = getattr(self, name)
+            raise ConfigError(f"TrainConfig: {name} must be {wanted}, got {value!r}")
+
+        def integer(value):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        def real(value):
+            return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value))
+
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval",
+                     "eval_batches", "checkpoint_interval"):
+            if not integer(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "an integer >= 1")
+        if not integer(self.warmup_steps) or self.warmup_steps < 0:
+            fail("warmup_steps", "an integer >= 0")
+        if not real(self.learning_rate) or self.learning_rate <= 0:
+            fail("learning_rate", "a finite number > 0 (try 1e-3)")
+        if not real(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            fail("min_lr_ratio", "a number in [0, 1]")
+        if not real(self.weight_decay) or self.weight_decay < 0:
+            fail("weight_decay", "a finite number >= 0")
+        for name in ("beta1", "beta2"):
+            if not real(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
+                fail(name, "a number in [0, 1)")
+        if not real(self.eps) or self.eps <= 0:
+            fail("eps", "a finite number > 0")
+        if not real(self.grad_clip) or self.grad_clip < 0:
+            fail("grad_clip", "a finite number >= 0 (0: no clipping)")
+        if not integer(self.seed):
+            fail("seed", "an integer")
+        if self.device not in ("cpu", "cuda"):
+            fail("device", "'cpu' or 'cuda'")
+        if not isinstance(self.skip_nonfinite, (bool, np.bool_)):
+            fail("skip_nonfinite", "True or False")
 
     @classmethod
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+#: Fields a resumed run may not change: the random generators continue from the checkpoint.
+FIXED_ON_RESUME = ("seed",)
+
+
+def config_changes(saved, config):
+    """[(field, saved value, new value)] for every field of ``config`` (a TrainConfig) that
+    differs from ``saved`` (a checkpoint's ``train_config`` dict); fields the checkpoint
+    does not have (written by an older scratchlm) count as unchanged."""
+    changes = []
+    for f in fields(config):
+        if f.name in saved and saved[f.name] != getattr(config, f.name):
+            changes.append((f.name, saved[f.name], getattr(config, f.name)))
+    return changes
 
 
 def model_loss(model, batch):
@@ -74,14 +166,22 @@ class Trainer:
     checkpoints); validation draws from a fresh generator seeded ``config.seed + 1`` each
     time, so every evaluation sees the same batches. ``val_data=None`` skips validation.
 
-    ``run_dir`` receives ``checkpoint.npz``, ``loss.png`` and ``config.json`` (``None``: no
-    files); ``extras`` (e.g. the tokenizer as a JSON string) are stored in the checkpoint as
-    they are.
+    ``run_dir`` receives ``checkpoint.npz`` (and ``checkpoint.prev.npz``, the one before),
+    ``loss.png`` and ``config.json`` (``None``: no files); ``extras`` (e.g. the tokenizer as
+    a JSON string) are stored in the checkpoint as they are.
     """
 
     def __init__(self, model, train_data, val_data, config, run_dir=None, extras=None,
                  loss_fn=model_loss):
-        self.model, self.config, self.run_dir = model, config, run_dir
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
+        config.validate()
+        if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+            raise TypeError(f"Trainer: run_dir must be a path or None, got {run_dir!r}")
+        if not callable(loss_fn):
+            raise TypeError(f"Trainer: loss_fn must be callable, got {loss_fn!r}")
+        self.model, self.config = model, config
+        self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.train_data = self._checked_data("train", train_data)
         self.val_data = None if val_data is None else self._checked_data("validation", val_data)
         self.loss_fn = loss_fn
@@ -98,7 +198,13 @@ class Trainer:
                                             config.max_steps, config.min_lr_ratio)
         self.data_rng = np.random.default_rng(config.seed)
         self.step = 0
-        self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+        self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
+                        "skipped_step": []}
+        self.resumed_changes = []  # (field, checkpoint's value, applied value) at load_state
+        self.config_changes = []  # every change applied on resuming, saved in the checkpoint
+        self.saved_step = None  # the step of the checkpoint on disk, when this trainer knows it
+        self.removed_files = []  # stale temporary files the last recover_run removed
+        self._stop_signal = None
 
     def _checked_data(self, name, data):
         """``data`` as the loop uses it: a batch function as it is, token ids as a 1-D array
@@ -113,7 +219,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------ the loop
     def train_step(self):
-        """One optimisation step; returns the mean training loss of its micro-batches."""
+        """One optimisation step; returns the mean training loss of its micro-batches.
+
+        A NaN or infinite loss or gradient norm makes no update: it raises
+        :class:`~scratchlm.errors.DivergenceError`, or with ``config.skip_nonfinite`` the
+        step is skipped — the step count and the learning-rate schedule move on, the
+        weights and AdamW's moments do not — and recorded in ``history["skipped_step"]``."""
         cfg, model = self.config, self.model
         model.train()
         total = 0.0
@@ -124,12 +235,33 @@ class Trainer:
             loss.backward()
             total += loss.item()
         if cfg.grad_clip:
-            optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+            norm = optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        else:
+            norm = gradient_norm(model.parameters())
+        if not (math.isfinite(total) and math.isfinite(norm)):
+            self.optimizer.zero_grad()
+            if not cfg.skip_nonfinite:
+                raise self._divergence(total, norm)
+            self.history["skipped_step"].append(self.step + 1)
+        else:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
         self.scheduler.step()
         self.step += 1
         return total
+
+    def _divergence(self, loss, norm):
+        step, lr = self.step + 1, self.scheduler.get_last_lr()[0]
+        kept = ""
+        if self.run_dir is not None and os.path.exists(self.checkpoint_path):
+            at = "" if self.saved_step is None else f" (step {self.saved_step})"
+            kept = f"; the last good checkpoint, {self.checkpoint_path}{at}, is kept"
+        return DivergenceError(
+            f"training diverged at step {step}: the loss is {loss:.4g} and the gradient norm "
+            f"{norm:.4g} (learning rate {lr:.3g}); the step was not taken{kept}. Try a lower "
+            f"learning rate (e.g. {self.config.learning_rate / 10:.3g}, --lr on the command "
+            "line), or skip such steps with skip_nonfinite (--skip-nonfinite)",
+            step=step, checkpoint=self.checkpoint_path if kept else None)
 
     def _batch(self, data, rng):
         """A batch of ``data``: drawn by its function, or random windows of token ids moved
@@ -153,41 +285,125 @@ class Trainer:
         self.model.train()
         return float(np.mean(losses))
 
-    def train(self, progress=True, stop_at=None, on_step=None):
+    def time_step(self):
+        """Seconds one optimisation step takes, measured on a forward and backward pass of
+        one throwaway micro-batch (times ``grad_accum_steps``) without changing anything a
+        later step depends on: no update is made, the gradients are cleared and the CPU
+        random generator is restored (a run stays bit-identical). The first pass warms
+        caches and threads, so the figure leans high."""
+        rng_state = backend.get_rng_state()
+        self.model.train()
+        started = time.perf_counter()
+        try:
+            loss = self.loss_fn(self.model, self._batch(self.train_data,
+                                                        np.random.default_rng(0)))
+            loss.backward()
+            backend.synchronize(self.config.device)
+        finally:
+            self.optimizer.zero_grad()
+            self.model.zero_grad()
+            backend.set_rng_state(rng_state)
+        return (time.perf_counter() - started) * self.config.grad_accum_steps
+
+    def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
         returns the history. ``on_step(trainer, loss)``, if given, is called after every
         step (e.g. to log). Tunes the process for training first
-        (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse)."""
+        (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse).
+
+        With a ``run_dir``: the run folder is locked for this process
+        (:class:`~scratchlm.errors.RunInUseError` if another holds it), temporary files of an
+        interrupted save are removed, and (``handle_signals``, default: when there is a
+        run_dir and this is the main thread) SIGINT/SIGTERM finish the current step, save a
+        checkpoint and raise :class:`~scratchlm.errors.TrainingInterrupted`; a second signal
+        stops at once (KeyboardInterrupt for SIGINT, the default action for SIGTERM)."""
         from tqdm.auto import tqdm
 
         fast.tune_process()
         cfg = self.config
+        cfg.validate()
         last = min(cfg.max_steps, stop_at or cfg.max_steps)
-        bar = tqdm(total=last, initial=self.step, disable=not progress, unit="step",
-                   dynamic_ncols=True)
-        started, first_step = time.perf_counter(), self.step
-        while self.step < last:
-            loss = self.train_step()
-            self.history["step"].append(self.step)
-            self.history["train_loss"].append(loss)
-            if progress:
-                bar.set_postfix(self._progress(loss, started, first_step), refresh=False)
-                bar.update(1)  # redraws the bar once per step
-            if on_step is not None:
-                on_step(self, loss)
-            if self.val_data is not None and (self.step % cfg.eval_interval == 0
-                                              or self.step == cfg.max_steps):
-                self._validate(bar)
-            if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
-                                             or self.step == last):
-                self.save()
-        bar.close()
+        if handle_signals is None:
+            handle_signals = self.run_dir is not None
+        with contextlib.ExitStack() as stack:
+            if self.run_dir is not None:
+                stack.enter_context(run_lock(self.run_dir))
+                self.removed_files = recover_run(self.run_dir)
+            if handle_signals:
+                stack.enter_context(self._signals_stop_training())
+            bar = stack.enter_context(tqdm(total=last, initial=self.step,
+                                           disable=not progress, unit="step",
+                                           dynamic_ncols=True))
+            started, first_step = time.perf_counter(), self.step
+            while self.step < last and self._stop_signal is None:
+                loss = self.train_step()
+                self.history["step"].append(self.step)
+                self.history["train_loss"].append(loss)
+                if progress:
+                    bar.set_postfix(self._progress(loss, started, first_step), refresh=False)
+                    bar.update(1)  # redraws the bar once per step
+                if on_step is not None:
+                    on_step(self, loss)
+                if self.val_data is not None and (self.step % cfg.eval_interval == 0
+                                                  or self.step == cfg.max_steps):
+                    self._validate(bar)
+                if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
+                                                 or self.step == last):
+                    self.save()
+            if self._stop_signal is not None:
+                bar.close()
+                raise self._interrupted()
         return self.history
+
+    def _interrupted(self):
+        """Save (unless this step is saved already) and say so, after a signal."""
+        signum, self._stop_signal = self._stop_signal, None
+        name = signal.Signals(signum).name
+        if self.run_dir is None:
+            return TrainingInterrupted(f"{name} stopped training after step {self.step} "
+                                       "(no run_dir: nothing saved)", signal=signum,
+                                       step=self.step)
+        if self.saved_step != self.step:
+            self.save()
+        return TrainingInterrupted(f"{name} stopped training after step {self.step}; "
+                                   f"checkpoint saved in {self.checkpoint_path}",
+                                   signal=signum, step=self.step,
+                                   checkpoint=self.checkpoint_path)
+
+    @contextlib.contextmanager
+    def _signals_stop_training(self):
+        """SIGINT and SIGTERM set a flag the loop reads after each step; a second one
+        stops at once. Only the main thread can set signal handlers: elsewhere, nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # the second signal: stop now
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            self._stop_signal = signum
+            again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+            os.write(2, (f"\n{signal.Signals(signum).name}: finishing step {self.step + 1}, "
+                         f"then saving a checkpoint ({again} again stops at once)\n").encode())
+
+        self._stop_signal = None
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
 
     def _progress(self, loss, started, first_step):
         """The progress bar's figures: loss, learning rate, and tokens per second when the
         data are token ids."""
         figures = {"loss": f"{loss:.3f}", "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
+        if self.history["skipped_step"]:
+            figures["skipped"] = str(len(self.history["skipped_step"]))
         if self.tokens_per_step is not None:
             elapsed = time.perf_counter() - started
             figures["tok_s"] = f"{self.tokens_per_step * (self.step - first_step) / elapsed:,.0f}"
@@ -198,13 +414,15 @@ class Trainer:
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
         bar.write(f"step {self.step}: validation loss {val:.4f} "
-                  f"(perplexity {math.exp(min(val, 50)):.2f})")
+                  f"(perplexity {perplexity(val):.2f})")
         sys.stdout.flush()  # show it now even when stdout is a file
 
     # ----------------------------------------------------------------- saving, resuming
     @property
     def checkpoint_path(self):
-        return os.path.join(self.run_dir, "checkpoint.npz")
+        if self.run_dir is None:
+            return None
+        return os.path.join(self.run_dir, CHECKPOINT)
 
     def state(self):
         return {
@@ -217,31 +435,258 @@ class Trainer:
             "rng": {"data": self.data_rng.bit_generator.state,
                     "engine": backend.get_rng_state()},
             "history": self.history,
+            "config_changes": self.config_changes,
             "extras": self.extras,
         }
 
     def save(self):
-        """Write the checkpoint, the loss plot and the configuration into ``run_dir``."""
+        """Write the checkpoint, the loss plot and the configuration into ``run_dir``.
+
+        The checkpoint goes to ``checkpoint.next.npz``, is read back and checked (every
+        array's CRC-32, every value finite), and only then replaces ``checkpoint.npz``,
+        which becomes ``checkpoint.prev.npz``. A state holding NaN or Inf is never written:
+        :class:`~scratchlm.errors.DivergenceError`, and the checkpoint on disk is kept."""
         if self.run_dir is None:
             raise ValueError("Trainer.save: this trainer has no run_dir to save into")
+        state = self.state()
+        bad = nonfinite_arrays(state)
+        if bad:
+            kept = (f"; {self.checkpoint_path} is kept" if os.path.exists(self.checkpoint_path)
+                    else "")
+            raise DivergenceError(
+                f"Trainer.save: at step {self.step} {len(bad)} array(s) hold NaN or Inf "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the checkpoint was "
+                f"not written{kept}. Try a lower learning rate (e.g. "
+                f"{self.config.learning_rate / 10:.3g})", step=self.step,
+                checkpoint=self.checkpoint_path if kept else None)
         os.makedirs(self.run_dir, exist_ok=True)
-        checkpoint.save(self.state(), self.checkpoint_path)
-        with open(os.path.join(self.run_dir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump({"model": self.model.config.to_dict(), "train": asdict(self.config)},
-                      f, indent=2)
-        plot_losses(self.history, os.path.join(self.run_dir, "loss.png"))
+        with run_lock(self.run_dir):
+            recover_run(self.run_dir)
+            write_checkpoint(state, self.run_dir)
+            write_text_atomic(os.path.join(self.run_dir, "config.json"), json.dumps(
+                {"model": self.model.config.to_dict(), "train": asdict(self.config)},
+                indent=2))
+            plot_losses(self.history, os.path.join(self.run_dir, "loss.png"))
+        self.saved_step = self.step
 
     def load_state(self, state):
-        """Continue from a :meth:`state` (as saved): weights, optimizer, step, generators."""
+        """Continue from a :meth:`state` (as saved): weights, optimizer, step, generators.
+
+        This trainer's config is what the run continues with: where it differs from the
+        checkpoint's ``train_config`` (a new learning rate, more steps, another batch
+        size...), the new values are applied — AdamW's hyperparameters, the schedule's peak,
+        warmup and length — and listed in :attr:`resumed_changes` as (field, old, new); the
+        next checkpoint records them. A different ``seed`` is refused
+        (:class:`~scratchlm.errors.ConfigError`): the random generators continue from the
+        checkpoint, so a new seed could not take effect."""
+        saved = state.get("train_config") or {}
+        changes = config_changes(saved, self.config)
+        fixed = [c for c in changes if c[0] in FIXED_ON_RESUME]
+        if fixed:
+            name, old, new = fixed[0]
+            raise ConfigError(f"Trainer.load_state: the checkpoint was trained with {name}="
+                              f"{old!r}; a resumed run keeps it (its random generators "
+                              f"continue from the checkpoint), so {name}={new!r} cannot be "
+                              f"applied: resume with {name}={old!r}, or start a new run")
+        fresh_groups = [{k: v for k, v in group.items() if k not in ("params", "lr")}
+                        for group in self.optimizer.param_groups]
+        fresh_base_lrs = list(self.scheduler.base_lrs)
         self.model.load_state_dict(state["model"])
         self.model.to(self.config.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # This config's hyperparameters, not the checkpoint's (identical when unchanged).
+        for group, fresh in zip(self.optimizer.param_groups, fresh_groups):
+            group.update(fresh)
+        self.scheduler.base_lrs = fresh_base_lrs
+        self.scheduler.load_state_dict(self.scheduler.state_dict())  # sets the groups' lr
         self.step = int(state["step"])
         self.data_rng.bit_generator.state = state["rng"]["data"]
         backend.set_rng_state(state["rng"]["engine"])
         self.history = {k: list(v) for k, v in state["history"].items()}
+        self.history.setdefault("skipped_step", [])
         self.extras = state.get("extras", {})
+        self.resumed_changes = changes
+        self.config_changes = [dict(c) for c in state.get("config_changes", [])]
+        self.config_changes += [{"step": self.step, "field": name, "from": old, "to": new}
+                                for name, old, new in changes]
+        self.saved_step = self.step
+
+
+def gradient_norm(params):
+    """‖g‖₂ over the gradients of ``params`` (those that have one), as a float; the value
+    :func:`scratchlm.optim.clip_grad_norm_` returns, without clipping anything."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    xp = backend.get_array_module(grads[0])
+    return math.sqrt(float(sum(xp.vdot(g.reshape(-1), g.reshape(-1)) for g in grads)))
+
+
+def nonfinite_arrays(state, where=""):
+    """Names (dotted paths) of the float arrays in the nested ``state`` holding NaN or Inf."""
+    bad = []
+    if isinstance(state, dict):
+        for key, value in state.items():
+            bad += nonfinite_arrays(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            bad += nonfinite_arrays(value, f"{where}[{i}]")
+    elif hasattr(state, "dtype") and getattr(state.dtype, "kind", "") in "fc":
+        xp = backend.get_array_module(state)
+        if not bool(xp.isfinite(state).all()):
+            bad.append(where)
+    return bad
+
+
+# ------------------------------------------------------------------------ the run folder
+def write_checkpoint(state, run_dir):
+    """Write ``state`` as ``run_dir/checkpoint.npz`` without ever losing the last good one:
+    into ``checkpoint.next.npz`` (itself written atomically by :func:`scratchlm.checkpoint.save`),
+    read back with every array's CRC-32 and finiteness checked, then renamed over
+    ``checkpoint.npz``; the checkpoint it replaces becomes ``checkpoint.prev.npz`` (a hard
+    link made first where the file system allows, so ``checkpoint.npz`` never goes missing)."""
+    current = os.path.join(run_dir, CHECKPOINT)
+    staged = os.path.join(run_dir, STAGED_CHECKPOINT)
+    previous = os.path.join(run_dir, PREVIOUS_CHECKPOINT)
+    checkpoint.save(state, staged)
+    try:
+        checkpoint.load(staged)  # CRC-32 of every array, and no NaN or Inf
+    except BaseException:
+        _remove(staged)
+        raise
+    if os.path.exists(current):
+        link = previous + ".tmp"
+        _remove(link)
+        try:
+            os.link(current, link)
+            os.replace(link, previous)
+        except OSError:  # no hard links here: move it (recover_run covers the gap)
+            os.replace(current, previous)
+    os.replace(staged, current)
+    _fsync_directory(run_dir)
+
+
+def recover_run(run_dir):
+    """Tidy a run folder after a kill: remove the temporary files of an interrupted save,
+    and finish an interrupted rename (a verified ``checkpoint.next.npz`` without a
+    ``checkpoint.npz`` becomes ``checkpoint.npz``; a staged file beside a
+    ``checkpoint.npz`` was never verified and goes). Returns the names removed."""
+    if not os.path.isdir(run_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(run_dir)):
+        if _is_temporary(name):
+            _remove(os.path.join(run_dir, name))
+            removed.append(name)
+    current = os.path.join(run_dir, CHECKPOINT)
+    staged = os.path.join(run_dir, STAGED_CHECKPOINT)
+    if os.path.exists(staged):
+        if not os.path.exists(current):
+            try:
+                checkpoint.load(staged)
+                os.replace(staged, current)
+            except ScratchlmError:
+                _remove(staged)
+                removed.append(STAGED_CHECKPOINT)
+        else:
+            _remove(staged)
+            removed.append(STAGED_CHECKPOINT)
+    return removed
+
+
+def _is_temporary(name):
+    """The temporary files a save writes: checkpoint.save's ``.<name>.<uuid>.tmp``, the
+    hard link ``checkpoint.prev.npz.tmp``, ``config.json.tmp`` and ``loss.png.tmp.png``."""
+    return ((name.startswith(".checkpoint") and name.endswith(".tmp"))
+            or name in (PREVIOUS_CHECKPOINT + ".tmp", "config.json.tmp", "loss.png.tmp.png"))
+
+
+def load_run_checkpoint(run_dir):
+    """The state in ``run_dir/checkpoint.npz``, after :func:`recover_run` (so a kill during a
+    save never loses the run); :class:`~scratchlm.errors.RunNotFoundError` when the folder
+    or the checkpoint is missing."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.isdir(run_dir):
+        raise RunNotFoundError(f"no checkpoint at {path}: there is no run folder {run_dir}",
+                               path=run_dir)
+    try:
+        with run_lock(run_dir):
+            recover_run(run_dir)
+    except RunInUseError:
+        pass  # a training process owns the folder (and tidies it); its checkpoint is whole
+    if not os.path.exists(path):
+        raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
+                               "writes its first one after checkpoint_interval steps)",
+                               path=run_dir)
+    return checkpoint.load(path)
+
+
+def write_text_atomic(path, text):
+    """``text`` into ``path`` through ``path + '.tmp'`` and a rename: never half a file."""
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def _remove(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _fsync_directory(directory):
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+_held_locks = {}  # real path of a run folder -> [file descriptor, depth] in this process
+
+
+@contextlib.contextmanager
+def run_lock(run_dir, wait=False):
+    """Hold ``run_dir/.lock`` (an advisory ``flock``) for the block: one process trains into
+    a run at a time. Re-entrant within a process; where ``fcntl`` is missing (Windows),
+    nothing is locked. :class:`~scratchlm.errors.RunInUseError` when another process holds
+    it (``wait=True``: wait for it instead)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    key = os.path.realpath(run_dir)
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    descriptor = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise RunInUseError(f"another process is training into {run_dir} (it holds "
+                                f"{os.path.join(run_dir, LOCK_FILE)}); wait for it to finish "
+                                "or stop it, or choose another --run-name",
+                                path=run_dir) from None
+        _held_locks[key] = [descriptor, 1]
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def plot_losses(history, path):
