@@ -357,14 +357,16 @@ class Trainer:
 
     def _interrupted(self):
         """Save (unless this step is saved already) and say so, after a signal."""
-        signum, self._stop_signal = self._stop_signal, None
+        signum = self._stop_signal
         name = signal.Signals(signum).name
         if self.run_dir is None:
+            self._stop_signal = None
             return TrainingInterrupted(f"{name} stopped training after step {self.step} "
                                        "(no run_dir: nothing saved)", signal=signum,
                                        step=self.step)
         if self.saved_step != self.step:
-            self.save()
+            self.save()  # (a second signal meanwhile stops at once; the last one is kept)
+        self._stop_signal = None
         return TrainingInterrupted(f"{name} stopped training after step {self.step}; "
                                    f"checkpoint saved in {self.checkpoint_path}",
                                    signal=signum, step=self.step,
@@ -387,8 +389,8 @@ class Trainer:
                 return
             self._stop_signal = signum
             again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
-            os.write(2, (f"\n{signal.Signals(signum).name}: finishing step {self.step + 1}, "
-                         f"then saving a checkpoint ({again} again stops at once)\n").encode())
+            os.write(2, (f"\n{signal.Signals(signum).name}: stopping after the current "
+                         f"step, with a checkpoint ({again} again stops at once)\n").encode())
 
         self._stop_signal = None
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
