@@ -107,7 +107,7 @@ def corpus(tmp_path, monkeypatch):
     """A stand-in corpus, so the CLI runs without the Shakespeare package."""
     from scratchlm.text import CharTokenizer
 
-    text = "so foul and fair a day I have not seen. " * 100
+    text = "so foul and fair a day\nI have not seen.\n" * 100
     tokenizer = CharTokenizer().train(text)
 
     class Corpus:
