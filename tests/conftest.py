@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import scratchlm as sl
+from scratchlm.fast import threads
 
 #: Run a test on the CPU always, and on CuPy when a GPU is present (skipped cleanly otherwise).
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -22,3 +23,14 @@ def device(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """The fast layer's shared work (run_shared) on two threads, in a pool of its own (shut
+    down afterwards), whatever the machine's core count."""
+    monkeypatch.setattr(threads, "THREADS", 2)
+    monkeypatch.setattr(threads, "_pool", None)
+    yield
+    if threads._pool is not None:
+        threads._pool.shutdown()

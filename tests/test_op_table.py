@@ -526,16 +526,6 @@ def spy_for(mode, monkeypatch, request):
     return spy
 
 
-@pytest.fixture
-def two_threads(monkeypatch):
-    """run_shared on two threads, in a pool of its own (shut down afterwards)."""
-    monkeypatch.setattr(threads, "THREADS", 2)
-    monkeypatch.setattr(threads, "_pool", None)
-    yield
-    if threads._pool is not None:
-        threads._pool.shutdown()
-
-
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     return Backend(str(tmp_path_factory.mktemp("cuda_emulator")))

@@ -15,16 +15,6 @@ import pytest
 from scratchlm.fast import process, threads
 
 
-@pytest.fixture
-def two_threads(monkeypatch):
-    """run_shared with two threads, in a pool of its own (shut down afterwards)."""
-    monkeypatch.setattr(threads, "THREADS", 2)
-    monkeypatch.setattr(threads, "_pool", None)
-    yield
-    if threads._pool is not None:
-        threads._pool.shutdown()
-
-
 def test_every_piece_runs_once_and_each_slot_is_one_thread(two_threads):
     seen, thread_of_slot = [], {}
     lock = threading.Lock()
