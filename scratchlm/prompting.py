@@ -127,11 +127,23 @@ def _pad(rows, pad_id):
     return ids, np.arange(length)[None, :] < lengths[:, None], lengths
 
 
-def _log_probs_at(logits, positions):
-    """log-softmax of ``logits`` (B, T, V) at one position per row → (B, V) NumPy."""
-    rows = np.arange(logits.shape[0])
-    picked = logits[rows, positions]
-    return backend.to_numpy(F.log_softmax(picked, axis=-1).data)
+def _blank_log_probs(model, ids, mask, blank, kind):
+    """log-softmax of the model's token logits at one position per row → (B, V) NumPy.
+
+    The head runs on those positions only (B rows, not B·T): BERT's ``mlm_head`` on the
+    encoder's states, GPT's ``lm_head`` on ``hidden_states``. A model without these parts
+    is called whole and its logits picked."""
+    rows = np.arange(ids.shape[0])
+    with no_grad():
+        if kind == "bert" and hasattr(model, "bert") and hasattr(model, "mlm_head"):
+            hidden = model.bert(ids, None, mask).last_hidden_state
+            logits = model.mlm_head(hidden[rows, blank])
+        elif kind == "gpt" and hasattr(model, "hidden_states") and hasattr(model, "lm_head"):
+            logits = model.lm_head(model.hidden_states(ids)[rows, blank])
+        else:
+            out = model(ids, attention_mask=mask) if kind == "bert" else model(ids)
+            logits = (out.mlm_logits if kind == "bert" else out[0])[rows, blank]
+    return backend.to_numpy(F.log_softmax(logits, axis=-1).data)
 
 
 def label_scores(model, tokenizer, texts, prompt, kind, max_length, demonstrations=None,
@@ -169,14 +181,10 @@ def label_scores(model, tokenizer, texts, prompt, kind, max_length, demonstratio
                 ids, mask, _ = _pad(rows, tokenizer.pad_id)
                 # the query's blank: the last [MASK] of the row (demonstrations have none)
                 blank = np.array([len(r) - 1 - r[::-1].index(tokenizer.mask_id) for r in rows])
-                with no_grad():
-                    logits = model(ids, attention_mask=mask).mlm_logits
             else:
-                ids, _, lengths = _pad(rows, tokenizer.pad_id)
+                ids, mask, lengths = _pad(rows, tokenizer.pad_id)
                 blank = lengths - 1  # the next token after the last one is the blank's word
-                with no_grad():
-                    logits, _ = model(ids)
-            log_p = _log_probs_at(logits, blank)[:, word_ids]  # (B, words)
+            log_p = _blank_log_probs(model, ids, mask, blank, kind)[:, word_ids]  # (B, words)
             for label in range(prompt.num_labels):
                 total[start:start + len(chunk), label] += log_p[:, word_labels == label].mean(1)
             bar.update(len(chunk))
