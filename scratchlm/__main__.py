@@ -442,7 +442,7 @@ def command_train(args):
     flops = memory_estimate.training_flops(model_config, train_config.batch_size) * (
         train_config.grad_accum_steps)
     remaining = train_config.max_steps - trainer.step
-    print(f"time: about {seconds:.2g} s per step (one step measured, {flops / 1e9:.3g} GFLOP): "
+    print(f"time: about {seconds:.2g} s per step (a step measured, {flops / 1e9:.3g} GFLOP): "
           f"{remaining} steps ≈ {_duration(seconds * remaining)}")
     sys.stdout.flush()
     started = time.perf_counter()

@@ -34,7 +34,9 @@ MAX_ORDER = 4
 
 def perplexity(mean_nll):
     """``exp(mean_nll)``: the perplexity of a model whose mean negative log-likelihood per
-    token (natural log, as cross-entropy returns it) is ``mean_nll``; ``inf`` when it overflows."""
+    token (natural log, as cross-entropy returns it) is ``mean_nll``. Any loss gives a
+    number: ``inf`` when exp overflows (a loss above about 709.78, or inf), ``nan`` for NaN,
+    so a summary can always print it (``f"{perplexity(loss):.2f}"`` shows 'inf' or 'nan')."""
     try:
         return math.exp(float(mean_nll))
     except OverflowError:

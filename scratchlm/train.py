@@ -285,25 +285,31 @@ class Trainer:
         self.model.train()
         return float(np.mean(losses))
 
-    def time_step(self):
-        """Seconds one optimisation step takes, measured on a forward and backward pass of
-        one throwaway micro-batch (times ``grad_accum_steps``) without changing anything a
+    def time_step(self, warmup_limit=30.0):
+        """Seconds one optimisation step takes, measured on forward and backward passes of a
+        throwaway micro-batch (times ``grad_accum_steps``) without changing anything a
         later step depends on: no update is made, the gradients are cleared and the CPU
-        random generator is restored (a run stays bit-identical). The first pass warms
-        caches and threads, so the figure leans high."""
+        random generator is restored (a run stays bit-identical). The first pass starts
+        threads and grows the allocator's pools, often several times slower than the
+        rest, so it is repeated and the second timed — unless it took over
+        ``warmup_limit`` seconds (then the first is returned: an upper bound)."""
         rng_state = backend.get_rng_state()
         self.model.train()
-        started = time.perf_counter()
+        batch = self._batch(self.train_data, np.random.default_rng(0))
         try:
-            loss = self.loss_fn(self.model, self._batch(self.train_data,
-                                                        np.random.default_rng(0)))
-            loss.backward()
-            backend.synchronize(self.config.device)
+            for _ in range(2):
+                started = time.perf_counter()
+                self.loss_fn(self.model, batch).backward()
+                backend.synchronize(self.config.device)
+                seconds = time.perf_counter() - started
+                self.model.zero_grad()
+                if seconds > warmup_limit:
+                    break
         finally:
             self.optimizer.zero_grad()
             self.model.zero_grad()
             backend.set_rng_state(rng_state)
-        return (time.perf_counter() - started) * self.config.grad_accum_steps
+        return seconds * self.config.grad_accum_steps
 
     def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
@@ -617,6 +623,8 @@ def load_run_checkpoint(run_dir):
             recover_run(run_dir)
     except RunInUseError:
         pass  # a training process owns the folder (and tidies it); its checkpoint is whole
+    except OSError:
+        pass  # a folder this user may only read: nothing to tidy from here
     if not os.path.exists(path):
         raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
                                "writes its first one after checkpoint_interval steps)",

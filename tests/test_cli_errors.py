@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import scratchlm.__main__ as cli
-from scratchlm import checkpoint
+from scratchlm import checkpoint, optim
 from scratchlm.__main__ import main
 from scratchlm.models import GPTConfig
 
@@ -84,13 +84,20 @@ def test_bad_numbers_are_refused_by_the_parser(capsys):
 
 def test_library_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
     def library_value_error(args):
-        GPTConfig(n_embd=30, n_head=4)  # scratchlm raises ValueError with its own message
+        optim.warmup_cosine_lr(-1, 1e-3, 10, 100, 1e-4)  # a ValueError scratchlm raises
 
     monkeypatch.setattr(cli, "command_sample", library_value_error)
     err = refused(capsys, ["sample", "--run", "x"])
-    assert err == "error: GPTConfig: n_embd=30 is not divisible by n_head=4"
-    with pytest.raises(ValueError, match="not divisible"):  # --debug: the exception itself
+    assert err.startswith("error: warmup_cosine_lr: step") and "-1" in err
+    with pytest.raises(ValueError, match="warmup_cosine_lr"):  # --debug: the exception itself
         main(["sample", "--run", "x", "--debug"])
+
+    def library_config_error(args):
+        GPTConfig(n_embd=30, n_head=4)
+
+    monkeypatch.setattr(cli, "command_sample", library_config_error)
+    err = refused(capsys, ["sample", "--run", "x"])
+    assert err.startswith("error: GPTConfig: ") and "n_head" in err
 
     def bug(args):
         return 1 / 0
