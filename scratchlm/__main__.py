@@ -23,6 +23,7 @@ import numpy as np
 from scratchlm import backend, fast, finetune, memory_estimate, pretrain
 from scratchlm.errors import (
     ConfigError,
+    DivergenceError,
     NotEnoughMemoryError,
     RunExistsError,
     RunNotFoundError,
@@ -57,9 +58,11 @@ DEFAULT_PRESET, DEFAULT_CORPUS, DEFAULT_TOKENIZER, DEFAULT_SEED = (
     "shakespeare-char", "shakespeare", "char", 1337)
 #: NumPy's warnings as a run diverges (the Trainer reports the step itself).
 FLOATING_POINT_WARNINGS = "(overflow|invalid value|divide by zero) encountered"
-#: What a run folder holds; a new run refuses to start where any of them is.
+#: What a run folder holds (--overwrite deletes them) ...
 RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", "loss.png",
              "tokenizer.json")
+#: ... and what makes it a run a new one must not overwrite: something trained was saved.
+TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
 TOKENIZER_CLASSES = {"CharTokenizer": CharTokenizer, "BPETokenizer": BPETokenizer}
 
 
@@ -273,9 +276,10 @@ def _run_dir(args):
 
 
 def _prepare_new_run(run_dir, overwrite):
-    """Refuse to start a run where one is (unless ``overwrite``: then delete its files)."""
+    """Refuse to start a run where one is (unless ``overwrite``: then delete its files).
+    A folder holding only a tokenizer (a run stopped before its first checkpoint) is free."""
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
-    if not found:
+    if not any(name in TRAINED_FILES for name in found):
         return
     if not overwrite:
         raise RunExistsError(f"{run_dir} holds a run already ({', '.join(found)}); continue it "
@@ -448,12 +452,19 @@ def command_train(args):
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
-            if not args.debug:  # a diverging run says so itself, at the step it happens
+            if not getattr(args, "debug", False):  # a diverging run says so itself
                 warnings.filterwarnings("ignore", FLOATING_POINT_WARNINGS, RuntimeWarning)
             trainer.train(progress=not args.no_progress)
     except TrainingInterrupted as stop:
         print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
+    except DivergenceError as error:
+        if error.checkpoint is None:
+            raise
+        lower = f"{train_config.learning_rate / 10:.3g}"
+        raise DivergenceError(f"{error}; to continue from that checkpoint at a lower rate: "
+                              f"{_resume_command(args, run_dir)} --lr {lower}",
+                              step=error.step, checkpoint=error.checkpoint) from None
     minutes = (time.perf_counter() - started) / 60
     val = trainer.history["val_loss"][-1] if trainer.history["val_loss"] else trainer.evaluate()
     print(f"done in {minutes:.1f} min: validation loss {val:.4f} nats/token "

@@ -256,6 +256,14 @@ def test_a_second_train_into_the_same_run_refuses_and_overwrite_replaces_it(
     main(train_args(tmp_path, "copy", data_dir, "--overwrite", "--max-steps", "2"))
     assert "--overwrite: deleted the run" in capsys.readouterr().out
     assert checkpoint.load(str(copy / "checkpoint.npz"))["step"] == 2
+    assert not (copy / "checkpoint.prev.npz").exists()  # the old run's files went
+
+    # a folder with only a tokenizer (stopped before its first checkpoint) is no run
+    os.remove(copy / "checkpoint.npz")
+    os.remove(copy / "config.json")
+    os.remove(copy / "loss.png")
+    main(train_args(tmp_path, "copy", data_dir, "--max-steps", "1"))
+    assert checkpoint.load(str(copy / "checkpoint.npz"))["step"] == 1
 
 
 # ---------------------------------------------------------------------------- divergence
@@ -269,6 +277,9 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_its_last_finite_checkpo
     assert lines[0].startswith("error: training diverged at step ")
     step = int(lines[0].split("at step ")[1].split(":")[0])
     assert "lower learning rate" in lines[0] and "--skip-nonfinite" in lines[0]
+    assert lines[0].endswith(f"to continue from that checkpoint at a lower rate: python -m "
+                             f"scratchlm train --resume --out-dir {tmp_path} --run-name run "
+                             f"--data-dir {data_dir} --no-progress --lr 1e+29")
     state = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))  # finite, or refused
     assert state["step"] == step - 1 and f"(step {step - 1}), is kept" in lines[0]
 
