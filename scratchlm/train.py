@@ -554,15 +554,21 @@ def write_checkpoint(state, run_dir):
     read back with every array's CRC-32 and finiteness checked, then renamed over
     ``checkpoint.npz``; the checkpoint it replaces becomes ``checkpoint.prev.npz`` (a hard
     link made first where the file system allows, so ``checkpoint.npz`` never goes missing)."""
-    current = os.path.join(run_dir, CHECKPOINT)
     staged = os.path.join(run_dir, STAGED_CHECKPOINT)
-    previous = os.path.join(run_dir, PREVIOUS_CHECKPOINT)
     checkpoint.save(state, staged)
     try:
         checkpoint.load(staged)  # CRC-32 of every array, and no NaN or Inf
     except BaseException:
         _remove(staged)
         raise
+    _promote(run_dir)
+
+
+def _promote(run_dir):
+    """Rename the verified ``checkpoint.next.npz`` over ``checkpoint.npz``, keeping the one
+    it replaces as ``checkpoint.prev.npz``."""
+    current = os.path.join(run_dir, CHECKPOINT)
+    previous = os.path.join(run_dir, PREVIOUS_CHECKPOINT)
     if os.path.exists(current):
         link = previous + ".tmp"
         _remove(link)
@@ -571,15 +577,16 @@ def write_checkpoint(state, run_dir):
             os.replace(link, previous)
         except OSError:  # no hard links here: move it (recover_run covers the gap)
             os.replace(current, previous)
-    os.replace(staged, current)
+    os.replace(os.path.join(run_dir, STAGED_CHECKPOINT), current)
     _fsync_directory(run_dir)
 
 
 def recover_run(run_dir):
     """Tidy a run folder after a kill: remove the temporary files of an interrupted save,
-    and finish an interrupted rename (a verified ``checkpoint.next.npz`` without a
-    ``checkpoint.npz`` becomes ``checkpoint.npz``; a staged file beside a
-    ``checkpoint.npz`` was never verified and goes). Returns the names removed."""
+    and finish an interrupted rotation — a ``checkpoint.next.npz`` (complete, since
+    :func:`scratchlm.checkpoint.save` renames it into place) that verifies now is the newest
+    checkpoint and is promoted as :func:`write_checkpoint` would have; one that does not
+    verify goes. Returns the names removed."""
     if not os.path.isdir(run_dir):
         return []
     removed = []
@@ -587,19 +594,15 @@ def recover_run(run_dir):
         if _is_temporary(name):
             _remove(os.path.join(run_dir, name))
             removed.append(name)
-    current = os.path.join(run_dir, CHECKPOINT)
     staged = os.path.join(run_dir, STAGED_CHECKPOINT)
     if os.path.exists(staged):
-        if not os.path.exists(current):
-            try:
-                checkpoint.load(staged)
-                os.replace(staged, current)
-            except ScratchlmError:
-                _remove(staged)
-                removed.append(STAGED_CHECKPOINT)
-        else:
+        try:
+            checkpoint.load(staged)
+        except ScratchlmError:
             _remove(staged)
             removed.append(STAGED_CHECKPOINT)
+        else:
+            _promote(run_dir)
     return removed
 
 

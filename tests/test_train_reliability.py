@@ -388,13 +388,19 @@ def test_recover_run_finishes_an_interrupted_rotation_and_removes_temporaries(tm
     assert sorted(removed) == [".checkpoint.npz.1234.tmp", "checkpoint.prev.npz.tmp",
                                "config.json.tmp", "loss.png.tmp.png"]
     assert checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"] == 4
-    # a staged file beside a checkpoint was never verified: it goes
-    (tmp_path / STAGED_CHECKPOINT).write_bytes(b"unverified")
+    # a staged file that does not verify goes
+    (tmp_path / STAGED_CHECKPOINT).write_bytes(b"PK\x03\x04 damaged")
     assert recover_run(str(tmp_path)) == [STAGED_CHECKPOINT]
     # a save keeps the one it replaces
     trainer.train(progress=False)
     assert checkpoint.load(str(tmp_path / "checkpoint.prev.npz"))["step"] == 4
     assert checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"] == 8
+    # killed after the staged file verified, before the renames: it is promoted
+    checkpoint.save({**checkpoint.load(str(tmp_path / "checkpoint.npz")), "step": 9},
+                    str(tmp_path / STAGED_CHECKPOINT))
+    assert recover_run(str(tmp_path)) == []
+    assert checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"] == 9
+    assert checkpoint.load(str(tmp_path / "checkpoint.prev.npz"))["step"] == 8
 
 
 def test_one_process_at_a_time_trains_into_a_run(tmp_path):
