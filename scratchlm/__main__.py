@@ -141,6 +141,8 @@ def build_parser():
                        help="dropout probability in the model")
     train.add_argument("--eval-interval", type=_positive_int,
                        help="steps between validation losses")
+    train.add_argument("--eval-batches", type=_positive_int,
+                       help="batches averaged for each validation loss (default 20)")
     train.add_argument("--checkpoint-interval", type=_positive_int,
                        help="steps between checkpoints (one is always written at the end)")
     train.add_argument("--seed", type=int, help=f"random seed (default: {DEFAULT_SEED})")
@@ -219,7 +221,7 @@ TRAIN_FLAGS = {"max_steps": "--max-steps", "batch_size": "--batch-size",
                "grad_accum_steps": "--grad-accum-steps", "learning_rate": "--lr",
                "warmup_steps": "--warmup-steps", "weight_decay": "--weight-decay",
                "grad_clip": "--grad-clip", "eval_interval": "--eval-interval",
-               "checkpoint_interval": "--checkpoint-interval",
+               "eval_batches": "--eval-batches", "checkpoint_interval": "--checkpoint-interval",
                "skip_nonfinite": "--skip-nonfinite", "device": "--device"}
 
 

@@ -38,9 +38,10 @@ from scratchlm.train import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 32
-# A tiny run: 32 steps of 4 sequences, a checkpoint every 4 steps, validation every 8.
+# A tiny run: 32 steps of 4 sequences, a checkpoint every 8 steps, validation every 16.
 RUN_FLAGS = ["--preset", "tiny", "--batch-size", "4", "--max-steps", str(STEPS),
-             "--eval-interval", "8", "--checkpoint-interval", "4", "--no-progress"]
+             "--eval-interval", "16", "--eval-batches", "2", "--checkpoint-interval", "8",
+             "--no-progress"]
 # The command line with a save that stalls (the n-th write of a checkpoint writes a few
 # bytes, says SAVING and sleeps) and, optionally, a signal it sends itself after a step.
 STALLING = """
@@ -186,7 +187,7 @@ def test_a_signal_mid_run_saves_and_the_printed_command_resumes_bit_identically(
     name = signal.Signals(signum).name
     assert f"{name}: stopping after the current step, with a checkpoint" in stderr
     stopped = checkpoint.load(str(run_dir / "checkpoint.npz"))
-    assert 4 <= stopped["step"] < STEPS, "the signal came after the run had finished"
+    assert 8 <= stopped["step"] < STEPS, "the signal came after the run had finished"
     assert f"{name} stopped training after step {stopped['step']}" in stderr
     assert temporaries(run_dir) == []
 
@@ -198,12 +199,12 @@ def test_a_signal_mid_run_saves_and_the_printed_command_resumes_bit_identically(
 
 
 def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
-    """The first SIGINT (sent after step 6) lets the step finish and starts a save; the
+    """The first SIGINT (sent after step 10) lets the step finish and starts a save; the
     save stalls; a second SIGINT ends the process at once, the half-written file removed
-    and the last checkpoint (step 4) intact."""
+    and the last checkpoint (step 8) intact."""
     run_dir = tmp_path / "run"
     process = start(train_args(tmp_path, "run", data_dir), script=STALLING, STALL_SAVE="2",
-                    SELF_SIGINT_AT="6")
+                    SELF_SIGINT_AT="10")
     read_line(process, "SAVING")  # the save after the first SIGINT, stalled
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
@@ -211,7 +212,7 @@ def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
     assert time.monotonic() - started < 30  # not the 60 s the save would have slept
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "to resume" not in stderr
-    assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 4
+    assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 8
     assert temporaries(run_dir) == []
 
 
@@ -219,13 +220,13 @@ def test_sigkill_during_a_save_leaves_a_loadable_checkpoint_and_the_next_start_c
         tmp_path, data_dir, reference):
     run_dir = tmp_path / "run"
     process = start(train_args(tmp_path, "run", data_dir), script=STALLING, STALL_SAVE="2")
-    read_line(process, "SAVING")  # the checkpoint of step 8, half written
+    read_line(process, "SAVING")  # the checkpoint of step 16, half written
     process.kill()
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     left = temporaries(run_dir)
     assert left and all(n.startswith(".checkpoint.next.npz.") for n in left), left
-    assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 4
+    assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 8
 
     resumed = cli(train_args(tmp_path, "run", data_dir, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
