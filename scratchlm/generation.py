@@ -20,7 +20,6 @@ from there each step recomputes that window without the cache.
 ``beam_search`` uses it too.
 """
 
-import numbers
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -30,10 +29,21 @@ from scratchlm import backend
 from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_bool,
+    check_int,
+    check_real,
+    check_token_ids,
+    is_integer,
+)
 from scratchlm.sampling_filters import top_k_filter, top_p_filter
 
 __all__ = ["generate", "beam_search", "batched_beam_search", "BeamSearchResult",
-           "decoding_mode", "top_k_filter", "top_p_filter", "sample_next"]
+           "decoding_mode", "top_k_filter", "top_p_filter", "sample_next", "check_sampling",
+           "check_beam_width"]
 
 
 @contextmanager
@@ -48,16 +58,52 @@ def decoding_mode(model):
         model.train(was_training)
 
 
-def _as_ids(idx, device, caller):
+def _as_ids(idx, device, caller, vocab_size=None):
     ids = idx.data if isinstance(idx, Tensor) else idx
     ids = backend.to_device(np.asarray(backend.to_numpy(ids)), device)
     if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError(f"{caller}: idx should be integer token ids of shape (batch, time), "
-                         f"got shape {ids.shape} and dtype {ids.dtype}")
-    if ids.shape[1] == 0:
-        raise ValueError(f"{caller}: the prompt is empty; give at least one token to start "
-                         "from")
+        error = ArgumentError if ids.dtype.kind in "iu" else ArgumentTypeError
+        raise error(f"{caller}: idx should be integer token ids of shape (batch, time), "
+                    f"got shape {ids.shape} and dtype {ids.dtype}", where=caller, name="idx",
+                    value=idx)
+    if ids.shape[1] == 0 or ids.shape[0] == 0:
+        raise ArgumentError(f"{caller}: the prompt is empty (idx of shape {ids.shape}); give "
+                            "at least one token to start from", where=caller, name="idx",
+                            value=idx)
+    check_token_ids(caller, "idx", ids, vocab_size)
     return ids.astype(np.int64)
+
+
+def _vocab_size(model):
+    """The model's vocabulary size when its config tells it (None otherwise)."""
+    return getattr(getattr(model, "config", None), "vocab_size", None)
+
+
+def check_sampling(where, temperature, top_k, top_p, do_sample):
+    """The sampling options of :func:`generate` and :func:`sample_next`: ``temperature`` a
+    finite number ≥ 0 (0 is greedy decoding, as ``do_sample=False``), ``top_k`` None or an
+    integer ≥ 1, ``top_p`` None or a number in (0, 1], ``do_sample`` True or False.
+    Checked whatever ``do_sample`` is, so a bad option never waits for the first sampling
+    call to show."""
+    temperature = check_real(where, "temperature", temperature, 0,
+                             hint="(0 means greedy decoding)")
+    top_k = check_int(where, "top_k", top_k, 1, optional=True, hint="(None keeps every token)")
+    top_p = check_real(where, "top_p", top_p, 0, 1, low_open=True, optional=True,
+                       hint="(None keeps every token)")
+    do_sample = check_bool(where, "do_sample", do_sample)
+    return temperature, top_k, top_p, do_sample
+
+
+def check_beam_width(where, beam_width):
+    """A beam width: an integer ≥ 1 (1 is greedy decoding)."""
+    return check_int(where, "beam_width", beam_width, 1, hint="(1 is greedy decoding)")
+
+
+def _check_rng(where, rng):
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise bad_argument(where, "rng", rng, "None or a random generator such as "
+                           "np.random.default_rng(seed)", error=ArgumentTypeError)
+    return rng
 
 
 def _model_device(model):
@@ -77,12 +123,19 @@ def _next_token_logits(model, ids, caches):
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True, rng=None):
-    """The next token id per row of ``logits`` (B, V): greedy, or sampled after filtering."""
+    """The next token id per row of ``logits`` (B, V): greedy (``do_sample=False`` or
+    ``temperature=0``), or sampled from softmax(logits / temperature) after filtering."""
+    temperature, top_k, top_p, do_sample = check_sampling("sample_next", temperature, top_k,
+                                                          top_p, do_sample)
+    _check_rng("sample_next", rng)
+    if getattr(logits, "ndim", None) != 2 or getattr(logits, "dtype", np.int64).kind != "f" \
+            or logits.shape[-1] == 0:
+        raise bad_argument("sample_next", "logits", logits, "a float array (batch, vocab) with "
+                           "at least one token", error=ArgumentTypeError
+                           if not hasattr(logits, "ndim") else ArgumentError)
     xp = backend.get_array_module(logits)
     if not do_sample or temperature == 0:
         return logits.argmax(axis=-1)
-    if temperature < 0:
-        raise ValueError(f"sample_next: temperature must be ≥ 0, got {temperature}")
     logits = logits.astype(np.float64) / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
@@ -100,8 +153,18 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True,
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              do_sample=True, use_cache=True, rng=None):
     """``idx`` (B, T) extended by ``max_new_tokens`` tokens: (B, T + max_new_tokens), a Tensor
-    when ``idx`` is one, else an array."""
-    ids = _as_ids(idx, _model_device(model), "generate")
+    when ``idx`` is one, else an array.
+
+    ``max_new_tokens`` an integer ≥ 0; ``temperature`` a finite number ≥ 0, 0 meaning greedy
+    decoding (as ``do_sample=False``); ``top_k`` None or an integer ≥ 1; ``top_p`` None or
+    in (0, 1]. Every argument is checked before the first step
+    (:class:`~scratchlm.errors.ArgumentError` naming it)."""
+    max_new_tokens = check_int("generate", "max_new_tokens", max_new_tokens, 0)
+    temperature, top_k, top_p, do_sample = check_sampling("generate", temperature, top_k,
+                                                          top_p, do_sample)
+    use_cache = check_bool("generate", "use_cache", use_cache)
+    _check_rng("generate", rng)
+    ids = _as_ids(idx, _model_device(model), "generate", _vocab_size(model))
     xp = backend.get_array_module(ids)
     with decoding_mode(model):
         caches = model.new_kv_caches() if use_cache else None
@@ -143,15 +206,23 @@ def batched_beam_search(decoder, beam_width, max_steps, eos_id=None, fill_id=Non
     log_prob / length^length_penalty (:class:`BeamSearchResult`). beam_width=1 is greedy
     decoding.
     """
-    if isinstance(beam_width, bool) or not isinstance(beam_width, numbers.Integral) \
-            or beam_width < 1:
-        raise ValueError(f"beam_search: beam_width={beam_width!r}; expected a positive integer")
-    if max_steps < 1:
-        raise ValueError(f"beam_search: {max_steps} new tokens asked for; expected ≥ 1")
-    fill_id = eos_id if fill_id is None else fill_id
+    where = "beam_search"
+    beam_width = check_beam_width(where, beam_width)
+    if is_integer(max_steps) and max_steps < 1:
+        raise ArgumentError(f"{where}: max_steps={max_steps} ({max_steps} new tokens asked "
+                            f"for); expected an integer ≥ 1", where=where, name="max_steps",
+                            value=max_steps)
+    max_steps = check_int(where, "max_steps", max_steps, 1)
+    eos_id = check_int(where, "eos_id", eos_id, 0, optional=True)
+    fill_id = eos_id if fill_id is None else check_int(where, "fill_id", fill_id, 0)
+    length_penalty = check_real(where, "length_penalty", length_penalty)
     logits = decoder.start()
     xp = backend.get_array_module(logits)
     B, vocab = logits.shape
+    for name, value in (("eos_id", eos_id), ("fill_id", fill_id)):
+        if value is not None:
+            check_int(where, name, value, 0, vocab, hint=f"(an id of the {vocab}-token "
+                                                         "vocabulary)")
     log_probs = xp.zeros((B, 1))  # (B, k) of each sentence's k hypotheses, in float64
     finished = xp.zeros((B, 1), dtype=bool)
     tokens = xp.zeros((B, 0), dtype=np.int64)  # (B·k, steps so far)
@@ -232,9 +303,22 @@ def beam_search(model, idx, max_new_tokens, beam_width=4, eos_id=None, length_pe
     log_prob / length^length_penalty. Returns (ids (B, T + n), log_probs (B,)): each prompt
     followed by its best continuation (n = the longest of them; a shorter one is followed by
     repeats of ``eos_id``), and that continuation's summed log-probability.
+    ``max_new_tokens=0`` returns the prompts unchanged with log-probability 0.
     """
-    ids = _as_ids(idx, _model_device(model), "beam_search")
+    where = "beam_search"
+    max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 0)
+    check_beam_width(where, beam_width)
+    vocab = _vocab_size(model)
+    if vocab is None:
+        check_int(where, "eos_id", eos_id, 0, optional=True)
+    else:
+        check_int(where, "eos_id", eos_id, 0, vocab, optional=True,
+                  hint=f"(an id of the model's {vocab}-token vocabulary)")
+    check_real(where, "length_penalty", length_penalty)
+    ids = _as_ids(idx, _model_device(model), where, vocab)
     xp = backend.get_array_module(ids)
+    if max_new_tokens == 0:
+        return ids, xp.zeros(ids.shape[0])
     with decoding_mode(model):
         best = batched_beam_search(_PromptContinuation(model, ids), beam_width, max_new_tokens,
                                    eos_id=eos_id, length_penalty=length_penalty)

@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int
+
 MAX_ORDER = 4
 
 
@@ -271,11 +273,29 @@ def classification_scores(labels, predictions, num_labels=None):
     scikit-learn's ``accuracy_score`` and ``f1_score(average="macro")`` (a class with no
     prediction and no label gets F1 0): ``{"accuracy": a, "f1": f, "f1_per_label": [...]}``,
     each in [0, 1]."""
+    where = "classification_scores"
     labels, predictions = np.asarray(labels).ravel(), np.asarray(predictions).ravel()
     if labels.shape != predictions.shape or labels.size == 0:
-        raise ValueError(f"classification_scores: {labels.size} labels and "
-                         f"{predictions.size} predictions; expected as many, at least one")
-    classes = int(max(labels.max(), predictions.max()) + 1) if num_labels is None else num_labels
+        raise ArgumentError(f"classification_scores: {labels.size} labels and "
+                            f"{predictions.size} predictions; expected as many, at least one",
+                            where=where, name="labels", value=labels)
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.dtype.kind not in "iu":
+            raise ArgumentTypeError(f"{where}: {name} have dtype {values.dtype}; expected "
+                                    "integer class indices", where=where, name=name,
+                                    value=values)
+        if int(values.min()) < 0:
+            raise ArgumentError(f"{where}: {name} hold {int(values.min())}; expected class "
+                                "indices ≥ 0", where=where, name=name, value=values)
+    highest = int(max(labels.max(), predictions.max()))
+    if num_labels is None:
+        classes = highest + 1
+    else:
+        classes = check_int(where, "num_labels", num_labels, 1)
+        if highest >= classes:
+            raise ArgumentError(f"{where}: num_labels={classes} but the labels or predictions "
+                                f"hold class {highest}; expected num_labels > {highest}",
+                                where=where, name="num_labels", value=num_labels)
     per_label = []
     for c in range(classes):
         true_positive = np.sum((predictions == c) & (labels == c))

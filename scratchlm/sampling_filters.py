@@ -10,17 +10,21 @@ import numbers
 import operator
 
 from scratchlm.backend import get_array_module
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 def _check_logits(name, logits):
     if not hasattr(logits, "dtype") or not hasattr(logits, "shape"):
-        raise TypeError(f"{name}: logits must be a NumPy or CuPy array, "
-                        f"got {type(logits).__name__}")
+        raise ArgumentTypeError(f"{name}: logits must be a NumPy or CuPy array, "
+                                f"got {type(logits).__name__}", where=name, name="logits",
+                                value=logits)
     if logits.ndim == 0 or logits.shape[-1] == 0:
-        raise ValueError(f"{name}: logits must have a non-empty last (vocabulary) axis, "
-                         f"got shape {tuple(logits.shape)}")
+        raise ArgumentError(f"{name}: logits must have a non-empty last (vocabulary) axis, "
+                            f"got shape {tuple(logits.shape)}", where=name, name="logits",
+                            value=logits)
     if logits.dtype.kind != "f":
-        raise TypeError(f"{name}: logits must be a floating-point array, got dtype {logits.dtype}")
+        raise ArgumentTypeError(f"{name}: logits must be a floating-point array, got dtype "
+                                f"{logits.dtype}", where=name, name="logits", value=logits)
 
 
 def _fill_removed(logits, remove):
@@ -38,14 +42,17 @@ def top_k_filter(logits, k):
     """
     _check_logits("top_k_filter", logits)
     if isinstance(k, bool):
-        raise TypeError("top_k_filter: k must be an integer ≥ 1, got a bool")
+        raise ArgumentTypeError("top_k_filter: k must be an integer ≥ 1, got a bool",
+                                where="top_k_filter", name="k", value=k)
     try:
         k = operator.index(k)
     except TypeError:
-        raise TypeError(f"top_k_filter: k must be an integer ≥ 1, "
-                        f"got {type(k).__name__}") from None
+        raise ArgumentTypeError(f"top_k_filter: k must be an integer ≥ 1, got "
+                                f"{type(k).__name__} {k!r}", where="top_k_filter", name="k",
+                                value=k) from None
     if k < 1:
-        raise ValueError(f"top_k_filter: k must be an integer ≥ 1, got {k}")
+        raise ArgumentError(f"top_k_filter: k must be an integer ≥ 1, got {k}",
+                            where="top_k_filter", name="k", value=k)
     xp = get_array_module(logits)
     vocab = logits.shape[-1]
     k = min(k, vocab)
@@ -65,10 +72,13 @@ def top_p_filter(logits, p):
     """
     _check_logits("top_p_filter", logits)
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"top_p_filter: p must be a number in (0, 1], got {type(p).__name__}")
+        raise ArgumentTypeError(f"top_p_filter: p must be a number in (0, 1], got "
+                                f"{type(p).__name__} {p!r}", where="top_p_filter", name="p",
+                                value=p)
     p = float(p)
     if not 0.0 < p <= 1.0:
-        raise ValueError(f"top_p_filter: p must be in (0, 1], got {p}")
+        raise ArgumentError(f"top_p_filter: p must be in (0, 1], got {p}", where="top_p_filter",
+                            name="p", value=p)
     xp = get_array_module(logits)
     vocab = logits.shape[-1]
     rows = logits.reshape(-1, vocab)

@@ -24,6 +24,16 @@ import numpy as np
 from scratchlm import backend, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    check_int,
+    check_probability,
+    check_real,
+    check_token_ids,
+    show,
+)
+from scratchlm.models.gpt import check_config, check_heads
 from scratchlm.text import mask_tokens
 from scratchlm.text.next_sentence import make_nsp_pairs, pack_bert_pairs
 
@@ -42,24 +52,29 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self):
+        """Refuse a size that is not a positive int (a bool, a float, a string), a dropout
+        that is not a probability (NaN included), a negative or non-finite ``nsp_weight``,
+        an ``layer_norm_eps`` that is not a positive finite number, and an ``n_embd`` that
+        does not split into ``n_head`` heads (:class:`~scratchlm.errors.ArgumentError`)."""
+        for name in ("vocab_size", "max_position", "n_layer", "n_head", "n_embd",
+                     "type_vocab_size"):
+            setattr(self, name, check_int("BertConfig", name, getattr(self, name), 1))
         if self.dim_feedforward is None:
             self.dim_feedforward = 4 * self.n_embd
-        for name in ("vocab_size", "max_position", "n_layer", "n_head", "n_embd",
-                     "dim_feedforward", "type_vocab_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"BertConfig: {name} must be positive, got {getattr(self, name)}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"BertConfig: n_embd={self.n_embd} is not divisible by "
-                             f"n_head={self.n_head}")
-        if not 0.0 <= self.dropout <= 1.0:
-            raise ValueError(f"BertConfig: dropout={self.dropout} is not a probability")
+        self.dim_feedforward = check_int("BertConfig", "dim_feedforward", self.dim_feedforward,
+                                         1, hint="(None for 4·n_embd)")
+        check_heads("BertConfig", "n_embd", self.n_embd, "n_head", self.n_head)
+        check_probability("BertConfig", "dropout", self.dropout)
+        check_real("BertConfig", "nsp_weight", self.nsp_weight, 0, hint="(λ in L_MLM + λ L_NSP)")
+        check_real("BertConfig", "layer_norm_eps", self.layer_norm_eps, 0, low_open=True)
 
     @classmethod
     def from_preset(cls, name, **overrides):
         """A named configuration (see ``BERT_PRESETS``), with any field overridden."""
-        if name not in BERT_PRESETS:
-            raise ValueError(f"unknown BERT preset {name!r}; choose one of "
-                             f"{sorted(BERT_PRESETS)}")
+        if not isinstance(name, str) or name not in BERT_PRESETS:
+            raise ArgumentError(f"BertConfig.from_preset: unknown BERT preset {show(name)}; "
+                                f"choose one of {sorted(BERT_PRESETS)}",
+                                where="BertConfig.from_preset", name="name", value=name)
         return cls(**{**BERT_PRESETS[name], **overrides})
 
     def to_dict(self):
@@ -82,9 +97,15 @@ def _ids(name, values, shape=None, device="cpu", kinds="iu"):
     values = backend.to_device(values.data if isinstance(values, Tensor) else values, device)
     expected = "(batch, time)" if shape is None else f"input_ids' shape {shape}"
     if values.ndim != 2 or (shape is not None and values.shape != shape):
-        raise ValueError(f"BertModel: {name} of shape {values.shape} should be {expected}")
+        raise ArgumentError(f"BertModel: {name} of shape {values.shape} should be {expected}",
+                            where="BertModel", name=name, value=values)
     if values.dtype.kind not in kinds:
-        raise TypeError(f"BertModel: {name} should hold integers, got dtype {values.dtype}")
+        raise ArgumentTypeError(f"BertModel: {name} should hold integers, got dtype "
+                                f"{values.dtype}", where="BertModel", name=name, value=values)
+    if values.size == 0:
+        raise ArgumentError(f"BertModel: {name} of shape {values.shape} holds no tokens; "
+                            "expected at least one token ([CLS]) in each row",
+                            where="BertModel", name=name, value=values)
     return values
 
 
@@ -120,7 +141,7 @@ class BertModel(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
+        self.config = check_config("BertModel", config, BertConfig)
         self.embeddings = BertEmbeddings(config)
         self.layers = nn.ModuleList([
             nn.TransformerEncoderLayer(config.n_embd, config.n_head, config.dim_feedforward,
@@ -133,15 +154,20 @@ class BertModel(nn.Module):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         device = self.pooler.weight.device
         ids = _ids("input_ids", input_ids, device=device)
+        check_token_ids("BertModel", "input_ids", ids, self.config.vocab_size)
         if ids.shape[1] > self.config.max_position:
             raise ValueError(f"BertModel: a sequence of {ids.shape[1]} tokens is longer than "
                              f"max_position={self.config.max_position}")
         xp = backend.get_array_module(ids)
         segments = (xp.zeros_like(ids) if token_type_ids is None
                     else _ids("token_type_ids", token_type_ids, ids.shape, device))
-        if segments.size and int(segments.max()) >= self.config.type_vocab_size:
-            raise ValueError(f"BertModel: token_type_ids go up to {int(segments.max())}, but "
-                             f"type_vocab_size={self.config.type_vocab_size}")
+        if segments.size and (int(segments.max()) >= self.config.type_vocab_size
+                              or int(segments.min()) < 0):
+            bad = int(segments.min()) if int(segments.min()) < 0 else int(segments.max())
+            raise ArgumentError(f"BertModel: token_type_ids hold segment id {bad}, but "
+                                f"type_vocab_size={self.config.type_vocab_size}; expected "
+                                f"0 ≤ token_type_ids < {self.config.type_vocab_size}",
+                                where="BertModel", name="token_type_ids", value=segments)
         padding = None  # key_padding_mask: True at padding
         if attention_mask is not None:
             padding = _ids("attention_mask", attention_mask, ids.shape, device, "iub") == 0
@@ -189,7 +215,7 @@ class BertForPreTraining(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
+        self.config = check_config("BertForPreTraining", config, BertConfig)
         self.bert = BertModel(config)
         self.mlm_head = MaskedLMHead(config)
         self.nsp_head = nn.Linear(config.n_embd, 2)
@@ -204,9 +230,14 @@ class BertForPreTraining(nn.Module):
         nsp_logits = self.nsp_head(pooled)
         mlm_loss = nsp_loss = loss = None
         if mlm_labels is not None:
-            mlm_loss = loss = F.cross_entropy(mlm_logits, self._labels(mlm_labels, hidden, 2))
+            labels = self._labels(mlm_labels, hidden, 2)
+            check_token_ids("BertForPreTraining", "mlm_labels", labels, self.config.vocab_size,
+                            shape=labels.shape, ignore_index=-100)
+            mlm_loss = loss = F.cross_entropy(mlm_logits, labels)
         if nsp_labels is not None:
-            nsp_loss = F.cross_entropy(nsp_logits, self._labels(nsp_labels, hidden, 1))
+            labels = self._labels(nsp_labels, hidden, 1)
+            check_token_ids("BertForPreTraining", "nsp_labels", labels, 2, shape=labels.shape)
+            nsp_loss = F.cross_entropy(nsp_logits, labels)
             weighted = self.config.nsp_weight * nsp_loss
             loss = weighted if loss is None else loss + weighted
         return BertPreTrainingOutput(mlm_logits, nsp_logits, loss, mlm_loss, nsp_loss)
@@ -218,8 +249,9 @@ class BertForPreTraining(nn.Module):
         expected = hidden.shape[:ndim]
         if labels.shape != expected:
             name = "mlm_labels" if ndim == 2 else "nsp_labels"
-            raise ValueError(f"BertForPreTraining: {name} of shape {labels.shape} should be "
-                             f"{expected}")
+            raise ArgumentError(f"BertForPreTraining: {name} of shape {labels.shape} should "
+                                f"be {expected}", where="BertForPreTraining", name=name,
+                                value=labels)
         return labels
 
     def extra_repr(self):
@@ -248,6 +280,14 @@ def make_pretraining_batch(documents, vocab_size, cls_id, sep_id, pad_id, mask_i
     (a ``np.random.Generator``) makes the pairs and the masking reproducible; calling again
     with the same generator gives new pairs and a new masking (dynamic masking).
     """
+    where = "make_pretraining_batch"
+    vocab_size = check_int(where, "vocab_size", vocab_size, 1)
+    for name, value in (("cls_id", cls_id), ("sep_id", sep_id), ("pad_id", pad_id),
+                        ("mask_id", mask_id)):
+        check_int(where, name, value, 0, vocab_size, hint=f"(vocab_size={vocab_size})")
+    check_int(where, "max_length", max_length, 5, hint="(room for [CLS] A [SEP] B [SEP])")
+    batch_size = check_int(where, "batch_size", batch_size, 1, optional=True)
+    check_probability(where, "mask_prob", mask_prob)
     pairs = make_nsp_pairs(documents, rng)
     if batch_size is not None:
         chosen = rng.choice(len(pairs), size=batch_size, replace=batch_size > len(pairs))

@@ -14,7 +14,35 @@ from dataclasses import asdict, dataclass
 from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    check_bool,
+    check_int,
+    check_probability,
+    check_token_ids,
+    show,
+)
 from scratchlm.models.hf_gpt2 import read_hf_gpt2
+
+SIZE_HINTS = {
+    "vocab_size": "(the number of token ids)",
+    "block_size": "(the longest context, in tokens)",
+    "n_layer": "(the number of Transformer blocks)",
+    "n_head": "(the number of attention heads)",
+    "n_embd": "(the width of the residual stream)",
+}
+
+
+def check_heads(where, width_name, width, heads_name, heads):
+    """The width must split evenly into the heads: a clear error naming both otherwise."""
+    if width % heads:
+        near = width // heads * heads or heads
+        suggestion = f"for example {width_name}={near} or {width_name}={near + heads}"
+        raise ArgumentError(f"{where}: {width_name}={width} is not divisible by "
+                            f"{heads_name}={heads}; expected {width_name} a multiple of "
+                            f"{heads_name} ({suggestion})", where=where, name=width_name,
+                            value=width)
 
 
 @dataclass
@@ -28,18 +56,24 @@ class GPTConfig:
     bias: bool = True
 
     def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "
-                             f"n_head={self.n_head}")
+        """Refuse a size that is not a positive int (a bool, a float, a string), a dropout
+        that is not a probability (NaN included), a non-bool ``bias``, and an ``n_embd``
+        that does not split into ``n_head`` heads: :class:`~scratchlm.errors.ArgumentError`
+        (a ValueError; its :class:`~scratchlm.errors.ArgumentTypeError` also a TypeError)."""
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"GPTConfig: {name} must be positive, got {getattr(self, name)}")
+            setattr(self, name, check_int("GPTConfig", name, getattr(self, name), 1,
+                                          hint=SIZE_HINTS[name]))
+        check_probability("GPTConfig", "dropout", self.dropout)
+        self.bias = check_bool("GPTConfig", "bias", self.bias)
+        check_heads("GPTConfig", "n_embd", self.n_embd, "n_head", self.n_head)
 
     @classmethod
     def from_preset(cls, name, **overrides):
         """A named configuration (see ``PRESETS``), with any field overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown GPT preset {name!r}; choose one of {sorted(PRESETS)}")
+        if not isinstance(name, str) or name not in PRESETS:
+            raise ArgumentError(f"GPTConfig.from_preset: unknown GPT preset {show(name)}; "
+                                f"choose one of {sorted(PRESETS)}", where="GPTConfig.from_preset",
+                                name="name", value=name)
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self):
@@ -103,7 +137,7 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
+        self.config = check_config("GPT", config, GPTConfig)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
@@ -131,7 +165,13 @@ class GPT(nn.Module):
         the new tokens are fed and their positions continue after the cached ones.
         """
         logits = self.lm_head(self.hidden_states(idx, kv_caches))
-        loss = None if targets is None else F.cross_entropy(logits, targets)
+        loss = None
+        if targets is not None:
+            target_ids = backend.to_device(targets.data if isinstance(targets, Tensor)
+                                           else targets, logits.device)
+            check_token_ids("GPT", "targets", target_ids, self.config.vocab_size,
+                            shape=logits.shape[:2], ignore_index=-100)
+            loss = F.cross_entropy(logits, target_ids)
         return logits, loss
 
     def hidden_states(self, idx, kv_caches=None):
@@ -139,8 +179,10 @@ class GPT(nn.Module):
         head reads (a classifier reads it too)."""
         ids = idx.data if isinstance(idx, Tensor) else idx
         if getattr(ids, "ndim", 0) != 2:
-            raise ValueError(f"GPT: idx should be token ids of shape (batch, time), got "
-                             f"shape {getattr(ids, 'shape', None)}")
+            raise ArgumentError(f"GPT: idx should be token ids of shape (batch, time), got "
+                                f"shape {getattr(ids, 'shape', None)}", where="GPT", name="idx",
+                                value=idx)
+        check_token_ids("GPT", "idx", ids, self.config.vocab_size)
         start = 0 if kv_caches is None else kv_caches[0].length
         T = ids.shape[1]
         if start + T > self.config.block_size:
@@ -176,3 +218,12 @@ class GPT(nn.Module):
 
     def extra_repr(self):
         return f"{self.num_parameters():,} parameters"
+
+
+def check_config(where, config, config_class):
+    """``config`` if it is a ``config_class``; a dict gets a hint to build one from it."""
+    if isinstance(config, config_class):
+        return config
+    hint = f" (build one with {config_class.__name__}(**d))" if isinstance(config, dict) else ""
+    raise ArgumentTypeError(f"{where}: config={show(config)}{hint}; expected a "
+                            f"{config_class.__name__}", where=where, name="config", value=config)

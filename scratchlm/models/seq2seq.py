@@ -25,7 +25,22 @@ import numpy as np
 from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_bool,
+    check_choice,
+    check_int,
+    check_probability,
+    check_real,
+    check_token_ids,
+    is_integer,
+    show,
+)
 from scratchlm.metrics import bleu
+from scratchlm.models.gpt import check_config, check_heads
+from scratchlm.nn.feedforward import ACTIVATIONS
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, NUM_SPECIAL_IDS, PAD_ID, CharVocabulary
 from scratchlm.text.padding import pad_sequences
 from scratchlm.train import TrainConfig, Trainer
@@ -54,23 +69,36 @@ class Seq2SeqConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
+        """Refuse a size that is not a positive int (a bool, a float, a string), a dropout
+        that is not a probability (NaN included), an unknown activation, non-bool switches,
+        a ``pad_id`` outside either vocabulary, a ``layer_norm_eps`` that is not a positive
+        finite number, and a ``d_model`` that does not split into ``n_head`` heads
+        (:class:`~scratchlm.errors.ArgumentError`)."""
+        where = "Seq2SeqConfig"
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_head",
                      "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Seq2SeqConfig: {name} must be positive, got "
-                                 f"{getattr(self, name)}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"Seq2SeqConfig: d_model={self.d_model} is not divisible by "
-                             f"n_head={self.n_head}")
-        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"Seq2SeqConfig: pad_id={self.pad_id} is outside the vocabularies")
+            setattr(self, name, check_int(where, name, getattr(self, name), 1))
+        check_heads(where, "d_model", self.d_model, "n_head", self.n_head)
+        check_probability(where, "dropout", self.dropout)
+        check_choice(where, "activation", self.activation, sorted(ACTIVATIONS))
+        self.norm_first = check_bool(where, "norm_first", self.norm_first)
+        self.tie_output = check_bool(where, "tie_output", self.tie_output)
+        if not is_integer(self.pad_id) or \
+                not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise bad_argument(where, "pad_id", self.pad_id,
+                               f"an integer in [0, {min(self.src_vocab_size, self.tgt_vocab_size)})"
+                               f" (an id of both vocabularies)", "outside the vocabularies",
+                               ArgumentError if is_integer(self.pad_id) else ArgumentTypeError)
+        self.pad_id = int(self.pad_id)
+        check_real(where, "layer_norm_eps", self.layer_norm_eps, 0, low_open=True)
 
     @classmethod
     def from_preset(cls, name, src_vocab_size, tgt_vocab_size, **overrides):
         """A named configuration (see ``SEQ2SEQ_PRESETS``) for the given vocabularies."""
-        if name not in SEQ2SEQ_PRESETS:
-            raise ValueError(f"unknown seq2seq preset {name!r}; choose one of "
-                             f"{sorted(SEQ2SEQ_PRESETS)}")
+        if not isinstance(name, str) or name not in SEQ2SEQ_PRESETS:
+            raise ArgumentError(f"Seq2SeqConfig.from_preset: unknown seq2seq preset "
+                                f"{show(name)}; choose one of {sorted(SEQ2SEQ_PRESETS)}",
+                                where="Seq2SeqConfig.from_preset", name="name", value=name)
         return cls(src_vocab_size, tgt_vocab_size, **{**SEQ2SEQ_PRESETS[name], **overrides})
 
     def to_dict(self):
@@ -106,7 +134,7 @@ class Seq2SeqTransformer(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
+        self.config = check_config("Seq2SeqTransformer", config, Seq2SeqConfig)
         d = config.d_model
         self.embed_scale = math.sqrt(d)
         self.src_embed = nn.Embedding(config.src_vocab_size, d)
@@ -133,16 +161,30 @@ class Seq2SeqTransformer(nn.Module):
         return self.src_embed.weight.device
 
     def _ids(self, name, ids):
+        """``ids`` on the model's device, checked: (batch, time), integer, not empty, every
+        id in its vocabulary (the source's for ``src``; the target's, or ``pad_id``, else)."""
         ids = backend.to_device(ids.data if isinstance(ids, Tensor) else ids, self.device)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise ValueError(f"Seq2SeqTransformer: {name} should be integer token ids of shape "
-                             f"(batch, time), got shape {ids.shape} and dtype {ids.dtype}")
-        return ids
+            error = ArgumentError if ids.dtype.kind in "iu" else ArgumentTypeError
+            raise error(f"Seq2SeqTransformer: {name} should be integer token ids of shape "
+                        f"(batch, time), got shape {ids.shape} and dtype {ids.dtype}",
+                        where="Seq2SeqTransformer", name=name, value=ids)
+        vocab = self.config.src_vocab_size if name == "src" else self.config.tgt_vocab_size
+        return check_token_ids("Seq2SeqTransformer", name, ids, vocab)
 
     def _check_length(self, name, length):
         if length > self.config.max_len:
-            raise ValueError(f"Seq2SeqTransformer: {name} reaches position {length - 1}, beyond "
-                             f"max_len={self.config.max_len}")
+            raise ArgumentError(f"Seq2SeqTransformer: {name} reaches position {length - 1}, "
+                                f"beyond max_len={self.config.max_len}",
+                                where="Seq2SeqTransformer", name=name, value=length)
+
+    def _check_decoding(self, where, max_len, bos_id, eos_id):
+        """The decoding arguments every search takes: a length ≥ 1 within the position table,
+        and BOS/EOS ids of the target vocabulary."""
+        vocab = self.config.tgt_vocab_size
+        check_int(where, "max_len", max_len, 1, hint="(new tokens to decode at most)")
+        check_int(where, "bos_id", bos_id, 0, vocab, hint="(an id of the target vocabulary)")
+        check_int(where, "eos_id", eos_id, 0, vocab, hint="(an id of the target vocabulary)")
 
     def source_padding(self, src):
         """The key padding mask of ``src``: True at ``pad_id`` (None when there is none)."""
@@ -179,6 +221,7 @@ class Seq2SeqTransformer(nn.Module):
         return self.output_proj(x)
 
     def forward(self, src, tgt_in, tgt_out=None, src_key_padding_mask=None, label_smoothing=0.0):
+        check_real("Seq2SeqTransformer", "label_smoothing", label_smoothing, 0, 1)
         if src_key_padding_mask is None:
             src_key_padding_mask = self.source_padding(src)
         memory = self.encode(src, src_key_padding_mask)
@@ -204,8 +247,7 @@ class Seq2SeqTransformer(nn.Module):
     def _start_decoding(self, src, max_len):
         """Memory (B, S, d_model), source padding mask and empty caches for decoding up to
         ``max_len`` tokens after [BOS]."""
-        if max_len < 1:
-            raise ValueError(f"Seq2SeqTransformer: max_len={max_len}; expected ≥ 1 new tokens")
+        check_int("Seq2SeqTransformer", "max_len", max_len, 1, hint="(new tokens)")
         self._check_length("decoding", max_len)
         padding = self.source_padding(src)
         return self.encode(src, padding), padding, self.new_kv_caches(max_len)
@@ -217,6 +259,8 @@ class Seq2SeqTransformer(nn.Module):
         ``eos_id`` holds ``pad_id`` after it, and decoding stops once every row has.
         ``use_cache=False`` recomputes the whole prefix at each step (same result, slower).
         """
+        self._check_decoding("Seq2SeqTransformer.greedy_decode", max_len, bos_id, eos_id)
+        check_bool("Seq2SeqTransformer.greedy_decode", "use_cache", use_cache)
         xp = backend.xp_for(self.device)
         with generation.decoding_mode(self):
             memory, padding, caches = self._start_decoding(src, max_len)
@@ -246,6 +290,10 @@ class Seq2SeqTransformer(nn.Module):
         EOS) is returned with that normalized score, its ids as ``greedy_decode`` returns
         them; beam_width=1 is greedy decoding.
         """
+        where = "Seq2SeqTransformer.beam_search"
+        generation.check_beam_width(where, beam_width)
+        self._check_decoding(where, max_len, bos_id, eos_id)
+        check_real(where, "length_penalty", length_penalty)
         with generation.decoding_mode(self):
             best = generation.batched_beam_search(
                 _TranslationBeams(self, src, max_len, bos_id), beam_width, max_len,
@@ -286,10 +334,41 @@ class _TranslationBeams:
 
 def trim_at_eos(ids, eos_id):
     """Rows of decoded ids as lists, each cut before its first ``eos_id``."""
+    check_int("trim_at_eos", "eos_id", eos_id, 0)
+    rows = backend.to_numpy(ids)
+    if rows.ndim != 2:
+        raise bad_argument("trim_at_eos", "ids", ids, "decoded ids of shape (batch, time)")
     trimmed = []
-    for row in backend.to_numpy(ids).tolist():
+    for row in rows.tolist():
         trimmed.append(row[:row.index(eos_id)] if eos_id in row else row)
     return trimmed
+
+
+def check_sentences(where, name, sentences):
+    """A list (or tuple) of strings: not one string, whose characters would pass for
+    sentences."""
+    if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)):
+        raise bad_argument(where, name, sentences, "a list of strings",
+                           error=ArgumentTypeError)
+    for i, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise bad_argument(where, f"{name}[{i}]", sentence, "a string",
+                               error=ArgumentTypeError)
+
+
+def check_pairs(where, pairs):
+    """A non-empty list of (source, target) string pairs."""
+    if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)):
+        raise bad_argument(where, "pairs", pairs, "a list of (source, target) string pairs",
+                           error=ArgumentTypeError)
+    if not pairs:
+        raise bad_argument(where, "pairs", pairs, "at least one (source, target) pair",
+                           "no sentence pairs to train on")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(text, str) for text in pair)):
+            raise bad_argument(where, f"pairs[{i}]", pair, "a (source, target) pair of strings",
+                               error=ArgumentTypeError)
 
 
 # ------------------------------------------------------------------ training on sentence pairs
@@ -305,7 +384,13 @@ class TranslationRun:
 
     def translate(self, sentences, beam_width=1, max_len=None, batch_size=64):
         """Translations of ``sentences`` (strings): greedy, or beam search if beam_width > 1."""
-        max_len = max_len or self.model.config.max_len
+        where = "TranslationRun.translate"
+        check_sentences(where, "sentences", sentences)
+        generation.check_beam_width(where, beam_width)
+        max_len = self.model.config.max_len if max_len is None else \
+            check_int(where, "max_len", max_len, 1, self.model.config.max_len + 1,
+                      hint="(None for the model's max_len)")
+        batch_size = check_int(where, "batch_size", batch_size, 1)
         outputs = []
         for start in range(0, len(sentences), batch_size):
             src = pad_sequences([self.source_vocab.encode(s) or [PAD_ID]
@@ -319,6 +404,7 @@ class TranslationRun:
 
     def bleu(self, pairs, beam_width=1, tokenize="13a"):
         """Corpus BLEU (0-100) of the translations of ``pairs``' sources against their targets."""
+        check_pairs("TranslationRun.bleu", pairs)
         hypotheses = self.translate([source for source, _ in pairs], beam_width)
         return bleu(hypotheses, [target for _, target in pairs], tokenize=tokenize)
 
@@ -334,8 +420,11 @@ def train_translation(pairs, preset="small", steps=3000, batch_size=64, lr=1e-3,
     smoothing as the paper's 0.1, gradient clipping at 1. ``log(message)`` gets the mean
     loss every ``log_every`` steps (``log=None`` for silence).
     """
-    if not pairs:
-        raise ValueError("train_translation: no sentence pairs to train on")
+    check_pairs("train_translation", pairs)
+    log_every = check_int("train_translation", "log_every", log_every, 1)
+    if log is not None and not callable(log):
+        raise bad_argument("train_translation", "log", log, "a function of one message, or "
+                           "None for silence", error=ArgumentTypeError)
     backend.manual_seed(seed)
     source_vocab = CharVocabulary([source for source, _ in pairs])
     target_vocab = CharVocabulary([target for _, target in pairs])

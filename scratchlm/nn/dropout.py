@@ -1,6 +1,7 @@
 """``Dropout``: zero activations at random while training."""
 
 from scratchlm import functional as F
+from scratchlm.errors import ArgumentError, check_real
 from scratchlm.nn.module import Module
 
 
@@ -10,8 +11,10 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
+        check_real("Dropout", "p", p, hint="(a probability)")
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p={p} is not a probability; expected 0 ≤ p ≤ 1")
+            raise ArgumentError(f"Dropout: p={p} is not a probability; expected 0 ≤ p ≤ 1",
+                                where="Dropout", name="p", value=p)
         self.p = p
 
     def forward(self, x):

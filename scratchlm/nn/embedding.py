@@ -1,6 +1,7 @@
 """``Embedding``: a learned vector per token id."""
 
 from scratchlm import functional as F
+from scratchlm.errors import check_int
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 
@@ -14,6 +15,9 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim):
         super().__init__()
+        num_embeddings = check_int("Embedding", "num_embeddings", num_embeddings, 1,
+                                   hint="(rows of the table: the vocabulary size)")
+        embedding_dim = check_int("Embedding", "embedding_dim", embedding_dim, 1)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(init.normal((num_embeddings, embedding_dim)))
 

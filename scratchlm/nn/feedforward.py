@@ -1,6 +1,7 @@
 """``FeedForward``: the position-wise two-layer network of every Transformer block."""
 
 from scratchlm import functional as F
+from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int, check_probability, show
 from scratchlm.nn.dropout import Dropout
 from scratchlm.nn.linear import Linear
 from scratchlm.nn.module import Module
@@ -16,9 +17,11 @@ ACTIVATIONS = {
 
 def activation_function(name, layer):
     """The activation called ``name``, or a clear error naming ``layer``."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"{layer}: unknown activation {name!r}; expected one of "
-                         f"{sorted(ACTIVATIONS)}")
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        error = ArgumentError if isinstance(name, str) else ArgumentTypeError
+        raise error(f"{layer}: unknown activation {show(name)} (the argument activation); "
+                    f"expected one of {sorted(ACTIVATIONS)}", where=layer, name="activation",
+                    value=name)
     return ACTIVATIONS[name]
 
 
@@ -29,6 +32,9 @@ class FeedForward(Module):
 
     def __init__(self, d_model, d_ff, activation="gelu", dropout=0.0):
         super().__init__()
+        d_model = check_int("FeedForward", "d_model", d_model, 1)
+        d_ff = check_int("FeedForward", "d_ff", d_ff, 1)
+        check_probability("FeedForward", "dropout", dropout)
         self.activation_name = activation
         self.activation = activation_function(activation, "FeedForward")
         self.c_fc = Linear(d_model, d_ff)

@@ -10,6 +10,7 @@ Caches hold plain arrays and are for inference: use them under ``sl.no_grad()``.
 """
 
 from scratchlm import backend
+from scratchlm.errors import check_int
 
 
 class KVCache:
@@ -21,7 +22,8 @@ class KVCache:
     """
 
     def __init__(self, max_len=None):
-        self.max_len = max_len
+        self.max_len = check_int("KVCache", "max_len", max_len, 1, optional=True,
+                                 hint="(None sizes the cache to its first append)")
         self.keys = self.values = None
         self.length = 0
 
@@ -82,6 +84,7 @@ class DecoderKVCache:
     ``cross_attn`` holds the encoder memory's keys and values, computed at the first step."""
 
     def __init__(self, max_len):
+        check_int("DecoderKVCache", "max_len", max_len, 1)
         self.self_attn = KVCache(max_len)
         self.cross_attn = KVCache()
 

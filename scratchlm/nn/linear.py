@@ -3,6 +3,7 @@
 import math
 
 from scratchlm import functional as F
+from scratchlm.errors import check_bool, check_int
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 
@@ -17,6 +18,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
+        in_features = check_int("Linear", "in_features", in_features, 1)
+        out_features = check_int("Linear", "out_features", out_features, 1)
+        bias = check_bool("Linear", "bias", bias)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(init.uniform((out_features, in_features), bound))

@@ -6,17 +6,19 @@ the position of x's first step (non-zero when decoding one token at a time with 
 
 import numpy as np
 
+from scratchlm.errors import ArgumentError, check_int
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 
 
 def _check_positions(layer, x, offset, d_model, max_len):
+    check_int(layer, "offset", offset, 0, hint="(the position of x's first step)")
     if x.ndim != 3 or x.shape[-1] != d_model:
         raise ValueError(f"{layer}: input of shape {x.shape} should be (batch, time, "
                          f"{d_model})")
-    if offset < 0 or offset + x.shape[1] > max_len:
-        raise ValueError(f"{layer}: positions {offset}..{offset + x.shape[1] - 1} are beyond "
-                         f"max_len={max_len}")
+    if offset + x.shape[1] > max_len:
+        raise ArgumentError(f"{layer}: positions {offset}..{offset + x.shape[1] - 1} are beyond "
+                            f"max_len={max_len}", where=layer, name="offset", value=offset)
 
 
 def sinusoidal_table(max_len, d_model):
@@ -42,6 +44,8 @@ class SinusoidalPositionalEncoding(Module):
 
     def __init__(self, d_model, max_len=5000):
         super().__init__()
+        d_model = check_int("SinusoidalPositionalEncoding", "d_model", d_model, 1)
+        max_len = check_int("SinusoidalPositionalEncoding", "max_len", max_len, 1)
         self.d_model, self.max_len = d_model, max_len
         self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)
 
@@ -63,6 +67,8 @@ class LearnedPositionalEmbedding(Module):
 
     def __init__(self, max_len, d_model):
         super().__init__()
+        max_len = check_int("LearnedPositionalEmbedding", "max_len", max_len, 1)
+        d_model = check_int("LearnedPositionalEmbedding", "d_model", d_model, 1)
         self.max_len, self.d_model = max_len, d_model
         self.weight = Parameter(init.normal((max_len, d_model)))
 

@@ -12,11 +12,24 @@ Arguments, masks and defaults follow ``torch.nn.TransformerEncoderLayer`` /
 Init: every Linear U(±1/√fan_in), every LayerNorm γ = 1, β = 0.
 """
 
-from scratchlm.nn.attention import MultiHeadAttention
+from scratchlm.errors import check_bool, check_int, check_probability, check_real
+from scratchlm.nn.attention import MultiHeadAttention, check_attention_sizes
 from scratchlm.nn.dropout import Dropout
-from scratchlm.nn.feedforward import FeedForward
+from scratchlm.nn.feedforward import FeedForward, activation_function
 from scratchlm.nn.module import Module
 from scratchlm.nn.normalization import LayerNorm
+
+
+def check_layer_settings(where, d_model, nhead, dim_feedforward, dropout, activation,
+                         norm_first, layer_norm_eps):
+    """A Transformer layer's settings, each error naming the layer and its own argument
+    (``nhead``, not the attention module's ``num_heads``)."""
+    check_attention_sizes(where, "d_model", d_model, "nhead", nhead)
+    check_int(where, "dim_feedforward", dim_feedforward, 1)
+    check_probability(where, "dropout", dropout)
+    activation_function(activation, where)
+    check_bool(where, "norm_first", norm_first)
+    check_real(where, "layer_norm_eps", layer_norm_eps, 0, low_open=True)
 
 
 class TransformerEncoderLayer(Module):
@@ -28,6 +41,8 @@ class TransformerEncoderLayer(Module):
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  norm_first=False, layer_norm_eps=1e-5):
+        check_layer_settings("TransformerEncoderLayer", d_model, nhead, dim_feedforward, dropout,
+                             activation, norm_first, layer_norm_eps)
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
@@ -69,6 +84,8 @@ class TransformerDecoderLayer(Module):
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  norm_first=False, layer_norm_eps=1e-5):
+        check_layer_settings("TransformerDecoderLayer", d_model, nhead, dim_feedforward, dropout,
+                             activation, norm_first, layer_norm_eps)
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)

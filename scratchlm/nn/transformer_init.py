@@ -19,6 +19,7 @@ variance of activations and gradients the same through every layer.
 import math
 
 from scratchlm import backend
+from scratchlm.errors import ArgumentTypeError, bad_argument, check_bool, check_int, check_real
 from scratchlm.nn import init
 from scratchlm.nn.embedding import Embedding
 from scratchlm.nn.linear import Linear
@@ -39,6 +40,14 @@ def init_transformer_weights(module, std=0.02, *, embedding_std=None, xavier=Fal
     the residual projections (``Linear`` layers named ``c_proj``) to std / √(2·n_residual_layers).
     A tied weight is drawn once, as the parameter ``named_parameters()`` lists.
     """
+    where = "init_transformer_weights"
+    if not hasattr(module, "named_parameters") or not hasattr(module, "modules"):
+        raise bad_argument(where, "module", module, "an nn.Module", error=ArgumentTypeError)
+    check_real(where, "std", std, 0)
+    check_real(where, "embedding_std", embedding_std, 0, optional=True)
+    check_bool(where, "xavier", xavier)
+    check_int(where, "n_residual_layers", n_residual_layers, 1, optional=True,
+              hint="(GPT-2's n_layer)")
     embedding_std = std if embedding_std is None else embedding_std
     embedding_tables = {id(layer.weight) for layer in module.modules()
                         if isinstance(layer, (Embedding, LearnedPositionalEmbedding))}

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 
+from scratchlm.errors import ArgumentError, check_id_sequence, check_int
 from scratchlm.text.bpe_training import learn_merges
 from scratchlm.text.byte_level import bytes_to_printable, printable_to_bytes, split_words
 from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
@@ -72,7 +73,8 @@ class BPETokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes that id ``token_id`` stands for (a special token's UTF-8 text)."""
-        return self._bytes_of(int(token_id), "token_bytes")
+        return self._bytes_of(check_int("BPETokenizer.token_bytes", "token_id", token_id),
+                              "token_bytes")
 
     # ------------------------------------------------------------------ training
     def train(self, text: str, vocab_size: int, special_tokens: Iterable[str] = ()
@@ -92,10 +94,13 @@ class BPETokenizer:
         if not all(isinstance(token, str) and token for token in special_tokens):
             raise ValueError("BPETokenizer.train: special tokens must be non-empty strings, "
                              f"got {special_tokens}")
+        vocab_size = check_int("BPETokenizer.train", "vocab_size", vocab_size)
         num_merges = vocab_size - 256 - len(special_tokens)
         if num_merges < 0:
-            raise ValueError(f"BPETokenizer.train: vocab_size={vocab_size} is smaller than the "
-                             f"256 byte tokens plus {len(special_tokens)} special tokens")
+            raise ArgumentError(f"BPETokenizer.train: vocab_size={vocab_size} is smaller than "
+                                f"the 256 byte tokens plus {len(special_tokens)} special "
+                                f"tokens; expected vocab_size ≥ {256 + len(special_tokens)}",
+                                where="BPETokenizer.train", name="vocab_size", value=vocab_size)
         word_counts: Counter[str] = Counter()
         for piece in _split_on(text, special_tokens):
             if piece not in special_tokens:
@@ -122,6 +127,11 @@ class BPETokenizer:
             raise TypeError(f"BPETokenizer.encode: expected text as str, got {type(text).__name__}")
         if allowed_special == "all":
             allowed = list(self._special_tokens)
+        elif isinstance(allowed_special, str) or not hasattr(allowed_special, "__iter__"):
+            raise ArgumentError(f"BPETokenizer.encode: allowed_special={allowed_special!r}; "
+                                "expected 'all' or a list of special tokens ([] for none)",
+                                where="BPETokenizer.encode", name="allowed_special",
+                                value=allowed_special)
         else:
             allowed = list(allowed_special)
             unknown = [token for token in allowed if token not in self._special_tokens]
@@ -183,7 +193,8 @@ class BPETokenizer:
     # ------------------------------------------------------------------ decoding
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; bytes that do not form valid UTF-8 become U+FFFD, as in GPT-2."""
-        data = b"".join(self._bytes_of(int(token_id), "decode") for token_id in ids)
+        data = b"".join(self._bytes_of(token_id, "decode")
+                        for token_id in check_id_sequence("BPETokenizer.decode", "ids", ids))
         return data.decode("utf-8", errors="replace")
 
     def _bytes_of(self, token_id: int, caller: str) -> bytes:
@@ -191,8 +202,9 @@ class BPETokenizer:
             return self._id_to_bytes[token_id]
         if token_id in self._special_ids:
             return self._special_ids[token_id].encode("utf-8")
-        raise ValueError(f"BPETokenizer.{caller}: id {token_id} is outside the vocabulary "
-                         f"of {self.vocab_size} ids")
+        raise ArgumentError(f"BPETokenizer.{caller}: id {token_id} is outside the vocabulary "
+                            f"of {self.vocab_size} ids; expected ids in [0, {self.vocab_size})",
+                            where=f"BPETokenizer.{caller}", name="ids", value=token_id)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:

@@ -15,6 +15,8 @@ import re
 import sys
 import unicodedata
 
+from scratchlm.errors import check_text
+
 #: GPT-2's pre-tokenization pattern, as published (tiktoken and the `regex` package read it):
 #: English contractions, runs of letters, runs of digits, runs of other symbols (each
 #: optionally led by one space), and whitespace. ``\p{L}`` is any letter (Unicode general
@@ -26,6 +28,7 @@ GPT2_SPLIT_PATTERN = (
 
 def split_words(text: str) -> list[str]:
     """Cut text into GPT-2's pre-tokenized words; joining them gives the text back."""
+    check_text("split_words", "text", text)
     return _gpt2_splitter().findall(text)
 
 

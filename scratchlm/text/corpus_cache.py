@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scratchlm.errors import ArgumentError, check_int
 from scratchlm.text.bpe_tokenizer import BPETokenizer
 from scratchlm.text.char_tokenizer import CharTokenizer
 from scratchlm.text.corpora import load_chinese, load_shakespeare
@@ -41,17 +42,23 @@ def prepare_corpus(name: str, tokenizer_kind: str = "char", data_dir: str | os.P
     The first call writes ``<name>-<kind>[<vocab_size>].npy`` and ``.tokenizer.json`` under
     ``data_dir``; later calls with the same settings just read them back.
     """
-    if name not in CORPORA:
-        raise ValueError(f"prepare_corpus: unknown corpus {name!r}; choose from {list(CORPORA)}")
-    if tokenizer_kind not in TOKENIZER_KINDS:
-        raise ValueError(f"prepare_corpus: tokenizer_kind must be one of {TOKENIZER_KINDS}, "
-                         f"got {tokenizer_kind!r}")
+    if not isinstance(name, str) or name not in CORPORA:
+        raise ArgumentError(f"prepare_corpus: unknown corpus {name!r}; choose from "
+                            f"{list(CORPORA)}", where="prepare_corpus", name="name", value=name)
+    if not isinstance(tokenizer_kind, str) or tokenizer_kind not in TOKENIZER_KINDS:
+        raise ArgumentError(f"prepare_corpus: tokenizer_kind must be one of {TOKENIZER_KINDS}, "
+                            f"got {tokenizer_kind!r}", where="prepare_corpus",
+                            name="tokenizer_kind", value=tokenizer_kind)
     if tokenizer_kind == "bpe":
-        vocab_size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
+        vocab_size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else \
+            check_int("prepare_corpus", "vocab_size", vocab_size, 256,
+                      hint="(the 256 byte tokens and the merges learned)")
         key = f"{name}-bpe{vocab_size}"
     elif vocab_size is not None:
-        raise ValueError(f"prepare_corpus: vocab_size applies to 'bpe' only; a "
-                         f"{tokenizer_kind!r} tokenizer's vocabulary is fixed")
+        raise ArgumentError(f"prepare_corpus: vocab_size applies to 'bpe' only; a "
+                            f"{tokenizer_kind!r} tokenizer's vocabulary is fixed; expected "
+                            "vocab_size=None", where="prepare_corpus", name="vocab_size",
+                            value=vocab_size)
     else:
         key = f"{name}-{tokenizer_kind}"
     ids_path = Path(data_dir) / f"{key}.npy"

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int, check_real
+
 
 def train_val_split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Split a 1-D token stream into its first ``1 - val_fraction`` and its last ``val_fraction``.
@@ -9,9 +11,11 @@ def train_val_split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndar
     The split is contiguous (no shuffling), so no validation text leaks into training blocks.
     """
     ids = _token_stream(ids, "train_val_split")
+    check_real("train_val_split", "val_fraction", val_fraction)
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError("train_val_split: val_fraction must be between 0 and 1, "
-                         f"got {val_fraction}")
+        raise ArgumentError("train_val_split: val_fraction must be between 0 and 1, "
+                            f"got {val_fraction}; expected 0 < val_fraction < 1",
+                            where="train_val_split", name="val_fraction", value=val_fraction)
     boundary = int(round(len(ids) * (1.0 - val_fraction)))
     if boundary in (0, len(ids)):
         raise ValueError(f"train_val_split: {len(ids)} tokens are too few to split "
@@ -61,24 +65,33 @@ def _token_stream(ids, caller: str) -> np.ndarray:
     if not isinstance(ids, np.ndarray):  # keep memory-mapped arrays as they are
         ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"{caller}: expected a 1-D array of integer token ids, got "
-                         f"shape {ids.shape} and dtype {ids.dtype}")
+        error = ArgumentError if np.issubdtype(ids.dtype, np.integer) else ArgumentTypeError
+        raise error(f"{caller}: expected a 1-D array of integer token ids, got "
+                    f"shape {ids.shape} and dtype {ids.dtype}", where=caller, name="data",
+                    value=ids)
     return ids
 
 
 def _check_sizes(data: np.ndarray, batch_size: int, block_size: int, caller: str) -> None:
+    check_int(caller, "batch_size", batch_size)
+    check_int(caller, "block_size", block_size)
     if batch_size < 1 or block_size < 1:
-        raise ValueError(f"{caller}: batch_size and block_size must be positive, got "
-                         f"{batch_size} and {block_size}")
+        raise ArgumentError(f"{caller}: batch_size and block_size must be positive, got "
+                            f"batch_size={batch_size} and block_size={block_size}; expected "
+                            "integers ≥ 1", where=caller,
+                            name="batch_size" if batch_size < 1 else "block_size",
+                            value=batch_size if batch_size < 1 else block_size)
     if len(data) <= block_size:
-        raise ValueError(f"{caller}: block_size={block_size} needs more than {block_size} "
-                         f"tokens, the data has {len(data)}")
+        raise ArgumentError(f"{caller}: block_size={block_size} needs more than {block_size} "
+                            f"tokens, the data has {len(data)}; expected block_size < "
+                            f"{len(data)}", where=caller, name="block_size", value=block_size)
 
 
 def _generator(rng, caller: str) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{caller}: rng must be a numpy.random.Generator "
-                        f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+        raise ArgumentTypeError(f"{caller}: rng must be a numpy.random.Generator "
+                                f"(np.random.default_rng(seed)), got {type(rng).__name__}",
+                                where=caller, name="rng", value=rng)
     return rng

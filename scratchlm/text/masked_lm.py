@@ -4,6 +4,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    check_id_sequence,
+    check_int,
+    check_probability,
+)
+
 #: Label of a position the MLM loss ignores (cross_entropy's default ignore_index).
 IGNORE_INDEX = -100
 
@@ -21,19 +29,31 @@ def mask_tokens(ids, mask_token_id: int, vocab_size: int, special_ids: Iterable[
     Returns ``(inputs, labels)``, int64 arrays shaped like ``ids``: ``labels`` holds the
     original id where a token was chosen and -100 (ignored by the loss) everywhere else.
     """
+    where = "mask_tokens"
     ids = np.asarray(ids)
     if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"mask_tokens: expected integer token ids, got dtype {ids.dtype}")
+        raise ArgumentTypeError(f"mask_tokens: expected integer token ids, got dtype "
+                                f"{ids.dtype} (the argument ids)", where=where, name="ids",
+                                value=ids)
+    vocab_size = check_int(where, "vocab_size", vocab_size, 1)
+    check_int(where, "mask_token_id", mask_token_id)
     if not 0 <= mask_token_id < vocab_size:
-        raise ValueError(f"mask_tokens: mask_token_id={mask_token_id} is outside the "
-                         f"vocabulary [0, {vocab_size})")
-    if not 0.0 <= mask_prob <= 1.0:
-        raise ValueError(f"mask_tokens: mask_prob must be in [0, 1], got {mask_prob}")
+        raise ArgumentError(f"mask_tokens: mask_token_id={mask_token_id} is outside the "
+                            f"vocabulary [0, {vocab_size}); expected 0 ≤ mask_token_id < "
+                            f"vocab_size", where=where, name="mask_token_id",
+                            value=mask_token_id)
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise ArgumentError(f"mask_tokens: ids hold {bad}, outside the vocabulary [0, "
+                            f"{vocab_size}); expected 0 ≤ id < vocab_size={vocab_size}",
+                            where=where, name="ids", value=ids)
+    special_ids = check_id_sequence(where, "special_ids", special_ids)
+    check_probability(where, "mask_prob", mask_prob)
     if rng is None:
         rng = np.random.default_rng()
     elif not isinstance(rng, np.random.Generator):
-        raise TypeError(f"mask_tokens: rng must be a numpy.random.Generator, "
-                        f"got {type(rng).__name__}")
+        raise ArgumentTypeError(f"mask_tokens: rng must be a numpy.random.Generator, "
+                                f"got {type(rng).__name__}", where=where, name="rng", value=rng)
 
     ids = ids.astype(np.int64)
     special = np.isin(ids, np.fromiter(special_ids, dtype=np.int64))

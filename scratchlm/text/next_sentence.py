@@ -7,6 +7,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_id_sequence,
+    check_int,
+)
+
 
 def make_nsp_pairs(sentences_by_document: Sequence[Sequence], rng: np.random.Generator
                    ) -> list[tuple[object, object, int]]:
@@ -18,9 +26,21 @@ def make_nsp_pairs(sentences_by_document: Sequence[Sequence], rng: np.random.Gen
     shuffled with ``rng``. Sentences may be strings or token id lists; they are passed through.
     """
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"make_nsp_pairs: rng must be a numpy.random.Generator, "
-                        f"got {type(rng).__name__}")
-    documents = [list(document) for document in sentences_by_document]
+        raise ArgumentTypeError(f"make_nsp_pairs: rng must be a numpy.random.Generator, "
+                                f"got {type(rng).__name__}", where="make_nsp_pairs",
+                                name="rng", value=rng)
+    if isinstance(sentences_by_document, (str, bytes)) \
+            or not hasattr(sentences_by_document, "__iter__"):
+        raise bad_argument("make_nsp_pairs", "sentences_by_document", sentences_by_document,
+                           "a list of documents, each a list of sentences",
+                           error=ArgumentTypeError)
+    documents = []
+    for d, document in enumerate(sentences_by_document):
+        if isinstance(document, (str, bytes)) or not hasattr(document, "__iter__"):
+            raise bad_argument("make_nsp_pairs", f"sentences_by_document[{d}]", document,
+                               "a document as a list of sentences (strings or token id "
+                               "lists), not one string", error=ArgumentTypeError)
+        documents.append(list(document))
     candidates = [(d, i) for d, document in enumerate(documents) for i in range(len(document) - 1)]
     if not candidates:
         raise ValueError("make_nsp_pairs: no document has two sentences, so there is no real "
@@ -69,10 +89,16 @@ def pack_bert_pair(ids_a: Sequence[int], ids_b: Sequence[int], cls_id: int, sep_
     A pair that does not fit is truncated as BERT does: one token at a time from the end of
     whichever sentence is longer at that moment.
     """
+    where = "pack_bert_pair"
+    check_int(where, "max_length", max_length)
     if max_length < 5:
-        raise ValueError(f"pack_bert_pair: max_length={max_length} leaves no room for "
-                         "[CLS] A [SEP] B [SEP] with a token in each sentence")
-    ids_a, ids_b = [int(i) for i in ids_a], [int(i) for i in ids_b]
+        raise ArgumentError(f"pack_bert_pair: max_length={max_length} leaves no room for "
+                            "[CLS] A [SEP] B [SEP] with a token in each sentence; expected "
+                            "max_length ≥ 5", where=where, name="max_length", value=max_length)
+    for name, value in (("cls_id", cls_id), ("sep_id", sep_id), ("pad_id", pad_id)):
+        check_int(where, name, value, 0)
+    ids_a = check_id_sequence(where, "ids_a", ids_a)
+    ids_b = check_id_sequence(where, "ids_b", ids_b)
     while len(ids_a) + len(ids_b) + 3 > max_length:
         (ids_a if len(ids_a) > len(ids_b) else ids_b).pop()
     first = [cls_id, *ids_a, sep_id]
@@ -90,8 +116,17 @@ def pack_bert_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int], int]], c
                     sep_id: int, pad_id: int, max_length: int) -> tuple[BertInputs, np.ndarray]:
     """Pack ``(ids_a, ids_b, is_next)`` triples (e.g. from `make_nsp_pairs` after encoding)
     into one batch: `BertInputs` of (N, max_length) arrays and the is_next labels, shape (N,)."""
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__len__"):
+        raise bad_argument("pack_bert_pairs", "pairs", pairs, "a list of (ids_a, ids_b, "
+                           "is_next) triples", error=ArgumentTypeError)
     if not pairs:
-        raise ValueError("pack_bert_pairs: expected at least one (ids_a, ids_b, is_next) triple")
+        raise ArgumentError("pack_bert_pairs: pairs is empty; expected at least one (ids_a, "
+                            "ids_b, is_next) triple", where="pack_bert_pairs", name="pairs",
+                            value=pairs)
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 3:
+            raise bad_argument("pack_bert_pairs", f"pairs[{i}]", pair,
+                               "an (ids_a, ids_b, is_next) triple", error=ArgumentTypeError)
     packed = [pack_bert_pair(a, b, cls_id, sep_id, pad_id, max_length) for a, b, _ in pairs]
     batch = BertInputs(*(np.stack(field) for field in zip(*packed)))
     return batch, np.array([is_next for _, _, is_next in pairs], dtype=np.int64)

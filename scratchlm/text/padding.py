@@ -4,6 +4,14 @@ from itertools import chain
 
 import numpy as np
 
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_id_sequence,
+    check_int,
+)
+
 
 def pad_sequences(sequences, pad_id=0):
     """Lists of ids as one (N, longest) int64 array, padded on the right with ``pad_id``.
@@ -17,9 +25,16 @@ def pad_sequences(sequences, pad_id=0):
     array([[5, 6, 7],
            [8, 0, 0]])
     """
-    sequences = [list(sequence) for sequence in sequences]
+    if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
+        raise bad_argument("pad_sequences", "sequences", sequences,
+                           "a list of token id lists", error=ArgumentTypeError)
+    pad_id = check_int("pad_sequences", "pad_id", pad_id)
+    sequences = [check_id_sequence("pad_sequences", f"sequences[{i}]", sequence)
+                 for i, sequence in enumerate(sequences)]
     if not sequences:
-        raise ValueError("pad_sequences: no sequences to pad")
+        raise ArgumentError("pad_sequences: no sequences to pad; expected at least one "
+                            "sequence", where="pad_sequences", name="sequences",
+                            value=sequences)
     lengths = np.array([len(sequence) for sequence in sequences])
     batch = np.full((len(sequences), lengths.max()), pad_id, dtype=np.int64)
     batch[np.arange(lengths.max()) < lengths[:, None]] = list(chain.from_iterable(sequences))

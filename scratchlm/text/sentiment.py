@@ -17,6 +17,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_choice,
+    check_int,
+    check_real,
+    check_text,
+)
 from scratchlm.text.package_data import package_data
 
 SENTIMENT_TASKS = ("sentiment-zh", "sentiment-en")
@@ -53,7 +62,8 @@ def _raw_pairs(task):
         with open(path, encoding="utf-8", newline="") as handle:
             return [(row["text"].strip(), int(row["label"])) for row in csv.DictReader(handle)
                     if row["source"] == "rotten_tomatoes"]
-    raise ValueError(f"load_sentiment: unknown task {task!r}; choose one of {SENTIMENT_TASKS}")
+    raise ArgumentError(f"load_sentiment: unknown task {task!r}; choose one of "
+                        f"{SENTIMENT_TASKS}", where="load_sentiment", name="task", value=task)
 
 
 def deduplicate(pairs):
@@ -67,8 +77,11 @@ def deduplicate(pairs):
 
 def load_sentiment(task="sentiment-zh", test_fraction=0.2, seed=0):
     """The task's deduplicated texts split into train and test by ``seed``."""
+    check_real("load_sentiment", "test_fraction", test_fraction)
     if not 0 < test_fraction < 1:
-        raise ValueError(f"load_sentiment: test_fraction must be in (0, 1), got {test_fraction}")
+        raise ArgumentError(f"load_sentiment: test_fraction must be in (0, 1), got "
+                            f"{test_fraction}; expected 0 < test_fraction < 1",
+                            where="load_sentiment", name="test_fraction", value=test_fraction)
     pairs = deduplicate(_raw_pairs(task))
     order = np.random.default_rng(seed).permutation(len(pairs))
     texts = [pairs[i][0] for i in order]
@@ -81,6 +94,11 @@ def load_sentiment(task="sentiment-zh", test_fraction=0.2, seed=0):
 def balanced_sample(data, k, rng):
     """``k`` examples of ``data`` (a :class:`LabelledTexts`), as even over the labels as k
     allows, in random order (the few-shot demonstrations of a prompt)."""
+    k = check_int("balanced_sample", "k", k, 0, len(data) + 1,
+                  hint=f"(at most the {len(data)} examples)")
+    if not isinstance(rng, np.random.Generator):
+        raise bad_argument("balanced_sample", "rng", rng, "a numpy.random.Generator "
+                           "(np.random.default_rng(seed))", error=ArgumentTypeError)
     chosen = []
     classes = np.unique(data.labels)
     for position, label in enumerate(classes):
@@ -97,9 +115,16 @@ def encode_for_classifier(tokenizer, texts, max_length, kind="bert"):
     ``kind="bert"``: ``[CLS] text [SEP]`` (the text cut to fit); ``"gpt"``: the text alone.
     Both keep the text's first tokens, so the two models read the same characters.
     """
+    where = "encode_for_classifier"
+    check_choice(where, "kind", kind, ("bert", "gpt"))
     special = 2 if kind == "bert" else 0
+    check_int(where, "max_length", max_length, special + 1,
+              hint="(room for [CLS] text [SEP])" if special else "")
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise bad_argument(where, "texts", texts, "a list of strings", error=ArgumentTypeError)
     rows = []
     for text in texts:
+        check_text(where, "texts[…]", text)
         ids = tokenizer.encode(text)[: max_length - special]
         rows.append([tokenizer.cls_id, *ids, tokenizer.sep_id] if kind == "bert" else ids)
     length = max(1, max(len(r) for r in rows))

@@ -17,6 +17,15 @@ import json
 import re
 from collections import Counter
 
+from scratchlm.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    bad_argument,
+    check_bool,
+    check_id_sequence,
+    check_int,
+    check_text,
+)
 from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -53,9 +62,14 @@ class SpecialCharTokenizer:
     def train(self, texts, max_size=None):
         """Keep the characters of ``texts`` (an iterable of strings), the ``max_size`` most
         frequent ones when given (ties in first-seen order); returns the tokenizer."""
+        max_size = check_int("SpecialCharTokenizer.train", "max_size", max_size, 1,
+                             optional=True, hint="(None keeps every character)")
+        if not hasattr(texts, "__iter__"):
+            raise bad_argument("SpecialCharTokenizer.train", "texts", texts,
+                               "an iterable of strings", error=ArgumentTypeError)
         counts = Counter()
         for text in texts:
-            counts.update(text)
+            counts.update(check_text("SpecialCharTokenizer.train", "texts[…]", text))
         counts.pop("\n", None)
         ranked = [c for c, _ in counts.most_common(max_size)]
         self._set_chars(ranked)
@@ -64,6 +78,7 @@ class SpecialCharTokenizer:
     def encode(self, text):
         """Token ids of ``text``: one per character (unknown ones [UNK]); the special tokens
         written as ``[MASK]``, ``[SEP]``, ... become their ids."""
+        check_text("SpecialCharTokenizer.encode", "text", text)
         ids = []
         for piece in _SPECIAL.split(text):
             if piece in SPECIAL_TOKENS:
@@ -73,9 +88,14 @@ class SpecialCharTokenizer:
         return ids
 
     def decode(self, ids, skip_special=False):
+        where = "SpecialCharTokenizer.decode"
+        check_bool(where, "skip_special", skip_special)
         out = []
-        for i in ids:
-            i = int(i)
+        for i in check_id_sequence(where, "ids", ids):
+            if not 0 <= i < self.vocab_size:
+                raise ArgumentError(f"{where}: id {i} is outside the vocabulary of "
+                                    f"{self.vocab_size} tokens; expected ids in [0, "
+                                    f"{self.vocab_size})", where=where, name="ids", value=i)
             if i < len(SPECIAL_TOKENS):
                 if not skip_special:
                     out.append(SPECIAL_TOKENS[i])
