@@ -73,7 +73,7 @@ class BertConfig:
         """A named configuration (see ``BERT_PRESETS``), with any field overridden."""
         if not isinstance(name, str) or name not in BERT_PRESETS:
             raise ArgumentError(f"BertConfig.from_preset: unknown BERT preset {show(name)}; "
-                                f"choose one of {sorted(BERT_PRESETS)}",
+                                f"expected name to be one of {sorted(BERT_PRESETS)}",
                                 where="BertConfig.from_preset", name="name", value=name)
         return cls(**{**BERT_PRESETS[name], **overrides})
 

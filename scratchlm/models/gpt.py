@@ -72,8 +72,8 @@ class GPTConfig:
         """A named configuration (see ``PRESETS``), with any field overridden."""
         if not isinstance(name, str) or name not in PRESETS:
             raise ArgumentError(f"GPTConfig.from_preset: unknown GPT preset {show(name)}; "
-                                f"choose one of {sorted(PRESETS)}", where="GPTConfig.from_preset",
-                                name="name", value=name)
+                                f"expected name to be one of {sorted(PRESETS)}",
+                                where="GPTConfig.from_preset", name="name", value=name)
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self):
@@ -186,9 +186,12 @@ class GPT(nn.Module):
         start = 0 if kv_caches is None else kv_caches[0].length
         T = ids.shape[1]
         if start + T > self.config.block_size:
-            raise ValueError(f"GPT: a sequence of {start + T} positions is longer than "
-                             f"block_size={self.config.block_size}; crop the input to the last "
-                             f"{self.config.block_size} tokens (generate() does this itself)")
+            cached = f" after {start} cached" if start else ""
+            raise ArgumentError(f"GPT: a sequence of {start + T} positions is longer than "
+                                f"block_size={self.config.block_size} (idx of shape "
+                                f"{tuple(ids.shape)}{cached}); crop the input to the last "
+                                f"{self.config.block_size} tokens (generate() does this itself)",
+                                where="GPT", name="idx", value=idx)
         xp = backend.get_array_module(self.transformer.wpe.weight.data)
         positions = xp.arange(start, start + T)
         x = self.transformer.wte(ids) + self.transformer.wpe(positions)
@@ -225,5 +228,6 @@ def check_config(where, config, config_class):
     if isinstance(config, config_class):
         return config
     hint = f" (build one with {config_class.__name__}(**d))" if isinstance(config, dict) else ""
-    raise ArgumentTypeError(f"{where}: config={show(config)}{hint}; expected a "
+    given = "None" if config is None else f"a {type(config).__name__}"
+    raise ArgumentTypeError(f"{where}: config is {given}{hint}; expected a "
                             f"{config_class.__name__}", where=where, name="config", value=config)

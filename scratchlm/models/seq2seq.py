@@ -97,7 +97,8 @@ class Seq2SeqConfig:
         """A named configuration (see ``SEQ2SEQ_PRESETS``) for the given vocabularies."""
         if not isinstance(name, str) or name not in SEQ2SEQ_PRESETS:
             raise ArgumentError(f"Seq2SeqConfig.from_preset: unknown seq2seq preset "
-                                f"{show(name)}; choose one of {sorted(SEQ2SEQ_PRESETS)}",
+                                f"{show(name)}; expected name to be one of "
+                                f"{sorted(SEQ2SEQ_PRESETS)}",
                                 where="Seq2SeqConfig.from_preset", name="name", value=name)
         return cls(src_vocab_size, tgt_vocab_size, **{**SEQ2SEQ_PRESETS[name], **overrides})
 
