@@ -39,6 +39,7 @@ from scratchlm.errors import (
     check_token_ids,
     is_integer,
 )
+from scratchlm.functional.softmax import softmax_array
 from scratchlm.sampling_filters import top_k_filter, top_p_filter
 
 __all__ = ["generate", "beam_search", "batched_beam_search", "BeamSearchResult",
@@ -141,8 +142,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True,
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = softmax_array(logits)
     # Inverse-CDF sampling, all rows at once: the first token whose cumulative mass passes u.
     rng = rng or backend.generator(backend.device_of(logits))
     u = xp.asarray(rng.random((probs.shape[0], 1)))

@@ -11,6 +11,7 @@ import operator
 
 from scratchlm.backend import get_array_module
 from scratchlm.errors import ArgumentError, ArgumentTypeError
+from scratchlm.functional.softmax import softmax_array
 
 
 def _check_logits(name, logits):
@@ -85,8 +86,7 @@ def top_p_filter(logits, p):
 
     order = xp.argsort(rows, axis=-1, kind="stable")
     ascending = xp.take_along_axis(rows, order, axis=-1)
-    probs = xp.exp(ascending - ascending[:, -1:])
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = softmax_array(ascending)
     remove_sorted = xp.cumsum(probs, axis=-1) <= 1.0 - p
     remove_sorted[:, -1] = False
 
