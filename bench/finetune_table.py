@@ -24,15 +24,17 @@ from scratchlm.finetune import FinetuneConfig, finetune, prompt_run
 def rows(args):
     """(label, function returning a results dict) in table order."""
     bert, gpt = args.bert, args.gpt
-    common = dict(epochs=args.epochs, max_test=args.max_test, seed=args.seed)
+    common = dict(epochs=args.epochs, max_steps=args.max_steps, max_test=args.max_test,
+                  seed=args.seed)
 
     def tune(run, **kwargs):
         return lambda: finetune(run, FinetuneConfig(**{**common, **kwargs}),
                                 progress=not args.no_progress)
 
-    def prompt(run, shots):
+    def prompt(run, shots, calibrate=False):
         return lambda: prompt_run(run, "sentiment-zh", shots, seed=args.seed,
-                                  max_test=args.max_test, progress=not args.no_progress)
+                                  max_test=args.max_test, progress=not args.no_progress,
+                                  calibrate=calibrate)
 
     table = [
         ("BERT from scratch (no pre-training), all trained", tune(bert, method="scratch")),
@@ -57,6 +59,19 @@ def rows(args):
             ("GPT in-context 4-shot", prompt(gpt, 4)),
             ("GPT in-context 16-shot", prompt(gpt, 16)),
         ]
+    table += [  # the same learning rate as from scratch; and few labelled texts
+        ("BERT full fine-tune, lr 1e-3 (as from scratch)",
+         tune(bert, method="full", learning_rate=1e-3)),
+        ("BERT from scratch, 500 labelled texts", tune(bert, method="scratch", max_train=500)),
+        ("BERT full fine-tune, 500 labelled texts", tune(bert, method="full", max_train=500)),
+        ("BERT LoRA r=8 + head, 500 labelled texts",
+         tune(bert, method="lora", lora_r=8, lora_alpha=16, max_train=500)),
+        ("BERT cloze 0-shot, calibrated", prompt(bert, 0, calibrate=True)),
+        ("BERT cloze 16-shot, calibrated", prompt(bert, 16, calibrate=True)),
+    ]
+    if gpt:
+        table += [("GPT in-context 0-shot, calibrated", prompt(gpt, 0, calibrate=True)),
+                  ("GPT in-context 16-shot, calibrated", prompt(gpt, 16, calibrate=True))]
     return table
 
 
@@ -78,6 +93,7 @@ def main():
     parser.add_argument("--bert", default="runs/bert-zh-small")
     parser.add_argument("--gpt", default="runs/gpt-zh-small", help="'' to leave GPT out")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-steps", type=int, help="fine-tuning steps (overrides --epochs)")
     parser.add_argument("--max-test", type=int, help="score only this many test texts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma-separated row numbers (1-based) to run")

@@ -295,7 +295,7 @@ def save_results(model, results, out_dir, cfg, base):
 # ------------------------------------------------------------------------- prompting
 def prompt_run(run_dir, task_name="sentiment-zh", shots=0, seed=0, template=None,
                verbalizer=None, shots_per_prompt=None, demo_chars=None, max_test=None,
-               progress=True):
+               progress=True, calibrate=False):
     """Cloze (BERT run) or in-context (GPT run) classification of the test split with
     ``shots`` demonstrations drawn from the training split (balanced, by ``seed``)."""
     from scratchlm.prompting import Prompt, label_scores
@@ -334,10 +334,11 @@ def prompt_run(run_dir, task_name="sentiment-zh", shots=0, seed=0, template=None
     started = time.perf_counter()
     scores = label_scores(model, tokenizer, test.texts, prompt, kind, length,
                           demonstrations=demonstrations, shots_per_prompt=shots_per_prompt,
-                          demo_chars=demo_chars, progress=progress)
+                          demo_chars=demo_chars, progress=progress, calibrate=calibrate)
     seconds = time.perf_counter() - started
     metrics = classification_scores(test.labels, scores.argmax(1), num_labels=2)
-    method = ("cloze" if kind == "bert" else "in-context") + f" {shots}-shot"
+    method = (("cloze" if kind == "bert" else "in-context") + f" {shots}-shot"
+              + (", calibrated" if calibrate else ""))
     return {"run": os.fspath(run_dir), "model_kind": kind, "method": method,
             "task": task_name, "shots": shots, "shots_per_prompt": shots_per_prompt,
             "template": prompt.template, "verbalizer": prompt.verbalizer,
@@ -395,6 +396,8 @@ def add_commands(commands, positive_int):
     pr.add_argument("--template", help="e.g. '[X]总之很[MASK]。' ([X]: the text)")
     pr.add_argument("--verbalizer", help="label words, e.g. '差=0,好=1'")
     pr.add_argument("--max-test", type=positive_int, help="score only this many test texts")
+    pr.add_argument("--calibrate", action="store_true",
+                    help="contextual calibration: subtract the scores of an empty text")
     pr.add_argument("--seed", type=int, default=0, help="which demonstrations are drawn")
     pr.add_argument("--out", help="results file (default: <run>-<task>-prompt-<k>shot.json)")
     pr.add_argument("--force", action="store_true", help="overwrite an existing results file")
@@ -439,13 +442,15 @@ def _verbalizer(text):
 def command_prompt(args):
     if (args.template is None) != (args.verbalizer is None):
         raise SystemExit("error: give --template and --verbalizer together")
-    out = args.out or f"{os.path.normpath(args.run)}-{args.task}-prompt-{args.shots}shot.json"
+    calibrated = "-calibrated" if args.calibrate else ""
+    out = args.out or (f"{os.path.normpath(args.run)}-{args.task}-prompt-{args.shots}shot"
+                       f"{calibrated}.json")
     if os.path.exists(out) and not args.force:
         raise SystemExit(f"error: {out} exists; pass --force to overwrite it or --out")
     results = prompt_run(args.run, args.task, args.shots, args.seed, args.template,
                          _verbalizer(args.verbalizer) if args.verbalizer else None,
                          args.shots_per_prompt, max_test=args.max_test,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, calibrate=args.calibrate)
     _print_results(results)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:

@@ -19,6 +19,11 @@ demonstrations do not fit the model's context together, they are split into grou
 scored once per group, and the scores are averaged (demonstration ensembling). Each
 demonstration's text is cut to ``demo_chars`` characters, the query's text to what is left.
 
+A small model's blank is often biased towards one label word whatever the text.
+``calibrate=True`` applies contextual calibration (Zhao et al. 2021): the scores of a
+content-free input (the template with an empty text) are subtracted, which in probability
+terms divides each label's probability by its probability without a text.
+
 Templates and verbalizers are plain data (:data:`PROMPTS`); edit them or pass your own.
 """
 
@@ -147,13 +152,17 @@ def _blank_log_probs(model, ids, mask, blank, kind):
 
 
 def label_scores(model, tokenizer, texts, prompt, kind, max_length, demonstrations=None,
-                 shots_per_prompt=None, demo_chars=16, batch_size=64, progress=False):
+                 shots_per_prompt=None, demo_chars=16, batch_size=64, progress=False,
+                 calibrate=False):
     """(N, num_labels) scores of ``texts`` under ``prompt``: mean over the label words of
     each label of their log-probability at the blank, averaged over demonstration groups.
 
     ``model`` is a :class:`BertForPreTraining` (``kind="bert"``, cloze) or a :class:`GPT`
     (``kind="gpt"``, in-context); ``max_length`` its context (max_position / block_size).
+    ``calibrate``: subtract the scores of the empty text (see the module docstring).
     """
+    if calibrate:
+        texts = [*texts, ""]  # the content-free input, scored with the same prompts
     from tqdm.auto import tqdm
 
     if kind not in ("bert", "gpt"):
@@ -189,7 +198,10 @@ def label_scores(model, tokenizer, texts, prompt, kind, max_length, demonstratio
                 total[start:start + len(chunk), label] += log_p[:, word_labels == label].mean(1)
             bar.update(len(chunk))
     bar.close()
-    return total / len(groups)
+    total /= len(groups)
+    if calibrate:
+        return total[:-1] - total[-1]
+    return total
 
 
 def _interleave_labels(labels):

@@ -114,3 +114,12 @@ def test_real_tiny_models_score_as_one_forward_by_hand():
         np.testing.assert_allclose(in_context[i], F.log_softmax(logits).numpy()[0, -1, words],
                                    rtol=1e-5)
     assert predict(gpt, TOKENIZER, TEXTS, PROMPT, "gpt", 32).shape == (4,)
+
+
+def test_contextual_calibration_subtracts_the_empty_texts_scores():
+    raw = label_scores(Stub("bert"), TOKENIZER, TEXTS, PROMPT, "bert", 32)
+    empty = label_scores(Stub("bert"), TOKENIZER, [""], PROMPT, "bert", 32)
+    calibrated = label_scores(Stub("bert"), TOKENIZER, TEXTS, PROMPT, "bert", 32,
+                              calibrate=True)
+    np.testing.assert_allclose(calibrated, raw - empty, rtol=1e-12)
+    assert list(calibrated.argmax(1)) == [1, 0, 1, 0]
