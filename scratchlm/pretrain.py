@@ -40,7 +40,8 @@ class PretrainPreset:
 
 
 PRETRAIN_PRESETS = {
-    # About 15 minutes on two CPU cores each (measured: see bench/finetune_table.py).
+    # About 15 minutes each on two otherwise idle CPU cores (0.6 s and 0.9 s a step); on the
+    # shared development VM under load, BERT's took 22 min (bench/README.md).
     "bert-zh-small": PretrainPreset(
         "bert", dict(max_position=64, n_layer=4, n_head=4, n_embd=128, dropout=0.1),
         dict(max_steps=1400, batch_size=32, learning_rate=1e-3, warmup_steps=80,
