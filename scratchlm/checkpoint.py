@@ -300,10 +300,10 @@ def save(state, path):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory):
+def fsync_directory(directory):
     """Make the rename itself durable (POSIX; Windows cannot open a directory)."""
     if os.name != "posix":
         return

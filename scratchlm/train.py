@@ -578,7 +578,7 @@ def _promote(run_dir):
         except OSError:  # no hard links here: move it (recover_run covers the gap)
             os.replace(current, previous)
     os.replace(os.path.join(run_dir, STAGED_CHECKPOINT), current)
-    _fsync_directory(run_dir)
+    checkpoint.fsync_directory(run_dir)
 
 
 def recover_run(run_dir):
@@ -648,16 +648,6 @@ def write_text_atomic(path, text):
 def _remove(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-
-
-def _fsync_directory(directory):
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 _held_locks = {}  # real path of a run folder -> [file descriptor, depth] in this process
