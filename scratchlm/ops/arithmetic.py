@@ -99,6 +99,7 @@ class Pow(Function):
         grad_b = None
         if self.needs_input_grad[1]:
             xp = backend.get_array_module(self.y)
+            a = xp.asarray(a)  # a may be a Python number (2 ** x); CuPy's where needs arrays
             with_log = self.y * xp.log(xp.where(a == 0, 1, a))
             grad_b = g * xp.where((a == 0) & (b >= 0), 0, with_log)
         return grad_a, grad_b
