@@ -34,3 +34,23 @@ def two_threads(monkeypatch):
     yield
     if threads._pool is not None:
         threads._pool.shutdown()
+
+
+def assert_damage_is_refused(load, data, path, seed, trials=300, max_flips=7):
+    """Write ``data`` with 1..max_flips random bytes changed (every third copy also cut
+    short) to ``path``, ``trials`` times: ``load(path)`` either loads or raises the library's
+    FileFormatError naming the file, never another exception."""
+    from scratchlm.errors import FileFormatError
+
+    rng = np.random.default_rng(seed)
+    for trial in range(trials):
+        damaged = bytearray(data)
+        for _ in range(rng.integers(1, max_flips + 1)):
+            damaged[rng.integers(len(damaged))] = rng.integers(256)
+        if trial % 3 == 0:
+            damaged = damaged[:rng.integers(len(damaged))]
+        path.write_bytes(bytes(damaged))
+        try:
+            load(path)
+        except FileFormatError as error:
+            assert str(path) in str(error)
