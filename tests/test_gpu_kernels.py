@@ -192,6 +192,46 @@ def test_softmax_of_a_strided_view_and_off_the_last_axis(kernels, dtype):
     assert_all_close(fused, reference, dtype)
 
 
+ATTENTION_CASES = {  # q, k (and v) shapes, is_causal
+    "causal-self-attention": ((2, 3, 5, 4), (2, 3, 5, 4), True),
+    "one-cached-query": ((1, 2, 1, 8), (1, 2, 7, 8), False),
+    "causal-more-keys-than-queries": ((2, 3, 4), (2, 6, 4), True),
+    "causal-rows-of-1500-keys": ((1, 1, 3, 8), (1, 1, 1500, 8), True),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ATTENTION_CASES)
+def test_attention_fused_equals_reference(kernels, case, dtype):
+    """The scale, causal mask and softmax in one kernel, the softmax backward with the scale
+    in another, against the reference's chain of array operations."""
+    q_shape, k_shape, causal = ATTENTION_CASES[case]
+    rng = np.random.default_rng(7)
+    values = [rng.standard_normal(shape) for shape in (q_shape, k_shape, k_shape)]
+    cotangent = rng.standard_normal(q_shape)
+
+    def run():
+        q, k, v = (kernels.tensor(a, dtype, requires_grad=True) for a in values)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        out.backward(kernels.tensor(cotangent, dtype))
+        return [out.data, q.grad, k.grad, v.grad]
+
+    fused, reference, launched = kernels.fused_and_reference(run)
+    assert launched == ["attention_softmax_rows", "softmax_backward_rows"]
+    assert_all_close(fused, reference, dtype)
+
+
+@pytest.mark.parametrize("variant", ["boolean-mask", "dropout"])
+def test_attention_with_a_mask_or_dropout_keeps_the_reference(kernels, variant):
+    rng = np.random.default_rng(8)
+    q, k, v = (kernels.tensor(rng.standard_normal((2, 4, 3)), np.float64) for _ in range(3))
+    mask = kernels.tensor(rng.random((4, 4)) < 0.7, bool) if variant == "boolean-mask" else None
+    kernels.used.clear()
+    F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                   dropout_p=0.5 if variant == "dropout" else 0.0)
+    assert kernels.used == []
+
+
 CROSS_ENTROPY_CASES = {
     "rows-of-7-some-ignored": ((6, 7), 0.0, "mean"),
     "rows-of-1": ((4, 1), 0.0, "sum"),

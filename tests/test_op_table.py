@@ -179,6 +179,7 @@ def in_query_blocks(op):
 
 LAYER_NORM_KERNELS = ("layer_norm_backward_rows", "layer_norm_rows")
 SOFTMAX_KERNELS = ("softmax_backward_rows", "softmax_rows")
+ATTENTION_KERNELS = ("attention_softmax_rows", "softmax_backward_rows")  # no mask, no dropout
 IDS_SMALL_TABLE = np.array([[0, 2, 2], [1, 0, 2]])  # 3 rows: the one-hot GEMM backward
 IDS_LARGE_TABLE = np.array([[5, 299, 5, 0, 6], [17, 5, 298, 42, 299],  # 300 rows: sort
                             [1, 0, 6, 6, 5]])  # and sum runs of equal ids, some ids adjacent
@@ -323,17 +324,19 @@ OPS = {
     "attention": Op(
         F.scaled_dot_product_attention, torch_attention,
         [((2, 3, 4), (2, 3, 4), (2, 3, 5)), ((3, 4), (5, 4), (5, 2))],
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
+        ATTENTION_KERNELS, blocked="threads"),
     "attention_broadcast_batch": Op(
         F.scaled_dot_product_attention, torch_attention,
         [((2, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 3)), ((2, 3, 4), (5, 4), (5, 2)),
          ((3, 4), (2, 5, 4), (2, 5, 3))],
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels", blocked="threads"),
     "attention_causal": Op(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
         lambda torch, q, k, v: torch_attention(torch, q, k, v, is_causal=True),
         [((2, 2, 3, 4),) * 3, ((1, 2, 4), (1, 5, 4), (1, 5, 3)), ((4, 2),) * 3],
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
+        ATTENTION_KERNELS, blocked="threads"),
     "attention_causal_query_blocks": Op(  # 8 queries: 4 blocks of 2; 7: blocks of 3, 3, 1
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
         lambda torch, q, k, v: torch_attention(torch, q, k, v, is_causal=True),
@@ -343,43 +346,45 @@ OPS = {
     "attention_bool_mask": Op(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, on_device_of(q, MASK)),
         lambda torch, q, k, v: torch_attention(torch, q, k, v, MASK), ATTENTION_SHAPES,
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels", blocked="threads"),
     "attention_bool_mask_per_batch": Op(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v,
                                                        on_device_of(q, MASK_PER_BATCH)),
         lambda torch, q, k, v: torch_attention(torch, q, k, v, MASK_PER_BATCH),
-        ATTENTION_SHAPES[:1], ScaledDotProductAttention, "AttentionBlocks",
+        ATTENTION_SHAPES[:1], ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
         blocked="threads"),
     "attention_bool_mask_and_causal": Op(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, on_device_of(q, MASK[:, :3]),
                                                        is_causal=True),
         lambda torch, q, k, v: torch_attention(  # torch refuses both with autograd on
             torch, q, k, v, MASK[:, :3] & np.tril(np.ones((3, 3), dtype=bool))),
-        [((2, 3, 4),) * 3], ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        [((2, 3, 4),) * 3], ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
+        blocked="threads"),
     "attention_fully_masked_rows": Op(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v,
                                                        on_device_of(q, MASK_EMPTY_ROWS)),
         lambda torch, q, k, v: torch_attention(torch, q, k, v, MASK_EMPTY_ROWS),
-        ATTENTION_SHAPES, ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ATTENTION_SHAPES, ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
+        blocked="threads"),
     "attention_fully_masked_rows_per_batch_and_causal": Op(
         lambda q, k, v: F.scaled_dot_product_attention(
             q, k, v, on_device_of(q, MASK_EMPTY_ROWS_PER_BATCH[..., :3]), is_causal=True),
         lambda torch, q, k, v: torch_attention(
             torch, q, k, v,
             MASK_EMPTY_ROWS_PER_BATCH[..., :3] & np.tril(np.ones((3, 3), dtype=bool))),
-        [((2, 2, 3, 4),) * 3], ScaledDotProductAttention, "AttentionBlocks",
+        [((2, 2, 3, 4),) * 3], ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels",
         blocked="threads"),
     "attention_float_mask": Op(
         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m),
         lambda torch, q, k, v, m: torch_attention(torch, q, k, v, m),
         [((2, 3, 4), (2, 5, 4), (2, 5, 3), (3, 5)), ((2, 3, 4), (2, 5, 4), (2, 5, 3), (2, 3, 1)),
          ((3, 4), (5, 4), (5, 2), (1, 5)), ((2, 3, 4), (5, 4), (5, 2), (2, 1, 5))],
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads"),
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels", blocked="threads"),
     "attention_float_mask_fully_masked_row": Op(
         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m),
         lambda torch, q, k, v, m: torch_attention(torch, q, k, v, m),
         [((2, 3, 4), (2, 5, 4), (2, 5, 3), (3, 5)), ((2, 3, 4), (2, 5, 4), (2, 5, 3), (2, 3, 5))],
-        ScaledDotProductAttention, "AttentionBlocks", blocked="threads",
+        ScaledDotProductAttention, "AttentionBlocks", "AttentionKernels", blocked="threads",
         domain=(same, same, same, with_a_masked_row)),
     "attention_dropout": Op(
         seeded(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.3)),

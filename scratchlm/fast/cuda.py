@@ -90,6 +90,37 @@ class SoftmaxKernel(Softmax):
         return kernels.softmax_backward_rows(g, self.y)
 
 
+@implements(ScaledDotProductAttention, "cuda")
+class AttentionKernels(ScaledDotProductAttention):
+    """:class:`ScaledDotProductAttention` without a mask or dropout (a GPT's training step,
+    cached decoding): the scale, the causal mask and the softmax are one row kernel forward,
+    and the softmax backward with the scale another; the four products are cuBLAS's. Masks,
+    dropout and broadcast batch axes take the reference code."""
+
+    new_gradient_arrays = True
+
+    def forward(self, q, k, v, attn_mask):
+        self.fused = (attn_mask is None and not self.dropout_p and k.ndim >= 2
+                      and k.shape[-2] > 0 and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+                      and kernels.fusable_rows(q, k, v))
+        if not self.fused:
+            return super().forward(q, k, v, attn_mask)
+        self.check(q, k, v, None)
+        weights = kernels.attention_softmax_rows(q @ k.swapaxes(-1, -2), self.scale,
+                                                 self.is_causal)
+        self.q, self.k, self.v, self.weights = q, k, v, weights
+        return weights @ v
+
+    def backward(self, g):
+        if not self.fused:
+            return super().backward(g)
+        q, k, v, weights = self.q, self.k, self.v, self.weights
+        grad_v = weights.swapaxes(-1, -2) @ g
+        grad_scores = kernels.softmax_backward_rows(g @ v.swapaxes(-1, -2), weights,
+                                                    self.scale)
+        return grad_scores @ k, grad_scores.swapaxes(-1, -2) @ q, grad_v, None
+
+
 @implements(CrossEntropy, "cuda")
 class CrossEntropyKernel(CrossEntropy):
     """:class:`CrossEntropy` with softmax(z), max z and log Σ e^(z − max z) per row from one
@@ -109,5 +140,5 @@ class CrossEntropyKernel(CrossEntropy):
 
 
 for _op in (Linear, ReLU, Sigmoid, GELUErf, Dropout, BinaryCrossEntropyWithLogits, MSELoss,
-            SplitHeads, LogSoftmax, ScaledDotProductAttention, Embedding):
+            SplitHeads, LogSoftmax, Embedding):
     implements(_op, "cuda")(gradients_are_new(_op))

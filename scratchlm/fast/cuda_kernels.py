@@ -1,5 +1,5 @@
 """Fused CUDA kernels for the hottest GPU ops: tanh-GELU, layer norm, softmax (with the
-softmax inside cross-entropy) and the Adam/AdamW update.
+softmax inside cross-entropy and inside attention) and the Adam/AdamW update.
 
 The reference ops (``scratchlm/functional``, ``scratchlm/optim``) are what the docstrings
 derive and what these kernels are tested equal to (``tests/test_gpu_kernels.py`` runs both
@@ -210,7 +210,8 @@ extern "C" __global__ void softmax_rows(const T* __restrict__ x, T* __restrict__
 _SOFTMAX_BACKWARD_ROWS = _ROW_HELPERS + r"""
 extern "C" __global__ void softmax_backward_rows(const T* __restrict__ grad,
                                                  const T* __restrict__ y,
-                                                 T* __restrict__ dx, const int cols) {
+                                                 T* __restrict__ dx, const T scale,
+                                                 const int cols) {
     __shared__ T shared[32];
     const long long start = (long long)blockIdx.x * cols;
     grad += start;
@@ -219,7 +220,36 @@ extern "C" __global__ void softmax_backward_rows(const T* __restrict__ grad,
     T dot = 0;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) dot += grad[j] * y[j];
     dot = block_sum(dot, shared);
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[j] = (grad[j] - dot) * y[j];
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[j] = (grad[j] - dot) * y[j] * scale;
+}
+"""
+
+# Attention's weights from its scores S (rows of Tk keys): P = softmax(scale·S) with the
+# causal mask (query i, row r of a (…, Tq, Tk) array with i = r mod Tq, sees keys j ≤ i,
+# and P = 0 beyond) applied inside the same pass, so that no masked copy of S is written.
+_ATTENTION_SOFTMAX_ROWS = _ROW_HELPERS + r"""
+extern "C" __global__ void attention_softmax_rows(const T* __restrict__ scores,
+                                                  T* __restrict__ weights, const T scale,
+                                                  const int queries, const int causal,
+                                                  const int cols) {
+    __shared__ T shared[32];
+    const long long start = (long long)blockIdx.x * cols;
+    scores += start;
+    weights += start;
+    const int query = blockIdx.x % queries;
+    const int visible = causal && query + 1 < cols ? query + 1 : cols;
+    T m = scores[0] * scale;
+    for (int j = threadIdx.x; j < visible; j += blockDim.x) m = fmax(m, scores[j] * scale);
+    m = block_max(m, shared);
+    T sum = 0;
+    for (int j = threadIdx.x; j < visible; j += blockDim.x) {
+        const T e = exp(scores[j] * scale - m);
+        weights[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, shared);
+    for (int j = threadIdx.x; j < cols; j += blockDim.x)
+        weights[j] = j < visible ? weights[j] / sum : (T)0;
 }
 """
 
@@ -279,6 +309,7 @@ extern "C" __global__ void layer_norm_backward_rows(const T* __restrict__ grad,
 #: kernel name -> CUDA source (before the ``typedef ... T;`` line), for the row kernels
 ROW_KERNELS = {"softmax_rows": _SOFTMAX_ROWS,
                "softmax_backward_rows": _SOFTMAX_BACKWARD_ROWS,
+               "attention_softmax_rows": _ATTENTION_SOFTMAX_ROWS,
                "layer_norm_rows": _LAYER_NORM_ROWS,
                "layer_norm_backward_rows": _LAYER_NORM_BACKWARD_ROWS}
 
@@ -323,15 +354,34 @@ def softmax_rows(x):
     return y.reshape(x.shape), row_max.reshape(batch), row_log_sum.reshape(batch)
 
 
-def softmax_backward_rows(grad, y):
-    """dx_c = y_c (g_c − Σ_k g_k y_k) over the last axis, per row
-    (``probabilities.Softmax.backward``)."""
+def softmax_backward_rows(grad, y, scale=1.0):
+    """dx_c = y_c (g_c − Σ_k g_k y_k) · scale over the last axis, per row
+    (``Softmax.backward``; attention passes its 1/√d as ``scale``)."""
     xp = backend.get_array_module(y)
     rows_g, rows_y = _as_rows(grad), _as_rows(y)
     rows, cols = rows_y.shape
     dx = xp.empty_like(rows_y)
-    _launch("softmax_backward_rows", rows, cols, y.dtype, (rows_g, rows_y, dx))
+    _launch("softmax_backward_rows", rows, cols, y.dtype,
+            (rows_g, rows_y, dx, y.dtype.type(scale)))
     return dx.reshape(y.shape)
+
+
+def attention_softmax_rows(scores, scale, causal):
+    """Attention's weights P from its scores S (…, Tq, Tk), per row of Tk keys:
+
+        P_ij = e^(scale·S_ij − m) / Σ_{k visible} e^(scale·S_ik − m)   for visible keys j,
+        P_ij = 0 otherwise,
+
+    where every key is visible, or, when ``causal``, keys j ≤ i (m is the row's maximum over
+    its visible keys). ``ScaledDotProductAttention.forward`` without a mask or dropout."""
+    xp = backend.get_array_module(scores)
+    rows_s = _as_rows(scores)
+    rows, cols = rows_s.shape
+    weights = xp.empty_like(rows_s)
+    _launch("attention_softmax_rows", rows, cols, scores.dtype,
+            (rows_s, weights, scores.dtype.type(scale), np.int32(scores.shape[-2]),
+             np.int32(bool(causal))))
+    return weights.reshape(scores.shape)
 
 
 def _weight_or(value, param, cols, dtype, xp):
