@@ -315,7 +315,9 @@ class Trainer:
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
         returns the history. ``on_step(trainer, loss)``, if given, is called after every
         step (e.g. to log). Tunes the process for training first
-        (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse).
+        (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse),
+        and every two seconds fits BLAS's and the fast layer's threads to the cores other
+        processes leave free (:class:`scratchlm.fast.ThreadsFollowLoad`).
 
         With a ``run_dir``: the run folder is locked for this process
         (:class:`~scratchlm.errors.RunInUseError` if another holds it), temporary files of an
@@ -337,11 +339,13 @@ class Trainer:
                 self.removed_files = recover_run(self.run_dir)
             if handle_signals:
                 stack.enter_context(self._signals_stop_training())
+            threads = stack.enter_context(fast.ThreadsFollowLoad())
             bar = stack.enter_context(tqdm(total=last, initial=self.step,
                                            disable=not progress, unit="step",
                                            dynamic_ncols=True))
             started, first_step = time.perf_counter(), self.step
             while self.step < last and self._stop_signal is None:
+                threads.check()
                 loss = self.train_step()
                 self.history["step"].append(self.step)
                 self.history["train_loss"].append(loss)

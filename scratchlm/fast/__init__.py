@@ -11,10 +11,14 @@ and one device and tested equal to it:
 
 Fast is the default. ``sl.use_fast(False)`` (or the environment variable
 ``SCRATCHLM_FAST=0``) runs the reference everywhere; :func:`tune_process` is the opt-in
-process tuning (allocator, OpenBLAS's idle threads).
+process tuning (allocator, OpenBLAS's idle threads); :func:`one_thread` and
+:class:`ThreadsFollowLoad` (:mod:`~scratchlm.fast.load`) fit the threads to the work and to
+the cores other processes leave free.
 """
 
+from scratchlm.fast.load import ThreadsFollowLoad, one_thread
 from scratchlm.fast.process import tune_process
 from scratchlm.fast.registry import implements, is_fast_enabled, use_fast
 
-__all__ = ["use_fast", "is_fast_enabled", "implements", "tune_process"]
+__all__ = ["use_fast", "is_fast_enabled", "implements", "tune_process", "one_thread",
+           "ThreadsFollowLoad"]

@@ -17,6 +17,23 @@ import os
 #: :func:`scratchlm.fast.tune_process`).
 THREADS = min(2, os.cpu_count() or 1)
 _pool = None
+_limit = None  # at most this many (set by scratchlm.fast.load under load); None: THREADS
+
+
+def thread_limit():
+    """The limit set by :func:`set_thread_limit` (None: none)."""
+    return _limit
+
+
+def set_thread_limit(count):
+    """Share work out among at most ``count`` threads from now on (None: :data:`THREADS`)."""
+    global _limit
+    _limit = count
+
+
+def active_threads():
+    """How many threads shared work goes to now: :data:`THREADS`, or fewer under a limit."""
+    return THREADS if _limit is None else max(1, min(_limit, THREADS))
 
 
 def _thread_pool():
@@ -37,11 +54,11 @@ def _forget_pool():
 
 def run_shared(work, pieces):
     """Call ``work(piece, slot)`` for every piece, the pieces dealt out in turn among
-    :data:`THREADS` threads; ``slot`` (0, 1, …) says which thread runs it, so ``work`` can
+    :func:`active_threads` threads; ``slot`` (0, 1, …) says which thread runs it, so ``work`` can
     keep scratch arrays per thread. One piece, or one thread, runs here, inline. Returns
     when all are done and re-raises the first error."""
     pieces = list(pieces)
-    threads = min(THREADS, len(pieces))
+    threads = min(active_threads(), len(pieces))
     if threads <= 1:
         for piece in pieces:
             work(piece, 0)
