@@ -698,12 +698,14 @@ def run_lock(run_dir, wait=False):
 
 def plot_losses(history, path):
     """Training loss per step (and its running mean) with validation loss, as a PNG."""
-    import matplotlib
+    # A Figure with its own Agg canvas, not pyplot: training inside a notebook must not
+    # switch matplotlib's backend (the notebook's later plots would come out blank).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     steps, train = np.asarray(history["step"]), np.asarray(history["train_loss"])
     if len(train):
         ax.plot(steps, train, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step)")
@@ -720,5 +722,4 @@ def plot_losses(history, path):
     fig.tight_layout()
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
