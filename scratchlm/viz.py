@@ -30,12 +30,29 @@ __all__ = ["draw_graph", "attention_heatmap", "embedding_map", "beam_tree", "bea
            "lr_schedule", "gradient_norms", "loss_curves", "graph_nodes"]
 
 
+_figure_class = []
+
+
 def _figure(width, height):
-    """A Figure with an Agg canvas of its own: drawn and saved without pyplot."""
+    """A Figure with an Agg canvas of its own: drawn and saved without pyplot. It shows
+    itself in a notebook (``_repr_png_``) even where pyplot was never imported."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    if not _figure_class:
+
+        class NotebookFigure(Figure):
+            """A matplotlib Figure that IPython displays as a PNG."""
+
+            def _repr_png_(self):
+                import io
+
+                buffer = io.BytesIO()
+                self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+                return buffer.getvalue()
+
+        _figure_class.append(NotebookFigure)
+    fig = _figure_class[0](figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
 

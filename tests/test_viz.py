@@ -296,6 +296,11 @@ def test_loss_curves_names_a_folder_without_a_run(tmp_path):
         viz.loss_curves(tmp_path)
 
 
+def test_figures_show_themselves_in_a_notebook_without_pyplot():
+    png = viz.embedding_map(np.eye(3))._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_viz_makes_no_pyplot_figure():
     import matplotlib.pyplot as plt
 

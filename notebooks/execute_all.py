@@ -1,0 +1,92 @@
+"""Execute the teaching notebooks in place, keeping their outputs and figures, and rewrite
+each one's jupytext percent pair (``NN_name.py`` beside ``NN_name.ipynb``).
+
+    python notebooks/execute_all.py              # every notebook, English and Chinese
+    python notebooks/execute_all.py 03 zh/03     # those whose path (under notebooks/) starts so
+    python notebooks/execute_all.py --from-py    # take the cells from the .py scripts first
+
+Each notebook runs in a fresh python3 kernel, with this checkout first on the path, in its
+own folder (so what it writes lands in ``notebooks/runs/`` or ``notebooks/zh/runs/``, which
+git ignores), on one BLAS thread (the arrays are small; on a shared machine threads only
+wait for each other). Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+#: The pair's format: jupytext's percent scripts, kept beside each notebook.
+FORMATS = "ipynb,py:percent"
+
+
+def notebooks(prefixes=()):
+    paths = sorted(HERE.glob("[0-9][0-9]_*.ipynb")) + sorted(HERE.glob("zh/[0-9][0-9]_*.ipynb"))
+    if not prefixes:
+        return paths
+    chosen = [p for p in paths if any(p.relative_to(HERE).as_posix().startswith(prefix)
+                                       for prefix in prefixes)]
+    if not chosen:
+        sys.exit(f"execute_all: no notebook under {HERE} starts with {' or '.join(prefixes)}")
+    return chosen
+
+
+def execute(path, from_py=False, timeout=600):
+    import jupytext
+    import nbclient
+    import nbformat
+
+    script = path.with_suffix(".py")
+    notebook = jupytext.read(script) if from_py and script.exists() else nbformat.read(
+        path, as_version=4)
+    notebook.metadata.setdefault("jupytext", {})["formats"] = FORMATS
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
+                                       "name": "python3"}
+    for cell in notebook.cells:  # no timings or ids that change at every run
+        cell.metadata.pop("execution", None)
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get(
+        "PYTHONPATH")])])}
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[variable] = "1"
+    saved = {k: os.environ.get(k) for k in [*env, "MPLBACKEND"]}
+    os.environ.update(env)
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend: figures are kept
+    try:
+        client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=timeout,
+                                         record_timing=False,
+                                         resources={"metadata": {"path": str(path.parent)}})
+        started = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - started
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    nbformat.validate(notebook)
+    nbformat.write(notebook, path)
+    jupytext.write(notebook, script, fmt="py:percent")
+    return elapsed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prefixes", nargs="*", help="run only notebooks whose path under "
+                                                    "notebooks/ starts with one of these")
+    parser.add_argument("--from-py", action="store_true",
+                        help="read each notebook's cells from its .py pair (after editing it)")
+    args = parser.parse_args(argv)
+    total = 0.0
+    for path in notebooks(args.prefixes):
+        elapsed = execute(path, args.from_py)
+        total += elapsed
+        print(f"{path.relative_to(HERE)}: {elapsed:.1f} s", flush=True)
+    print(f"total: {total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
