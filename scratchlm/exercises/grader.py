@@ -32,6 +32,8 @@ import numpy as np
 import scratchlm as sl
 from scratchlm.autograd.engine import sum_to_shape
 from scratchlm.exercises.catalog import EXERCISES, Case
+from scratchlm.exercises.errors import CaseFailure, DelegatesToLibrary
+from scratchlm.exercises.tasks import Task, check_case, prepare_task, run_case
 from scratchlm.fast.registry import fast_version
 
 #: float64 agreement with the library: different but correct formulas differ by ~1e-15
@@ -40,14 +42,6 @@ LIBRARY_TOLERANCE = dict(rtol=1e-7, atol=1e-9)
 
 #: the devices the fast layer registers implementations for
 FAST_DEVICES = ("cpu", "cuda")
-
-
-class CaseFailure(Exception):
-    """One case went wrong; the message says what, for the student to read."""
-
-
-class DelegatesToLibrary(Exception):
-    """Raised, while a student's class is graded, by the library's own backward of the op."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +71,30 @@ class GradeReport:
         return self.error is None and bool(self.cases) and all(case.passed
                                                                for case in self.cases)
 
+    @property
+    def max_points(self):
+        return EXERCISES[self.exercise].points if self.exercise in EXERCISES else 0
+
+    @property
+    def points(self):
+        """The points earned: the exercise's points shared equally by its cases, none when
+        the grade failed as a whole."""
+        if self.error is not None or not self.cases:
+            return 0.0
+        passed = sum(case.passed for case in self.cases)
+        return round(self.max_points * passed / len(self.cases), 2)
+
+    @property
+    def lost(self):
+        """Why points were lost, in one line ('' when none were)."""
+        if self.passed:
+            return ""
+        if self.error is not None:
+            return _one_line(self.error)
+        failed = [case for case in self.cases if not case.passed]
+        return (f"{len(failed)} of {len(self.cases)} cases fail; first: {failed[0].label}: "
+                + _one_line(failed[0].failure))
+
     def __str__(self):
         passed = sum(case.passed for case in self.cases)
         verdict = "PASSED" if self.passed else "FAILED"
@@ -91,10 +109,22 @@ class GradeReport:
             lines.append(f"  {'ok  ' if case.passed else 'FAIL'} {case.label}")
             if not case.passed:
                 lines.extend("         " + line for line in case.failure.splitlines())
+        lines.append(f"  points: {self.points:g} of {self.max_points}")
+        exercise = EXERCISES.get(self.exercise)
+        if not self.passed and exercise is not None and exercise.hints:
+            lines.append(f"  hint 1 of {len(exercise.hints)}: {exercise.hints[0]}")
+            if len(exercise.hints) > 1:
+                lines.append(f"  next: python -m scratchlm.exercises show {self.exercise} "
+                             "--hint 2")
         if self.printed:
             lines.append("what the file printed (each line marked |):")
             lines.extend("  | " + line for line in self.printed.rstrip("\n").splitlines())
         return "\n".join(lines)
+
+
+def _one_line(text, limit=300):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def get_exercise(name):
@@ -112,12 +142,80 @@ def grade(exercise_name, student_function_class, seed=0):
     patch NumPy), grade it with :func:`scratchlm.exercises.harness.grade_file`, as
     ``python -m scratchlm.exercises grade`` does."""
     exercise = get_exercise(exercise_name)
+    if isinstance(exercise, Task):
+        return grade_task(exercise, student_function_class, seed)
     if not (isinstance(student_function_class, type)
             and issubclass(student_function_class, sl.Function)):
         raise TypeError(f"grade({exercise_name!r}, …): expected a subclass of sl.Function "
                         f"(the class itself, not an instance), got {student_function_class!r}")
     report, _ = grade_prepared(exercise, student_function_class, prepare_cases(exercise, seed))
     return report
+
+
+def grade_task(task, student, seed=0):
+    """Grade ``student`` (the function or class the task's file defines) in this process."""
+    if task.kind == "op" and not (isinstance(student, type) and issubclass(student, sl.Function)):
+        raise TypeError(f"grade({task.name!r}, …): expected a subclass of sl.Function (the "
+                        f"class itself), got {student!r}")
+    if task.kind != "op" and not callable(student):
+        raise TypeError(f"grade({task.name!r}, …): expected your function {task.entry}, got "
+                        f"{student!r}")
+    prepared = prepare_task(task, seed)
+    results = []
+    with sl.use_fast(False), library_functions_disabled(task.library, student):
+        for case in prepared:
+            try:
+                check_case(task, case, run_case(task, student, case))
+                results.append(CaseResult(case.label))
+            except CaseFailure as failure:
+                results.append(CaseResult(case.label, str(failure)))
+    name = getattr(student, "__name__", task.entry)
+    return GradeReport(task.name, name, tuple(results))
+
+
+def _resolve(dotted):
+    """(owner, attribute name, object) for 'package.module.function' or '….Class.method'."""
+    import importlib
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:-1]:
+            owner = getattr(owner, attribute)
+        return owner, parts[-1], getattr(owner, parts[-1])
+    raise ImportError(dotted)
+
+
+@contextmanager
+def library_functions_disabled(names, student=None):
+    """While in the block, the library's functions and methods named (dotted) raise
+    :class:`DelegatesToLibrary`, wherever a scratchlm module holds them, unless ``student``
+    is one of them (grading the library itself)."""
+    import sys
+    replaced = []
+    try:
+        for dotted in names:
+            owner, attribute, original = _resolve(dotted)
+            if original is student:
+                continue
+
+            def trap(*args, _where=dotted, **kwargs):
+                raise DelegatesToLibrary(f"it delegates to the library's implementation "
+                                         f"({_where}); write it yourself")
+            holders = [(owner, attribute)]
+            if not isinstance(owner, type):
+                holders += [(module, key) for name, module in list(sys.modules.items())
+                            if name.startswith("scratchlm") and module is not owner
+                            for key, value in list(vars(module).items()) if value is original]
+            for holder, key in holders:
+                replaced.append((holder, key, getattr(holder, key)))
+                setattr(holder, key, trap)
+        yield
+    finally:
+        for holder, key, value in reversed(replaced):
+            setattr(holder, key, value)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from scratchlm.functional.attention import ScaledDotProductAttention as _Attenti
 from scratchlm.functional.cross_entropy import CrossEntropy as _CrossEntropy
 from scratchlm.functional.embedding import Embedding as _Embedding
 from scratchlm.functional.layer_norm import LayerNorm as _LayerNorm
+from scratchlm.functional.linear import Linear as _Linear
 from scratchlm.functional.softmax import LogSoftmax as _LogSoftmax
 from scratchlm.functional.softmax import Softmax as _Softmax
 from scratchlm.ops.arithmetic import Mul as _Mul
@@ -92,3 +93,5 @@ ScaledDotProductAttention = skeleton(
     _Attention, saved="self.q, self.k, self.v, self.weights (P), self.scale (1/√d), "
     "self.mask_is_float, self.keep (with dropout only: self.dropped(P) applies it)",
     no_gradient=("attn_mask",))
+Linear = skeleton(_Linear, saved="self.x_rows (x as rows, R × in), self.x_shape, self.weight, "
+                  "self.has_bias")
