@@ -17,7 +17,8 @@
 # # 1 · Automatic differentiation, from arrays up
 #
 # Training a language model means following the slope of a loss $L$ downhill: every parameter
-# $\theta$ moves by $\theta \leftarrow \theta - \eta\, \partial L/\partial\theta$. scratchlm computes those
+# $\theta$ moves by $\theta \leftarrow \theta - \eta\, \partial L/\partial\theta$. scratchlm
+# computes those
 # slopes with **reverse-mode automatic differentiation**: every operation remembers its inputs,
 # and `backward()` walks the recorded graph from the loss back to the parameters applying the
 # chain rule once per operation.
@@ -52,7 +53,8 @@ assert np.allclose(x.grad, 2 * x.data)
 # $z = \tanh(w x + b)$ is three recorded operations: a product, a sum and a tanh. Going
 # backward, each one multiplies the incoming gradient by its own local derivative:
 #
-# $$\frac{\partial z}{\partial w} = (1 - z^2)\,x, \qquad \frac{\partial z}{\partial x} = (1 - z^2)\,w, \qquad \frac{\partial z}{\partial b} = 1 - z^2.$$
+# $$\frac{\partial z}{\partial w} = (1 - z^2)\,x, \qquad \frac{\partial z}{\partial x} = (1 -
+# z^2)\,w, \qquad \frac{\partial z}{\partial b} = 1 - z^2.$$
 #
 # Let us compare the engine with those formulas, evaluated by hand on plain floats.
 
@@ -144,12 +146,14 @@ assert np.allclose(x.grad, 3 * x.data**2)
 #
 # How do we know a hand-written `backward` is right? Compare it with **central differences**:
 #
-# $$\frac{\partial \varphi}{\partial x_j} \approx \frac{\varphi(x + \varepsilon e_j) - \varphi(x - \varepsilon e_j)}{2\varepsilon}, \qquad \text{error } O(\varepsilon^2).$$
+# $$\frac{\partial \varphi}{\partial x_j} \approx \frac{\varphi(x + \varepsilon e_j) - \varphi(x -
+# \varepsilon e_j)}{2\varepsilon}, \qquad \text{error } O(\varepsilon^2).$$
 #
 # For an op with many outputs we check the scalar $\varphi(x) = \langle f(x), c\rangle$ for a
 # *random* cotangent $c$: its gradient is exactly what `backward` returns when handed $g = c$.
 # (Summing the outputs instead, $c = 1$, can let two wrong entries cancel.) In float64, with
-# $\varepsilon = 10^{-6}$, the two agree to about $10^{-9}$. Here is the check written out on arrays:
+# $\varepsilon = 10^{-6}$, the two agree to about $10^{-9}$. Here is the check written out on
+# arrays:
 
 # %%
 x0 = rng.standard_normal(5)

@@ -43,7 +43,8 @@ sl.manual_seed(0)
 # Data: $y = X w^\star + b^\star + \text{noise}$ with $w^\star = (2, -1)$, $b^\star = 0.5$. The
 # model $\hat y = X w + b$ has mean squared error
 #
-# $$J = \frac{1}{N}\sum_n (\hat y_n - y_n)^2, \qquad \frac{\partial J}{\partial w} = \frac{2}{N} X^\top r, \qquad \frac{\partial J}{\partial b} = \frac{2}{N}\sum_n r_n, \qquad r = \hat y - y.$$
+# $$J = \frac{1}{N}\sum_n (\hat y_n - y_n)^2, \qquad \frac{\partial J}{\partial w} = \frac{2}{N}
+# X^\top r, \qquad \frac{\partial J}{\partial b} = \frac{2}{N}\sum_n r_n, \qquad r = \hat y - y.$$
 #
 # The engine's gradients must equal these formulas:
 
@@ -66,7 +67,8 @@ assert np.allclose(b.grad, 2 / N * residual.sum())
 # %% [markdown]
 # ## The update rule, written out
 #
-# Each step: forward, backward, then $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$ on the
+# Each step: forward, backward, then $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$
+# on the
 # raw arrays (no graph is recorded for that), and clear the gradients, which would otherwise
 # accumulate.
 
@@ -149,7 +151,8 @@ plt.show()
 
 # %% [markdown]
 # `optimizer.step()` is the update rule above: `optim.SGD` with `momentum=0` performs exactly
-# $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$. One step by hand and one by the optimizer agree:
+# $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$. One step by hand and one by the
+# optimizer agree:
 
 # %%
 sl.manual_seed(2)

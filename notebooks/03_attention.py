@@ -20,9 +20,11 @@
 # Each position asks a query $q$; every position offers a key $k$ and a value $v$. The answer
 # is an average of the values, weighted by how well the query matches each key:
 #
-# $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right) V$$
+# $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q
+# K^\top}{\sqrt{d_k}}\right) V$$
 #
-# with $Q \in \mathbb{R}^{T_q \times d_k}$, $K \in \mathbb{R}^{T_k \times d_k}$, $V \in \mathbb{R}^{T_k \times d_v}$ and the softmax taken
+# with $Q \in \mathbb{R}^{T_q \times d_k}$, $K \in \mathbb{R}^{T_k \times d_k}$,
+# $V \in \mathbb{R}^{T_k \times d_v}$ and the softmax taken
 # along each row (over the keys). We compute it by hand on NumPy arrays, then compare with
 # `F.scaled_dot_product_attention`, one fused op with its own hand-derived backward.
 
@@ -104,8 +106,10 @@ print("causal and padding masks agree with the hand computation")
 # %% [markdown]
 # The op's backward was derived by hand (see its docstring): with $P$ the weights and
 # $G = \partial L/\partial O$,
-# $\partial L/\partial V = P^\top G$, $\partial L/\partial S = P \odot (G V^\top - \operatorname{rowsum}(G V^\top \odot P))$,
-# $\partial L/\partial Q = \partial L/\partial S\, K/\sqrt{d_k}$, $\partial L/\partial K = (\partial L/\partial S)^\top Q/\sqrt{d_k}$.
+# $\partial L/\partial V = P^\top G$,
+# $\partial L/\partial S = P \odot (G V^\top - \operatorname{rowsum}(G V^\top \odot P))$,
+# $\partial L/\partial Q = \partial L/\partial S\, K/\sqrt{d_k}$,
+# $\partial L/\partial K = (\partial L/\partial S)^\top Q/\sqrt{d_k}$.
 # A float64 gradient check confirms it, batched and causal:
 
 # %%
@@ -119,7 +123,9 @@ print(sl.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_ca
 # One attention averages with one set of weights. **Multi-head** attention runs $H$ of them
 # in parallel on $d/H$-dimensional projections and concatenates the results:
 #
-# $$\operatorname{MultiHead}(X) = \operatorname{Concat}(\text{head}_1, \dots, \text{head}_H)\, W_O^\top, \qquad \text{head}_h = \operatorname{Attention}(X W_{Q,h}^\top, X W_{K,h}^\top, X W_{V,h}^\top).$$
+# $$\operatorname{MultiHead}(X) = \operatorname{Concat}(\text{head}_1, \dots, \text{head}_H)\,
+# W_O^\top, \qquad \text{head}_h = \operatorname{Attention}(X W_{Q,h}^\top, X W_{K,h}^\top, X
+# W_{V,h}^\top).$$
 #
 # `nn.MultiHeadAttention` computes $Q, K, V$ with one fused projection `c_attn`
 # ($d \to 3d$: rows for $Q$, then $K$, then $V$) and splits heads as strided views, with no loop
@@ -152,7 +158,8 @@ assert np.allclose(library, by_hand, atol=1e-5)
 # Attention itself ignores order: permuting the positions permutes the outputs. The original
 # Transformer adds to each token vector a fixed code of its position,
 #
-# $$PE_{(pos,\,2i)} = \sin\!\left(\frac{pos}{10000^{2i/d}}\right), \qquad PE_{(pos,\,2i+1)} = \cos\!\left(\frac{pos}{10000^{2i/d}}\right),$$
+# $$PE_{(pos,\,2i)} = \sin\!\left(\frac{pos}{10000^{2i/d}}\right), \qquad PE_{(pos,\,2i+1)} =
+# \cos\!\left(\frac{pos}{10000^{2i/d}}\right),$$
 #
 # one sine–cosine pair per frequency, the frequencies falling geometrically from 1 to
 # 1/10000. `nn.SinusoidalPositionalEncoding` holds this table; we rebuild it from the formula.

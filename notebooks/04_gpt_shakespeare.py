@@ -18,9 +18,12 @@
 #
 # A GPT is a stack of causal self-attention blocks trained to predict the next token:
 #
-# $$h_0 = E[x_t] + P[t], \qquad h_\ell = h_{\ell-1} + \operatorname{Attn}(\operatorname{LN}(h_{\ell-1})), \qquad h_\ell \leftarrow h_\ell + \operatorname{MLP}(\operatorname{LN}(h_\ell)),$$
+# $$h_0 = E[x_t] + P[t], \qquad h_\ell = h_{\ell-1} +
+# \operatorname{Attn}(\operatorname{LN}(h_{\ell-1})), \qquad h_\ell \leftarrow h_\ell +
+# \operatorname{MLP}(\operatorname{LN}(h_\ell)),$$
 #
-# $$p(x_{t+1} \mid x_{\le t}) = \operatorname{softmax}(\operatorname{LN}(h_L)\,E^\top), \qquad L = -\frac{1}{BT}\sum_{b,t} \log p(x_{t+1} \mid x_{\le t}).$$
+# $$p(x_{t+1} \mid x_{\le t}) = \operatorname{softmax}(\operatorname{LN}(h_L)\,E^\top), \qquad L =
+# -\frac{1}{BT}\sum_{b,t} \log p(x_{t+1} \mid x_{\le t}).$$
 #
 # We tokenize Shakespeare's plays one character per token, train a small model for a short
 # run (well under a minute on a laptop CPU), and decode from it in every way the library
@@ -142,7 +145,8 @@ assert np.isclose(perplexity(nll), math.exp(nll))
 # At each step the model gives logits $z$ for the next character. Ways to pick it:
 #
 # * **greedy**: $\arg\max_i z_i$ — deterministic, and prone to loops;
-# * **temperature** $\tau$: sample from $\operatorname{softmax}(z/\tau)$; $\tau < 1$ sharpens, $\tau > 1$ flattens;
+# * **temperature** $\tau$: sample from $\operatorname{softmax}(z/\tau)$; $\tau < 1$ sharpens,
+#   $\tau > 1$ flattens;
 # * **top-k**: keep the $k$ largest logits, set the rest to $-\infty$, then sample;
 # * **top-p** (nucleus): keep the smallest set of tokens whose probability reaches $p$;
 # * **beam search**: keep the $W$ prefixes with the highest total $\sum_t \log p(y_t \mid y_{<t})$.

@@ -26,7 +26,8 @@
 #   $$\mathcal{L}_\text{MLM} = -\frac{1}{|M|}\sum_{i \in M} \log P(x_i \mid \tilde x).$$
 # * **Next sentence prediction (NSP).** Given two sentences A and B, decide whether B is the
 #   sentence that really follows A (half of the pairs) or a random one (the other half):
-#   $$\mathcal{L}_\text{NSP} = -\log P(y \mid A, B), \qquad y \in \{\text{IsNext}, \text{NotNext}\}.$$
+#   $$\mathcal{L}_\text{NSP} = -\log P(y \mid A, B), \qquad y \in \{\text{IsNext},
+# \text{NotNext}\}.$$
 # * Both at once: $$\mathcal{L} = \mathcal{L}_\text{MLM} + \lambda\,\mathcal{L}_\text{NSP}$$
 #   ($\lambda = 1$ in BERT; `BertConfig.nsp_weight`).
 #

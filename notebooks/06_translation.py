@@ -22,7 +22,8 @@
 # (causal) self-attention over the tokens written so far, then **cross-attention** from those
 # positions to the memory,
 #
-# $$\operatorname{CrossAttention}(h, m) = \operatorname{softmax}\!\left(\frac{(h W_Q)(m W_K)^\top}{\sqrt{d_k}}\right) m W_V,$$
+# $$\operatorname{CrossAttention}(h, m) = \operatorname{softmax}\!\left(\frac{(h W_Q)(m
+# W_K)^\top}{\sqrt{d_k}}\right) m W_V,$$
 #
 # and finally $p(y_t \mid y_{<t}, x) = \operatorname{softmax}(h_t W^\top + b)$. Token embeddings
 # are scaled by $\sqrt{d}$ and added to the sinusoidal positional encoding of notebook 3.
@@ -208,9 +209,11 @@ assert np.array_equal(width_one_ids, greedy_ids)
 # BLEU (Papineni et al., 2002) counts how many of the hypothesis' $n$-grams, $n = 1 \dots 4$, also
 # occur in the reference (each reference $n$-gram matched at most as often as it occurs there):
 #
-# $$p_n = \frac{\sum_{g \in n\text{-grams}(h)} \min(\text{count}_h(g), \text{count}_r(g))}{|n\text{-grams}(h)|},
+# $$p_n = \frac{\sum_{g \in n\text{-grams}(h)} \min(\text{count}_h(g),
+# \text{count}_r(g))}{|n\text{-grams}(h)|},
 # \qquad \mathrm{BP} = \min\!\left(1, e^{1 - r/c}\right),
-# \qquad \mathrm{BLEU} = 100 \cdot \mathrm{BP} \cdot \exp\Big(\tfrac14 \sum_{n=1}^{4} \log p_n\Big).$$
+# \qquad \mathrm{BLEU} = 100 \cdot \mathrm{BP} \cdot \exp\Big(\tfrac14 \sum_{n=1}^{4} \log
+# p_n\Big).$$
 #
 # Precision alone would reward a short hypothesis, so the brevity penalty BP punishes a
 # hypothesis of $c$ tokens shorter than the reference's $r$. Over a corpus, matches, $n$-gram

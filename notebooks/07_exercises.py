@@ -24,7 +24,9 @@
 # broadcast batch axes, repeated ids, ignored targets, a causal mask):
 #
 # 1. against **central differences** in float64, with a random cotangent $c$:
-#    $\nabla_x \langle f(x), c\rangle \approx \big(\langle f(x + \varepsilon e_j), c\rangle - \langle f(x - \varepsilon e_j), c\rangle\big) / 2\varepsilon$
+#    $\nabla_x \langle f(x), c\rangle \approx$
+#    $\big(\langle f(x + \varepsilon e_j), c\rangle$
+#    $- \langle f(x - \varepsilon e_j), c\rangle\big) / 2\varepsilon$
 #    (`sl.gradcheck_op`, or `sl.gradcheck` when integer ids or targets, or an input left out,
 #    are among the inputs);
 # 2. against the library's own op, to float64 precision.
@@ -62,7 +64,8 @@ print(grade("softmax", skeletons.Softmax))
 # ## A first attempt
 #
 # For $y = \operatorname{softmax}(x)$ it is tempting to treat each output as depending on its own
-# input only, $\partial y_i/\partial x_i = y_i(1 - y_i)$, as for the sigmoid. Subclassing the skeleton
+# input only, $\partial y_i/\partial x_i = y_i(1 - y_i)$, as for the sigmoid. Subclassing the
+# skeleton
 # keeps its `forward` (the library's):
 
 # %%
@@ -81,7 +84,8 @@ assert not report.passed
 # ones next to the numerical values. The missing piece is the off-diagonal of the Jacobian:
 # every $y_j$ depends on every $x_i$ through the normalising sum,
 #
-# $$\frac{\partial y_j}{\partial x_i} = y_j(\delta_{ij} - y_i) \quad\Rightarrow\quad \frac{\partial L}{\partial x_i} = \sum_j g_j\, y_j (\delta_{ij} - y_i) = y_i\Big(g_i - \sum_j g_j y_j\Big).$$
+# $$\frac{\partial y_j}{\partial x_i} = y_j(\delta_{ij} - y_i) \quad\Rightarrow\quad \frac{\partial
+# L}{\partial x_i} = \sum_j g_j\, y_j (\delta_{ij} - y_i) = y_i\Big(g_i - \sum_j g_j y_j\Big).$$
 #
 # The sum runs along the softmax axis, and no $n \times n$ Jacobian is ever built:
 
