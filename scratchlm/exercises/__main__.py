@@ -20,11 +20,15 @@ import importlib.util
 import inspect
 import sys
 import textwrap
+from pathlib import Path
 
 from scratchlm import Function
-from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.gradebook import grade_all, rows, write_csv
 from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.release import ReleaseError, release
+from scratchlm.exercises.tasks import ReferenceMissing, Task
 
 #: the width of the comment lines and docstrings ``show`` writes
 WIDTH = 92
@@ -42,32 +46,89 @@ from scratchlm.exercises import skeletons
 """
 
 
+def _limits(command):
+    command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                         help="wall-clock limit of one file's grading (default "
+                              f"{DEFAULT_TIMEOUT:g})")
+    command.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MIB",
+                         help="address-space limit of the grading process, in MiB (default "
+                              f"{DEFAULT_MEMORY_MB})")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m scratchlm.exercises",
-        description="Gradient-check exercises: write the backward of an op, then grade it.")
+        description="Coursework: exercises in five tracks, graded in a separate process.")
     commands = parser.add_subparsers(dest="command")
-    show = commands.add_parser("show", help="print an exercise and the skeleton to complete")
+    commands.add_parser("list", help="the exercises by track, with points")
+    show = commands.add_parser("show", help="print an exercise and the file to complete")
     show.add_argument("name", choices=sorted(EXERCISES))
-    check = commands.add_parser("grade", help="grade your class against the exercise")
+    show.add_argument("--hint", type=int, metavar="N",
+                      help="print hints 1 to N instead (one more each time you are stuck)")
+    check = commands.add_parser("grade", help="grade your file against the exercise")
     check.add_argument("name", choices=sorted(EXERCISES))
-    check.add_argument("file", help="a Python file that defines your class")
+    check.add_argument("file", help="a Python file that defines your class or function")
     check.add_argument("--class", dest="class_name",
-                       help="the class to grade (default: the skeleton's name)")
-    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                       help=f"wall-clock limit of the grading (default {DEFAULT_TIMEOUT:g})")
-    check.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MIB",
-                       help="address-space limit of the grading process, in MiB (default "
-                            f"{DEFAULT_MEMORY_MB})")
+                       help="the class or function to grade (default: the exercise's name "
+                            "for it)")
+    _limits(check)
+    every = commands.add_parser(
+        "grade-all", help="grade a class: SUBMISSIONS_DIR/STUDENT/EXERCISE.py, one CSV row "
+                          "per student")
+    every.add_argument("submissions", metavar="SUBMISSIONS_DIR")
+    every.add_argument("--csv", required=True, metavar="FILE", help="where to write the scores")
+    every.add_argument("--exercises", metavar="A,B,…",
+                       help="the exercises to grade (default: those any student handed in)")
+    every.add_argument("--jobs", type=int, default=None,
+                       help="files graded at once (default: up to 4)")
+    every.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    _limits(every)
+    out = commands.add_parser("release", help="write the student version of every exercise "
+                                              "and assignment notebook")
+    out.add_argument("out_dir", metavar="OUT_DIR")
+    out.add_argument("--overwrite", action="store_true",
+                     help="write into a folder that is not empty (only the release's files "
+                          "are replaced)")
     return parser
 
 
 def listing():
     width = max(map(len, EXERCISES))
-    lines = [f"{name:<{width}}  {exercise.title}: {exercise.formula}"
-             for name, exercise in EXERCISES.items()]
-    return "\n".join(lines + ["", "python -m scratchlm.exercises show NAME   prints one with "
-                                  "its skeleton"])
+    lines = []
+    for track, title in TRACKS.items():
+        names = [e for e in EXERCISES.values() if e.track == track]
+        lines += [f"Track {track}: {title} ({sum(e.points for e in names)} points)"]
+        lines += [f"  {e.name:<{width}} {e.points:>2} pt  {e.title}: {e.formula}"
+                  for e in names]
+        lines.append("")
+    return "\n".join(lines + ["python -m scratchlm.exercises show NAME   prints one with "
+                              "its file to complete"])
+
+
+def hints(name, count):
+    exercise = get_exercise(name)
+    if not exercise.hints:
+        return f"{name} has no hints"
+    count = max(1, min(count, len(exercise.hints)))
+    lines = [f"hint {i} of {len(exercise.hints)}: {hint}"
+             for i, hint in enumerate(exercise.hints[:count], start=1)]
+    if count < len(exercise.hints):
+        lines.append(f"(the next: python -m scratchlm.exercises show {name} --hint {count + 1})")
+    return "\n".join(lines)
+
+
+def task_statement(task):
+    """A task's file to complete: its statement in comments, then the stub."""
+    header = [f"# Exercise {task.name} (track {task.track}, {task.points} points): {task.title}",
+              *textwrap.wrap(task.formula, WIDTH, initial_indent="#   formula:  ",
+                             subsequent_indent="#" + " " * 13),
+              *textwrap.wrap(task.task, WIDTH, initial_indent="#   your job: ",
+                             subsequent_indent="#" + " " * 13)]
+    if task.needs:
+        header.append(f"#   this file must also define: {', '.join(task.needs)}")
+    header += [f"# Hints, one at a time: python -m scratchlm.exercises show {task.name} --hint 1",
+               f"# Grade it:   python -m scratchlm.exercises grade {task.name} THIS_FILE.py", ""]
+    return "\n".join(header) + "\n" + task.stub
 
 
 def forward_methods(reference):
@@ -98,14 +159,18 @@ def forward_methods(reference):
 
 def statement(name):
     """The exercise as a Python file to complete: the task in comments, the imports, then a
-    class deriving from the skeleton, its docstring holding the library's forward."""
+    class deriving from the skeleton, its docstring holding the library's forward (or, for
+    the other exercises, their stub)."""
     exercise = get_exercise(name)
+    if isinstance(exercise, Task):
+        return task_statement(exercise)
     skeleton = exercise.skeleton
     reference = exercise.reference_class
     header = [f"# Exercise {name}: {exercise.title}",
               f"#   forward:  {exercise.formula}",
               *textwrap.wrap(exercise.task, WIDTH, initial_indent="#   your job: ",
                              subsequent_indent="#" + " " * 13),
+              f"# Hints, one at a time: python -m scratchlm.exercises show {name} --hint 1",
               f"# Grade it:   python -m scratchlm.exercises grade {name} THIS_FILE.py", ""]
     sources = "\n".join(textwrap.dedent(inspect.getsource(method))
                         for method in forward_methods(reference))
@@ -160,18 +225,36 @@ def load_class(path, class_name):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.command is None:
+    try:
+        return _command(args)
+    except (NotGradable, ReleaseError, ReferenceMissing) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _command(args):
+    if args.command in (None, "list"):
         print(listing())
     elif args.command == "show":
-        print(statement(args.name))
-    else:
-        try:
-            report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
-                                memory_mb=args.memory)
-        except NotGradable as error:
-            raise SystemExit(f"error: {error}") from None
+        print(statement(args.name) if args.hint is None else hints(args.name, args.hint))
+    elif args.command == "grade":
+        report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
+                            memory_mb=args.memory)
         print(report)
         return 0 if report.passed else 1
+    elif args.command == "grade-all":
+        exercises = args.exercises.split(",") if args.exercises else None
+        if Path(args.csv).exists() and not args.overwrite:
+            raise NotGradable(f"grade-all: {args.csv} exists; pass --overwrite to replace it, "
+                              "or name another file")
+        table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
+                                     memory_mb=args.memory, jobs=args.jobs)
+        write_csv(table, exercises, args.csv, overwrite=True)
+        for row in rows(table, exercises)[1:]:
+            print(f"{row[0]}: {row[-3]} of {row[-2]}")
+        print(f"wrote {args.csv}")
+    else:
+        written = release(args.out_dir, overwrite=args.overwrite)
+        print(f"wrote {len(written)} files to {args.out_dir} (no reference solution among them)")
     return 0
 
 

@@ -204,6 +204,7 @@ def library_functions_disabled(names, student=None):
             def trap(*args, _where=dotted, **kwargs):
                 raise DelegatesToLibrary(f"it delegates to the library's implementation "
                                          f"({_where}); write it yourself")
+            trap.__name__ = getattr(original, "__name__", attribute)
             holders = [(owner, attribute)]
             if not isinstance(owner, type):
                 holders += [(module, key) for name, module in list(sys.modules.items())

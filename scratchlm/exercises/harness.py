@@ -38,6 +38,8 @@ gradients, not authorship). Only POSIX systems (``resource``, process groups) ar
 
 import contextlib
 import faulthandler
+import importlib
+import importlib.abc
 import importlib.util
 import json
 import math
@@ -65,8 +67,19 @@ from scratchlm.exercises.grader import (
     get_exercise,
     grade_prepared,
     library_backward_disabled,
+    library_functions_disabled,
     library_implementations,
     prepare_cases,
+)
+from scratchlm.exercises.tasks import (
+    REFERENCE_PACKAGE,
+    PreparedTask,
+    Task,
+    check_case,
+    decode,
+    encode,
+    prepare_task,
+    run_case,
 )
 
 #: the wall-clock limit of one grading, in seconds (the CPU limit is a little more)
@@ -119,7 +132,7 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     gradients this process checked against the library. Raises :class:`NotGradable` for a
     missing file or class, :class:`KeyError` for an unknown exercise."""
     exercise = get_exercise(exercise_name)
-    class_name = class_name or exercise.skeleton.__name__
+    class_name = class_name or exercise.entry
     if os.name != "posix":
         raise NotGradable("grading a file in a separate process needs a POSIX system (Linux, "
                           "macOS); in a notebook, grade(name, YourClass) grades a class")
@@ -128,10 +141,16 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
         raise NotGradable(f"no file {path}")
     if importlib.util.spec_from_file_location(MODULE_NAME, path) is None:
         raise NotGradable(f"{path} is not a Python file")
-    prepared = prepare_cases(exercise, seed)  # here, before anything of the file runs
+    order = {"exercise": exercise.name, "path": str(path.resolve()), "class_name": class_name,
+             "seed": seed}
+    if isinstance(exercise, Task):  # the child gets the inputs, never the reference
+        prepared = prepare_task(exercise, seed)
+        order["cases"] = encode([(case.label, case.inputs, case.config, case.cotangent)
+                                 for case in prepared])
+    else:
+        prepared = prepare_cases(exercise, seed)  # here, before anything of the file runs
     token = secrets.token_hex(16)
-    run = _run_child({"token": token, "exercise": exercise.name, "path": str(path.resolve()),
-                      "class_name": class_name, "seed": seed}, timeout, memory_mb)
+    run = _run_child({"token": token, **order}, timeout, memory_mb)
     printed = run["printed"]
     result, problem = _parse_report(run["report"], token, run["report_truncated"])
     if run["timed_out"]:
@@ -157,7 +176,8 @@ def _graded(exercise, prepared, result, class_name, printed):
     student = _text(result.get("student") or class_name, 200)
     if result.get("error") is not None:
         return _not_graded(exercise, student, printed, _text(result["error"]))
-    cases, problem = _checked_cases(exercise, prepared, result)
+    checker = _checked_task_cases if isinstance(exercise, Task) else _checked_cases
+    cases, problem = checker(exercise, prepared, result)
     if problem is not None:
         return _not_graded(exercise, student, printed, f"its report was malformed: {problem}")
     replaced = result.get("replaced") or []
@@ -213,6 +233,34 @@ def _checked_cases(exercise, prepared, result):
                                     f"{failure}"))
             continue
         cases.append(CaseResult(case.label))
+    return cases, None
+
+
+def _checked_task_cases(task, prepared, result):
+    """A task's cases: the student's outputs the child sent, checked here against the
+    hidden reference; or (None, what is wrong with the report)."""
+    reported = result.get("cases")
+    if not isinstance(reported, list) or len(reported) != len(prepared):
+        return None, f"expected {len(prepared)} cases"
+    cases = []
+    for case, entry in zip(prepared, reported):
+        if not isinstance(entry, dict) or entry.get("label") != case.label:
+            return None, f"expected the case {case.label!r}"
+        if entry.get("failure") is not None:
+            cases.append(CaseResult(case.label, _text(entry["failure"])))
+            continue
+        try:
+            output = decode(entry.get("output"))
+        except (TypeError, ValueError, OverflowError) as error:
+            return None, f"case {case.label!r}: {error}"
+        try:
+            check_case(task, case, output)
+            cases.append(CaseResult(case.label))
+        except CaseFailure as failure:
+            cases.append(CaseResult(case.label, str(failure)))
+        except Exception as error:  # an output shaped to trip the check: a failed case
+            cases.append(CaseResult(case.label, f"its result is malformed "
+                                                f"({type(error).__name__}: {error})"))
     return cases, None
 
 
@@ -416,6 +464,8 @@ def _child_main():
 
 def _grade_in_child(config):
     exercise = get_exercise(config["exercise"])
+    if isinstance(exercise, Task):
+        return _grade_task_in_child(exercise, config)
     prepared = prepare_cases(exercise, config["seed"])  # before the file runs
     path, class_name = config["path"], config["class_name"]
     for name in PRELOADED:
@@ -449,6 +499,66 @@ def _grade_in_child(config):
         replaced = _changed(snapshot)
     return {"student": class_name, "replaced": replaced,
             "cases": [_case(case, output) for case, output in zip(report.cases, outputs)]}
+
+
+class _ReferenceBlocked(importlib.abc.MetaPathFinder):
+    """Refuses to import the hidden reference in the grading process."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == REFERENCE_PACKAGE or name.startswith(REFERENCE_PACKAGE + "."):
+            raise ImportError(f"a submission may not import the hidden reference ({name}): "
+                              "write the exercise yourself")
+        return None
+
+
+def _grade_task_in_child(task, config):
+    """Run the file's entry on the cases the parent sent; the parent checks the results."""
+    cases = decode(config["cases"])
+    path, name = config["path"], config["class_name"]
+    sys.meta_path.insert(0, _ReferenceBlocked())
+    for module in [m for m in sys.modules if m.startswith(REFERENCE_PACKAGE)]:
+        del sys.modules[module]
+    for module in PRELOADED:
+        importlib.import_module(module)
+    with library_functions_disabled(task.library):
+        snapshot = _snapshot()
+        try:
+            module = _import(path)
+        except BaseException as error:
+            return {"error": f"importing {Path(path).name} raised {_describe(error, path)}"}
+        student = getattr(module, name, None)
+        wanted = "sl.Function subclass" if task.kind == "op" else "function"
+        fits = (isinstance(student, type) and issubclass(student, Function)
+                if task.kind == "op" else callable(student) and not isinstance(student, type))
+        if not fits:
+            defined = sorted(key for key, value in vars(module).items()
+                             if callable(value) and getattr(value, "__module__", None)
+                             == module.__name__)
+            return {"usage": f"{Path(path).name} defines no {wanted} named {name}; it "
+                             f"defines {defined or 'none'} (pick one with --class)"}
+        missing = [need for need in task.needs if not callable(getattr(module, need, None))]
+        if missing:
+            return {"student": name,
+                    "error": f"{Path(path).name} must also define {', '.join(missing)} "
+                             f"(exercise {task.name} builds on them)"}
+        results = []
+        try:
+            for label, inputs, case_config, cotangent in cases:
+                case = PreparedTask(label, inputs, case_config, None, cotangent)
+                try:
+                    output = encode(run_case(task, student, case))
+                    results.append({"label": label, "output": output})
+                except CaseFailure as failure:
+                    results.append({"label": label, "failure": str(failure)})
+                except ValueError as error:
+                    results.append({"label": label, "failure": f"its result cannot be sent "
+                                                               f"to the grader: {error}"})
+        except BaseException as error:
+            return {"student": name, "error": f"the grading stopped: {_describe(error, path)}"}
+        replaced = _changed(snapshot)
+    if any(m.startswith(REFERENCE_PACKAGE) for m in sys.modules):
+        replaced.append(f"{REFERENCE_PACKAGE} (the hidden reference was imported)")
+    return {"student": name, "replaced": replaced, "cases": results}
 
 
 def _import(path):

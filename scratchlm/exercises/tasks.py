@@ -156,7 +156,7 @@ def check_case(task, prepared, output):
 
 # ------------------------------------------------------------------------------ op kind
 def call(student, inputs, config):
-    return student(*inputs, **config)
+    return attempt(getattr(student, "__name__", "it"), student, *inputs, **config)
 
 
 def _floats(inputs):
