@@ -72,6 +72,25 @@ for name, leaf in [("w", w), ("x", x), ("b", b)]:
     assert np.isclose(leaf.grad.item(), by_hand[name], rtol=1e-5)
 
 # %% [markdown]
+# ### The graph, drawn
+#
+# `scratchlm.viz.draw_graph` walks the same record the engine walks: boxes are tensors (the
+# shaded ones are leaves, the parameters), ellipses are the ops that made them. Draw a graph
+# before calling `backward()`: the backward pass frees the arrays each op kept, and with
+# them the record.
+
+# %%
+from scratchlm import viz
+
+w, x, b = (sl.tensor(value, requires_grad=True) for value in (0.7, -1.3, 0.2))
+z = (w * x + b).tanh()
+nodes, edges = viz.graph_nodes(z)
+ops = sorted(node.label for node in nodes if node.kind == "op")
+print("ops:", ops, "|", len(nodes), "nodes,", len(edges), "edges")
+assert ops == ["Add", "Mul", "Tanh"]  # w·x, then + b, then tanh
+viz.draw_graph(z, names={"w": w, "x": x, "b": b}, engine="matplotlib")
+
+# %% [markdown]
 # Each intermediate tensor remembers the operation that made it; the engine orders those
 # operations so that every one runs after all the operations that consumed its output.
 # A tensor used twice receives the **sum** of the gradients of both uses: for

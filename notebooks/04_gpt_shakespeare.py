@@ -35,10 +35,10 @@ import os
 import time
 
 import numpy as np
-from IPython.display import Image
 
 import scratchlm as sl
 import scratchlm.functional as F
+from scratchlm import viz
 from scratchlm.generation import beam_search, top_k_filter, top_p_filter
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, GPTConfig
@@ -109,13 +109,30 @@ print(f"{train_config.max_steps} steps in {time.perf_counter() - started:.0f} s"
 assert history["val_loss"][-1] < initial_loss.item() - 1.0
 
 # %% [markdown]
+# The learning rate of every step: a linear warmup over `warmup_steps`, then a cosine decay to
+# `min_lr_ratio` times the peak,
+#
+# $$\eta_s = \eta_\text{min} + \tfrac12\big(1 + \cos(\pi\,\tfrac{s - w}{S -
+# w})\big)(\eta_\text{max} - \eta_\text{min}).$$
+#
+# `viz.lr_schedule` draws it from the `TrainConfig`; after the last step the trainer's optimizer
+# sits at $\eta_\text{min}$:
+
+# %%
+final_lr = trainer.optimizer.param_groups[0]["lr"]
+print(f"lr after {trainer.step} steps: {final_lr:.2e}")
+assert np.isclose(final_lr, train_config.min_lr_ratio * train_config.learning_rate)
+viz.lr_schedule(train_config)
+
+# %% [markdown]
 # The run folder holds everything needed to continue or sample later: `checkpoint.npz`
 # (weights, optimizer moments, step, random states — loaded without pickle), `config.json`
-# and the loss curve `loss.png`:
+# and the loss curve `loss.png`; `viz.loss_curves` draws the curves from the checkpoint's
+# history (give it several run folders to compare runs):
 
 # %%
 print(sorted(os.listdir("runs/notebook-gpt")))
-Image("runs/notebook-gpt/loss.png")
+viz.loss_curves("runs/notebook-gpt")
 
 # %% [markdown]
 # ## Perplexity
@@ -138,6 +155,50 @@ nll = -np.take_along_axis(log_probs, yb[..., None], axis=-1).mean()
 print(f"one batch: model loss {loss.item():.4f}, -mean log p(next) by hand {nll:.4f}")
 assert np.isclose(loss.item(), nll, rtol=1e-5)
 assert np.isclose(perplexity(nll), math.exp(nll))
+
+# %% [markdown]
+# ## What the heads look at
+#
+# A head's attention weights are $A = \operatorname{softmax}\big(Q_h K_h^\top/\sqrt{d_h} + M\big)$,
+# with
+# $M_{ij} = -\infty$ for $j > i$ (the causal mask). We recompute them for the last layer from the
+# layer's own weights (`ln_1`, then the fused projection `c_attn` split into $Q, K, V$ and into
+# heads),
+# check them by rebuilding the layer's output from them, and draw one map per head with
+# `viz.attention_heatmap`: row = the character that asks, column = the character it reads.
+
+# %%
+line = "ROMEO:\nBut soft, what light"
+ids_line = np.array([tokenizer.encode(line)])
+T_line = ids_line.shape[1]
+last = model.transformer.h[-1]
+with sl.no_grad():
+    h = model.transformer.wte(ids_line) + model.transformer.wpe(np.arange(T_line))
+    for block in model.transformer.h[:-1]:
+        h = block(h)
+    x_ln = last.ln_1(h)
+    library_out = last.attn(x_ln, is_causal=True).numpy()[0]
+    qkv = last.attn.c_attn(x_ln).numpy()[0]  # (T, 3C): Q, then K, then V
+
+n_head = last.attn.num_heads
+q, k, v = (part.reshape(T_line, n_head, -1).transpose(1, 0, 2) for part in np.split(qkv, 3, -1))
+scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+scores = np.where(np.tril(np.ones((T_line, T_line), bool)), scores, -np.inf)
+weights = np.exp(scores - scores.max(-1, keepdims=True))
+weights /= weights.sum(-1, keepdims=True)  # (heads, T, T)
+
+merged = (weights @ v).transpose(1, 0, 2).reshape(T_line, -1)
+rebuilt = merged @ last.attn.c_proj.weight.numpy().T + last.attn.c_proj.bias.numpy()
+print("max |layer output - rebuilt from the weights| =", np.abs(library_out - rebuilt).max())
+assert np.allclose(library_out, rebuilt, atol=1e-4)
+labels = [repr(ch)[1:-1] for ch in line]
+viz.attention_heatmap(weights, labels, labels, title="last layer, trained model")
+
+# %% [markdown]
+# Every row sums to 1 and nothing lies above the diagonal: no character reads the future. Each
+# head has a pattern of its own: some put their weight on the last few characters (a local,
+# n-gram-like view), others keep reading back to a few characters far behind, such as the
+# speaker's name.
 
 # %% [markdown]
 # ## Decoding

@@ -130,6 +130,44 @@ for sentence in documents[0][:3]:  # the corpus starts with the first speech's l
     start += len(sentence)
 
 # %% [markdown]
+# **A rule stated backwards.** One of the source articles (on masked language modelling,
+# 掩码语言模型) says a chosen token is *kept* with probability 80%, replaced by a random token
+# with 10% and by `[MASK]` with 10%. That is BERT's rule reversed: in Devlin et al. (2018,
+# §3.1 and appendix C.2) 80% of the chosen tokens become `[MASK]`, 10% a random token and 10%
+# stay unchanged. Under the reversed rule most "masked" positions would show the answer in the
+# input, and the model would learn to copy. With $V$ the vocabulary size, the real rule
+# predicts these fractions of the chosen positions (a random draw may land on `[MASK]` or on
+# the original token):
+#
+# $$P(\text{[MASK]}) = 0.8 + \tfrac{0.1}{V}, \qquad P(\text{unchanged}) = 0.1 + \tfrac{0.1}{V},
+# \qquad P(\text{other token}) = 0.1\,\tfrac{V-2}{V}.$$
+#
+# We compare the measured fractions with both rules, within four binomial standard deviations:
+
+# %%
+n_chosen = chosen.sum()
+measured = np.array([to_mask.sum(), unchanged.sum(), to_random.sum()]) / n_chosen
+real_rule = np.array([0.8 + 0.1 / vocab_size, 0.1 + 0.1 / vocab_size,
+                      0.1 * (vocab_size - 2) / vocab_size])
+reversed_rule = np.array([0.1, 0.8, 0.1])  # as the article states it
+tolerance = 4 * np.sqrt(real_rule * (1 - real_rule) / n_chosen)
+for name, m, r, a, t in zip(["[MASK]", "unchanged", "other token"], measured, real_rule,
+                            reversed_rule, tolerance):
+    print(f"{name:12s} measured {m:.4f}   BERT's rule {r:.4f} ± {t:.4f}   article {a:.2f}")
+assert (np.abs(measured - real_rule) < tolerance).all()
+assert not (np.abs(measured - reversed_rule) < 0.05).all()
+
+fig, ax = plt.subplots(figsize=(7, 3.5))
+positions = np.arange(3)
+ax.bar(positions - 0.25, measured, 0.25, label="measured (mask_tokens)")
+ax.bar(positions, real_rule, 0.25, label="BERT's rule: 80% [MASK] / 10% / 10%")
+ax.bar(positions + 0.25, reversed_rule, 0.25, label="the article's reversed rule")
+ax.set_xticks(positions, ["[MASK]", "unchanged", "other token"])
+ax.set(ylabel="fraction of the chosen tokens", title=f"{n_chosen:,} chosen tokens")
+ax.legend()
+plt.show()
+
+# %% [markdown]
 # ## NSP: half real next sentences, half random ones
 #
 # `make_nsp_pairs` makes a pair (A, B) of every two consecutive sentences of a document. Half

@@ -297,8 +297,9 @@ def attention_heatmap(weights, queries=None, keys=None, title=None, head_names=N
         [f"head {h}" for h in range(heads)] if heads > 1 else [""])
     columns = min(heads, 4)
     panel_rows = math.ceil(heads / columns)
-    size = 0.35 * max(t_q, t_k) + 1.5
-    fig = _figure(min(16.0, size * columns + 1), min(16.0, size * panel_rows + 0.6))
+    panel = min(0.3 * max(t_q, t_k) + 1.5, 14.0 / columns)
+    fig = _figure(panel * columns + 1.2, panel * panel_rows + 0.8)
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(panel_rows, columns, squeeze=False)
     for h, ax in enumerate(axes.flat):
         if h >= heads:
