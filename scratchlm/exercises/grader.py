@@ -24,6 +24,7 @@ itself (or a registered fast version) grades the library.
 """
 
 import re
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -188,33 +189,41 @@ def _resolve(dotted):
     raise ImportError(dotted)
 
 
+def _code_trap(*args, **kwargs):
+    # runs with the globals of the function whose code it replaced: only builtins here
+    raise __import__("scratchlm.exercises.errors", fromlist=["DelegatesToLibrary"]) \
+        .DelegatesToLibrary("it delegates to the library's implementation "
+                            f"({__import__('sys')._getframe().f_code.co_name}); write it "
+                            "yourself")
+
+
 @contextmanager
 def library_functions_disabled(names, student=None):
     """While in the block, the library's functions and methods named (dotted) raise
-    :class:`DelegatesToLibrary`, wherever a scratchlm module holds them, unless ``student``
-    is one of them (grading the library itself)."""
-    import sys
-    replaced = []
+    :class:`DelegatesToLibrary`, however they are reached (by name, or a reference kept
+    before the block: their code is swapped), unless ``student`` is one of them (grading
+    the library itself)."""
+    swapped, replaced = [], []
     try:
         for dotted in names:
             owner, attribute, original = _resolve(dotted)
             if original is student:
+                continue
+            if isinstance(original, types.FunctionType) and not original.__code__.co_freevars:
+                swapped.append((original, original.__code__))
+                original.__code__ = _code_trap.__code__.replace(co_name=dotted)
                 continue
 
             def trap(*args, _where=dotted, **kwargs):
                 raise DelegatesToLibrary(f"it delegates to the library's implementation "
                                          f"({_where}); write it yourself")
             trap.__name__ = getattr(original, "__name__", attribute)
-            holders = [(owner, attribute)]
-            if not isinstance(owner, type):
-                holders += [(module, key) for name, module in list(sys.modules.items())
-                            if name.startswith("scratchlm") and module is not owner
-                            for key, value in list(vars(module).items()) if value is original]
-            for holder, key in holders:
-                replaced.append((holder, key, getattr(holder, key)))
-                setattr(holder, key, trap)
+            replaced.append((owner, attribute, original))
+            setattr(owner, attribute, trap)
         yield
     finally:
+        for function, code in reversed(swapped):
+            function.__code__ = code
         for holder, key, value in reversed(replaced):
             setattr(holder, key, value)
 

@@ -273,11 +273,14 @@ def compare(actual, expected, names, tolerance, against="the hidden reference", 
     except (TypeError, ValueError):
         raise CaseFailure(f"{path} is {_short(actual)}, not numbers") from None
     e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape and isinstance(expected, list) and len(expected) <= 20:
+        raise CaseFailure(f"{path} is {_short(actual)}; {against} gives {_short(expected)}")
     if a.shape != e.shape:
         raise CaseFailure(f"{path} has shape {a.shape}; {against} gives {e.shape}")
-    if np.allclose(a, e, equal_nan=True, **tolerance):
-        return
-    raise CaseFailure(side_by_side(path, a, e, tolerance, against))
+    with np.errstate(all="ignore"):
+        if np.allclose(a, e, equal_nan=True, **tolerance):
+            return
+        raise CaseFailure(side_by_side(path, a, e, tolerance, against))
 
 
 def side_by_side(what, actual, expected, tolerance, against):
