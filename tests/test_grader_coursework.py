@@ -1,0 +1,342 @@
+"""Grading a class and releasing the student version: ``grade-all`` over a folder with
+correct, wrong, crashing, hanging and cheating submissions writes the right CSV; files of
+every kind of exercise are graded in their own process; ``release`` writes no solution."""
+
+import ast
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scratchlm.exercises import EXERCISES, grade_file
+from scratchlm.exercises.__main__ import main, statement
+from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "scratchlm" / "exercises" / "reference"
+TIMEOUT, MEMORY_MB = 4, 768
+
+SOFTMAX_RIGHT = """\
+from scratchlm.exercises import skeletons
+
+
+class Softmax(skeletons.Softmax):
+    def backward(self, g):
+        return self.y * (g - (g * self.y).sum(axis=self.axis, keepdims=True))
+"""
+SOFTMAX_WRONG = SOFTMAX_RIGHT.replace("(g - (g * self.y).sum(axis=self.axis, keepdims=True))",
+                                      "g")
+SOFTMAX_DELEGATES = """\
+from scratchlm.exercises import skeletons
+from scratchlm.functional.softmax import Softmax as Library
+
+
+class Softmax(skeletons.Softmax):
+    def backward(self, g):
+        return Library.backward(self, g)
+"""
+TOP_K_RIGHT = """\
+import numpy as np
+
+
+def top_k_filter(logits, k):
+    kth = np.sort(logits, axis=-1)[..., -min(k, logits.shape[-1])][..., None]
+    return np.where(logits < kth, -np.inf, logits)
+"""
+TOP_K_WRONG = """\
+import numpy as np
+
+
+def top_k_filter(logits, k):  # ties at the k-th are dropped
+    out = np.full_like(logits, -np.inf)
+    keep = np.argsort(logits, axis=-1)[..., ::-1][..., :k]
+    np.put_along_axis(out, keep, np.take_along_axis(logits, keep, -1), -1)
+    return out
+"""
+TOP_K_CHEATS = "from scratchlm.exercises.reference.data import top_k_filter\n"
+TOP_K_LIBRARY = "from scratchlm.sampling_filters import top_k_filter\n"
+RMSNORM_RIGHT = """\
+import numpy as np
+import scratchlm as sl
+
+
+class RMSNorm(sl.Function):
+    def __init__(self, eps=1e-6):
+        self.eps = eps
+
+    def forward(self, x, weight):
+        self.r = 1 / np.sqrt(np.mean(x ** 2, axis=-1, keepdims=True) + self.eps)
+        self.n, self.w = x * self.r, weight
+        return self.n * weight
+
+    def backward(self, g):
+        dn = g * self.w
+        dx = self.r * dn - self.n * self.r * np.mean(dn * self.n, axis=-1, keepdims=True)
+        return dx, np.sum((g * self.n).reshape(-1, g.shape[-1]), axis=0)
+"""
+RMSNORM_WRONG = RMSNORM_RIGHT.replace(
+    "dx = self.r * dn - self.n * self.r * np.mean(dn * self.n, axis=-1, keepdims=True)",
+    "dx = self.r * dn  # r treated as a constant")
+
+#: student: {file: source}
+CLASS = {
+    "alice": {"softmax.py": SOFTMAX_RIGHT, "top_k.py": TOP_K_RIGHT, "rmsnorm.py": RMSNORM_RIGHT},
+    "bob": {"softmax.py": SOFTMAX_WRONG, "top_k.py": TOP_K_WRONG, "rmsnorm.py": RMSNORM_WRONG},
+    "carol": {"softmax.py": "1 / 0\n" + SOFTMAX_RIGHT, "top_k.py": TOP_K_RIGHT.replace(
+        "kth = ", "raise RuntimeError('unfinished')\n    kth = ")},
+    "dave": {"softmax.py": "while True:\n    pass\n", "top_k.py": TOP_K_RIGHT.replace(
+        "    kth =", "    while True:\n        pass\n    kth ="), "rmsnorm.py": RMSNORM_RIGHT},
+    "erin": {"softmax.py": SOFTMAX_DELEGATES, "top_k.py": TOP_K_CHEATS,
+             "rmsnorm.py": "import numpy\nnumpy.allclose = lambda *a, **k: True\n"
+                           + RMSNORM_WRONG},
+    "frank": {"top_k.py": TOP_K_LIBRARY},
+}
+
+
+@pytest.fixture(scope="module")
+def gradebook(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submissions")
+    for student, files in CLASS.items():
+        (folder / student).mkdir()
+        for name, source in files.items():
+            (folder / student / name).write_text(source, encoding="utf-8")
+    out = folder.parent / "scores.csv"
+    assert main(["grade-all", str(folder), "--csv", str(out), "--timeout", str(TIMEOUT),
+                 "--memory", str(MEMORY_MB), "--jobs", "3"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    return folder, out, table
+
+
+def test_grade_all_writes_one_row_per_student_one_column_per_exercise(gradebook):
+    _, _, table = gradebook
+    header, *students = table
+    assert header == ["student", "softmax", "rmsnorm", "top_k", "total", "max", "lost"]
+    assert [row[0] for row in students] == sorted(CLASS)
+    score = {row[0]: dict(zip(header, row)) for row in students}
+    maximum = str(sum(EXERCISES[n].points for n in ("softmax", "top_k", "rmsnorm")))
+    assert score["alice"]["total"] == maximum and score["alice"]["lost"] == ""
+    assert all(row["max"] == maximum for row in score.values())
+    for student in ("carol", "dave", "erin", "frank"):
+        assert float(score[student]["total"]) < float(maximum)
+
+
+def _score(gradebook):
+    _, _, table = gradebook
+    header, *students = table
+    return {row[0]: dict(zip(header, row)) for row in students}
+
+
+def test_grade_all_scores_and_reasons(gradebook):
+    score = _score(gradebook)
+    points = {name: EXERCISES[name].points for name in ("softmax", "top_k", "rmsnorm")}
+    alice = score["alice"]
+    assert {n: float(alice[n]) for n in points} == {n: float(p) for n, p in points.items()}
+    # wrong: softmax fails every case; top_k fails only the tie case; rmsnorm every case
+    bob = score["bob"]
+    assert float(bob["softmax"]) == 0 and float(bob["rmsnorm"]) == 0
+    cases = len(EXERCISES["top_k"].cases)
+    assert float(bob["top_k"]) == pytest.approx(round(points["top_k"] * (cases - 1) / cases, 2))
+    assert "softmax -3: 4 of 4 cases fail; first: x (5,): the gradient of x" in bob["lost"]
+    assert "top_k -" in bob["lost"] and "ties at the k-th" in bob["lost"]
+    assert "rmsnorm -4:" in bob["lost"] and "the gradient of x differs" in bob["lost"]
+    # crashing: an error at import loses all; an error in the function loses each case
+    carol = score["carol"]
+    assert float(carol["softmax"]) == 0 and "ZeroDivisionError" in carol["lost"]
+    assert float(carol["top_k"]) == 0 and "RuntimeError: unfinished" in carol["lost"]
+    assert float(carol["rmsnorm"]) == 0 and "rmsnorm -4: no file rmsnorm.py" in carol["lost"]
+    # hanging: stopped at the time limit, the other file still graded
+    dave = score["dave"]
+    assert float(dave["softmax"]) == 0 and float(dave["top_k"]) == 0
+    assert f"the grader stopped it after {TIMEOUT} s" in dave["lost"]
+    assert float(dave["rmsnorm"]) == points["rmsnorm"]
+    # cheating: delegating to the library, importing the hidden reference, patching NumPy
+    erin = score["erin"]
+    assert float(erin["total"]) == 0
+    assert "delegates to the library's implementation" in erin["lost"]
+    assert "may not import the hidden reference" in erin["lost"]
+    assert "the file replaced what the grader relies on (numpy.allclose" in erin["lost"]
+    frank = score["frank"]
+    assert float(frank["top_k"]) == 0 and "delegates to the library" in frank["lost"]
+    assert "softmax -3: no file softmax.py" in frank["lost"]
+
+
+def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
+    folder, out, _ = gradebook
+    before = out.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        main(["grade-all", str(folder), "--csv", str(out)])
+    assert out.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, "has no student subfolders"),
+    ({"alice/notes.txt": "hi"}, "no file in"),
+])
+def test_grade_all_explains_a_wrong_folder(tmp_path, layout, message):
+    for name, text in layout.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(SystemExit, match=message):
+        main(["grade-all", str(tmp_path), "--csv", str(tmp_path / "out.csv")])
+    if layout:
+        with pytest.raises(SystemExit, match="no exercise named nope"):
+            main(["grade-all", str(tmp_path), "--csv", str(tmp_path / "o.csv"),
+                  "--exercises", "nope"])
+
+
+def test_grade_all_in_python_with_chosen_exercises(tmp_path):
+    (tmp_path / "zoe").mkdir()
+    (tmp_path / "zoe" / "engine.py").write_text(textwrap.dedent("""
+        def topological_order(root):
+            order, seen, stack = [], {id(root)}, [(root, iter(root.parents))]
+            while stack:
+                node, parents = stack[-1]
+                for parent in parents:
+                    if id(parent) not in seen:
+                        seen.add(id(parent))
+                        stack.append((parent, iter(parent.parents)))
+                        break
+                else:
+                    stack.pop()
+                    order.append(node)
+            return order
+
+
+        def backward(root, grad=None):
+            raise NotImplementedError
+        """), encoding="utf-8")
+    table, exercises = grade_all(tmp_path, ["engine_topo", "engine_backward"],
+                                 timeout=TIMEOUT, memory_mb=MEMORY_MB, jobs=2)
+    header, row = rows(table, exercises)
+    assert row[:3] == ["zoe", "4", "0"]
+    assert "engine.py must also define unbroadcast" in row[-1]  # backward builds on it
+
+
+# ---------------------------------------------------------------------- one file, any kind
+def test_a_wrong_op_file_gets_the_teaching_report(tmp_path, capsys):
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(RMSNORM_WRONG, encoding="utf-8")
+    assert main(["grade", "rmsnorm", str(path), "--timeout", str(TIMEOUT)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("rmsnorm (RMSNorm): FAILED, 0 of 4 cases pass")
+    assert "the gradient of x differs from central differences" in out
+    assert "worst absolute error" in out and "yours" in out and "expected" in out
+    assert "points: 0 of 4" in out and "hint 1 of 3:" in out and "--hint 2" in out
+
+
+def test_the_stub_of_every_kind_grades_in_the_harness(tmp_path):
+    for name in ("engine_unbroadcast", "gqa", "adam"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(statement(name), encoding="utf-8")
+        report = grade_file(name, path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+        assert not report.passed and report.error is None, str(report)
+        assert all("not written yet" in case.failure for case in report.cases), str(report)
+
+
+def test_a_forged_output_is_checked_in_the_parent(tmp_path):
+    """A file that patches the grader's comparison in its own process gains nothing: the
+    parent checks the results it sent back."""
+    path = tmp_path / "top_k.py"
+    path.write_text("import scratchlm.exercises.tasks as t\nt.compare = lambda *a, **k: None\n"
+                    + TOP_K_WRONG, encoding="utf-8")
+    report = grade_file("top_k", path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+    assert not report.passed
+    assert "ties at the k-th" in str(report)
+
+
+# --------------------------------------------------------------------------------- release
+def _public_lines():
+    """Every line of the package's public modules (what students have anyway)."""
+    folder = ROOT / "scratchlm" / "exercises"
+    return {line.strip() for path in folder.glob("*.py")
+            for line in path.read_text(encoding="utf-8").splitlines()}
+
+
+def _solution_statements():
+    """The source of every statement in the body of every function of the references
+    (found here with ast, independently of release.py), constructors aside."""
+    found = []
+    for path in REFERENCE.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and node.name != "__init__":
+                body = [n for n in node.body
+                        if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+                found.append((f"{path.stem}.{node.name}",
+                              "\n".join(ast.get_source_segment(source, n) for n in body)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "student"
+    assert main(["release", str(out)]) == 0
+    texts = {path: path.read_text(encoding="utf-8") for path in out.rglob("*") if path.is_file()}
+    return out, texts
+
+
+def test_release_writes_every_exercise_and_assignment(released):
+    out, texts = released
+    for name, exercise in EXERCISES.items():
+        assert any(path.name == f"{name}.py" for path in texts), name
+    notebooks = sorted(path.name for path in ASSIGNMENTS.glob("*.ipynb"))
+    assert notebooks and sorted(p.name for p in (out / "assignments").iterdir()) == notebooks
+    assert "Track 5" in texts[out / "README.md"]
+    for path, text in texts.items():
+        if path.suffix == ".py":
+            ast.parse(text)
+
+
+def test_release_holds_no_solution(released):
+    _, texts = released
+    everything = "\n".join(texts.values())
+    public = _public_lines()
+    statements = _solution_statements()
+    assert len(statements) > 40
+    for where, body in statements:
+        assert textwrap.dedent(body) not in everything, where
+        for line in body.splitlines():
+            line = line.strip()
+            if len(line) >= 24 and line not in public and not line.startswith("#"):
+                assert line not in everything, (where, line)
+
+
+def test_release_holds_no_notebook_solution_or_hidden_test(released):
+    out, texts = released
+    for path in ASSIGNMENTS.glob("*.ipynb"):
+        instructor = json.loads(path.read_text(encoding="utf-8"))
+        student = json.loads(texts[out / "assignments" / path.name])
+        assert len(student["cells"]) == len(instructor["cells"])
+        for mine, theirs in zip(instructor["cells"], student["cells"]):
+            source = "".join(mine["source"])
+            released_source = "".join(theirs["source"])
+            assert "BEGIN SOLUTION" not in released_source
+            assert "BEGIN HIDDEN TESTS" not in released_source
+            if "### BEGIN SOLUTION" in source:
+                secret = source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+                assert secret.strip() not in released_source
+                assert "raise NotImplementedError()" in released_source
+            if "### BEGIN HIDDEN TESTS" in source:
+                hidden = source.split("### BEGIN HIDDEN TESTS")[1].split(
+                    "### END HIDDEN TESTS")[0]
+                assert hidden.strip() not in released_source
+            assert theirs.get("outputs", []) == []
+            assert theirs.get("metadata", {}).get("nbgrader") == mine.get(
+                "metadata", {}).get("nbgrader")
+
+
+def test_release_refuses_a_folder_in_use(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(SystemExit, match="is not empty; pass --overwrite"):
+        main(["release", str(tmp_path)])
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+    written = release(tmp_path, overwrite=True)
+    assert (tmp_path / "mine.txt").read_text(encoding="utf-8") == "keep me"
+    assert len(written) == len(EXERCISES) + 1 + len(list(ASSIGNMENTS.glob("*.ipynb")))
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    with pytest.raises(ReleaseError, match="is a file"):
+        release(tmp_path / "file")
