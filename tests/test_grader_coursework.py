@@ -249,11 +249,11 @@ def test_a_forged_output_is_checked_in_the_parent(tmp_path):
 
 
 # --------------------------------------------------------------------------------- release
-def _public_lines():
-    """Every line of the package's public modules (what students have anyway)."""
-    folder = ROOT / "scratchlm" / "exercises"
-    return {line.strip() for path in folder.glob("*.py")
-            for line in path.read_text(encoding="utf-8").splitlines()}
+def _public_text():
+    """The package's source but the references: what students have anyway (the library,
+    the statements, stubs and scaffolds)."""
+    paths = [p for p in (ROOT / "scratchlm").rglob("*.py") if REFERENCE not in p.parents]
+    return "\n".join(path.read_text(encoding="utf-8") for path in paths)
 
 
 def _solution_statements():
@@ -281,7 +281,7 @@ def released(tmp_path_factory):
 
 def test_release_writes_every_exercise_and_assignment(released):
     out, texts = released
-    for name, exercise in EXERCISES.items():
+    for name in EXERCISES:
         assert any(path.name == f"{name}.py" for path in texts), name
     notebooks = sorted(path.name for path in ASSIGNMENTS.glob("*.ipynb"))
     assert notebooks and sorted(p.name for p in (out / "assignments").iterdir()) == notebooks
@@ -294,7 +294,7 @@ def test_release_writes_every_exercise_and_assignment(released):
 def test_release_holds_no_solution(released):
     _, texts = released
     everything = "\n".join(texts.values())
-    public = _public_lines()
+    public = _public_text()
     statements = _solution_statements()
     assert len(statements) > 40
     for where, body in statements:

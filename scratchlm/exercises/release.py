@@ -121,7 +121,7 @@ def solution_bodies():
 
 def secret_lines():
     """The distinctive lines of the solutions (and of the assignment notebooks' solution
-    regions and hidden tests) that no public module of the package holds."""
+    regions and hidden tests) that no other module of the package (public anyway) holds."""
     lines = set()
     for body in solution_bodies().values():
         lines |= {line.strip() for line in body.splitlines()}
@@ -131,7 +131,8 @@ def secret_lines():
                 cell["source"])
             for region in [*SOLUTION.finditer(source), *HIDDEN.finditer(source)]:
                 lines |= {line.strip() for line in region.group(0).splitlines()[1:-1]}
-    public = {line.strip() for path in Path(__file__).resolve().parent.glob("*.py")
+    package = Path(__file__).resolve().parents[1]
+    public = {line.strip() for path in package.rglob("*.py") if REFERENCE_DIR not in path.parents
               for line in path.read_text(encoding="utf-8").splitlines()}
     return {line for line in lines - public
             if len(line) >= LEAK_MIN_CHARS and not line.startswith(("#", "def ", "class "))}
