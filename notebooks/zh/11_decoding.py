@@ -1,0 +1,178 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11 · 解码策略比较
+#
+# 语言模型在每一步给出下一个词元的分布 $p(\cdot \mid y_{<t})$；**解码**把它变成文本。
+# 用同一个训练好的模型，五种方法：
+#
+# * **贪心**：$y_t = \arg\max p(\cdot \mid y_{<t})$；
+# * **温度** $\tau$：从 $p_\tau(i) \propto \exp(z_i/\tau)$ 采样，$z$ 是 logits；
+# * **top-k**：只在最可能的 $k$ 个词元中采样；
+# * **top-p**（核采样）：只在满足 $\sum_{i \in S} p(i) \ge p$ 的最小集合 $S$ 中采样；
+# * **束搜索**：保留 $\sum_t \log p(y_t \mid y_{<t})$ 最高的 $W$ 个前缀。
+#
+# 第一种逐步取最大，最后一种（近似地）对整个序列取最大；采样用似然换取多样性。我们把两方面都
+# 测量出来，并画出束搜索探索的树。
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+import scratchlm as sl
+import scratchlm.functional as F
+from scratchlm import viz
+from scratchlm.generation import beam_search, top_p_filter
+from scratchlm.models import GPT, GPTConfig
+from scratchlm.text import CharTokenizer, load_shakespeare, train_val_split
+from scratchlm.train import TrainConfig, Trainer
+
+text = load_shakespeare()
+tokenizer = CharTokenizer().train(text)
+train_ids, val_ids = train_val_split(np.array(tokenizer.encode(text)), val_fraction=0.1)
+sl.manual_seed(0)
+model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
+                      n_embd=64))
+config = TrainConfig(max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20,
+                     eval_interval=300, eval_batches=5, checkpoint_interval=10_000)
+Trainer(model, train_ids, val_ids, config).train(progress=False)
+model.eval()
+prompt = np.array([tokenizer.encode("KING:\nWhat")])
+
+# %% [markdown]
+# ## 温度重塑同一个分布
+#
+# 在提示的末尾，下一个字符的分布及其熵 $H(p_\tau) = -\sum_i p_\tau(i) \log p_\tau(i)$ 随 $\tau$
+# 的变化：
+# $\tau \to 0$ 把全部概率集中到最大值上（贪心），$\tau = 1$ 是模型自己的分布，$\tau$ 很大时趋向均匀
+# （$H \to \log V$）。
+
+# %%
+with sl.no_grad():
+    z = model(prompt)[0].numpy()[0, -1].astype(np.float64)
+
+
+def entropy(p):
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+taus = np.geomspace(0.05, 20, 40)
+entropies = [entropy(softmax(z / tau)) for tau in taus]
+model_p = F.softmax(sl.tensor(z)).numpy()
+assert np.isclose(entropy(softmax(z)), entropy(model_p))
+assert entropies[0] < 0.01 and abs(entropies[-1] - np.log(len(z))) < 0.1
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+order = np.argsort(-z)[:12]
+for tau in (0.5, 1.0, 2.0):
+    left.plot(range(12), softmax(z / tau)[order], "o-", label=f"τ = {tau}")
+left.set_xticks(range(12), [repr(tokenizer.decode([i]))[1:-1] for i in order])
+left.set(title="p_τ of the 12 likeliest next characters", ylabel="probability")
+left.legend()
+right.semilogx(taus, entropies)
+right.axhline(np.log(len(z)), ls="--", c="gray", label="log V (uniform)")
+right.set(xlabel="temperature τ", ylabel="entropy (nats)", title="H(p_τ)")
+right.legend()
+plt.show()
+
+# %% [markdown]
+# ## top-p 保留了什么
+#
+# `top_p_filter` 从最可能的词元开始保留，直到概率之和达到 $p$（越过 $p$ 的那个词元也保留）。
+# 我们自己对概率排序来数保留了几个词元：
+
+# %%
+p_sorted = np.sort(model_p)[::-1]
+for p in (0.5, 0.8, 0.9, 0.99):
+    kept = int(np.isfinite(top_p_filter(z, p)).sum())
+    by_hand = int(np.searchsorted(np.cumsum(p_sorted), p) + 1)
+    print(f"p = {p}: {kept} tokens kept")
+    assert kept == by_hand
+
+# %% [markdown]
+# ## 似然与多样性
+#
+# 每种策略生成 8 段 48 个字符的续写。对每段，我们测量模型给出的每字符平均对数概率（越高，文本越
+# "典型"），以及不同 4 元组占全部 4 元组的比例（越低，重复越多）。贪心解码就是 $k = 1$ 的采样，
+# 也是宽度为 1 的束搜索：
+
+# %%
+N_NEW, N_SAMPLES = 48, 8
+prompts = np.repeat(prompt, N_SAMPLES, axis=0)
+
+
+def mean_log_prob(ids):
+    with sl.no_grad():
+        log_p = F.log_softmax(model(ids)[0]).numpy()
+    new = np.arange(prompt.shape[1], ids.shape[1])
+    return float(np.take_along_axis(log_p[:, new - 1], ids[:, new, None], -1).mean())
+
+
+def distinct_4grams(ids):
+    grams = [tuple(row[i:i + 4]) for row in ids[:, prompt.shape[1]:] for i in range(N_NEW - 3)]
+    return len(set(grams)) / len(grams)
+
+
+sl.manual_seed(0)
+outputs = {
+    "greedy": model.generate(prompts, N_NEW, do_sample=False),
+    "beam, W = 4": np.repeat(beam_search(model, prompt, N_NEW, beam_width=4)[0], N_SAMPLES, 0),
+    "τ = 0.7": model.generate(prompts, N_NEW, temperature=0.7),
+    "τ = 1.0": model.generate(prompts, N_NEW, temperature=1.0),
+    "τ = 1.5": model.generate(prompts, N_NEW, temperature=1.5),
+    "top-k, k = 5": model.generate(prompts, N_NEW, top_k=5),
+    "top-p, p = 0.9": model.generate(prompts, N_NEW, top_p=0.9),
+}
+assert (model.generate(prompt, N_NEW, top_k=1) == outputs["greedy"][:1]).all()
+assert (beam_search(model, prompt, N_NEW, beam_width=1)[0] == outputs["greedy"][:1]).all()
+
+scores = {name: (mean_log_prob(ids), distinct_4grams(ids)) for name, ids in outputs.items()}
+for name, ids in outputs.items():
+    print(f"--- {name}: log p/char {scores[name][0]:.2f}, distinct 4-grams {scores[name][1]:.2f}")
+    print(tokenizer.decode(ids[0].tolist()))
+assert scores["greedy"][0] > scores["τ = 1.5"][0] and scores["greedy"][1] < scores["τ = 1.5"][1]
+
+fig, ax = plt.subplots(figsize=(6, 4))
+for name, (log_p, distinct) in scores.items():
+    ax.plot(distinct, log_p, "o")
+    ax.annotate(name, (distinct, log_p), xytext=(4, 4), textcoords="offset points")
+ax.set(xlabel="distinct 4-grams (variety)", ylabel="mean log p per character (likelihood)")
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# 最大化似然（贪心、束搜索）得到模型认为最可能的文本，而且会自我重复；提高温度用似然换来多样性。
+# top-k 和 top-p 切掉不太可能的长尾，所以采样有多样性，却很少产生高温度时会放进来的无意义字符。
+#
+# ## 束搜索探索的树
+#
+# `viz.beam_tree` 运行
+# `beam_search`，并在每一步记录每个保留下来的假设是从哪个假设扩展而来的（以及它的
+# 累计对数概率）；最终最佳假设的路径画成红色。早期看起来最好的假设，最后不一定在最佳路径上：
+
+# %%
+levels = viz.beam_search_tree(model, prompt[0], 6, beam_width=3)
+best = [node.token for level in levels for node in level if node.best]
+ids, log_p = beam_search(model, prompt, 6, beam_width=3)
+assert best == ids[0, prompt.shape[1]:].tolist()
+print(repr(tokenizer.decode(best)), f"log p = {log_p[0]:.3f}")
+viz.beam_tree(model, prompt[0], 6, beam_width=3, decode=tokenizer.decode)
