@@ -150,6 +150,82 @@ right.legend()
 plt.show()
 
 # %% [markdown]
+# ## Learning-rate sensitivity and minibatches
+#
+# The learning rate $\eta$ is the first thing to tune. Too small, and 200 steps get nowhere; too
+# large, and each step overshoots the valley until the loss overflows (diverges). We train the
+# same network from the same start at eight learning rates. Adam divides each step by a running
+# estimate of the gradient's size,
+# $\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)$,
+# so its steps are about $\eta$ long whatever the gradient's scale: it works over a much wider
+# range.
+#
+# Real training also uses **minibatches**: the gradient of a random sample of $B$ examples, an
+# unbiased but noisy estimate of the full gradient, $\nabla J \approx \frac{1}{B}\sum_{n \in
+# \text{batch}} \nabla J_n$. Smaller batches give cheaper, noisier steps:
+
+# %%
+LEARNING_RATES = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+
+
+def final_loss(make_optimizer, lr, steps=200):
+    sl.manual_seed(1)
+    model = MLP()
+    optimizer = make_optimizer(model.parameters(), lr)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run overflows: expected
+        for _ in range(steps):
+            loss = F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        with sl.no_grad():
+            value = F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train)).item()
+    return value if np.isfinite(value) else np.nan
+
+
+sweeps = {
+    "SGD": [final_loss(lambda p, lr: optim.SGD(p, lr=lr), lr) for lr in LEARNING_RATES],
+    "SGD, momentum 0.9": [final_loss(lambda p, lr: optim.SGD(p, lr=lr, momentum=0.9), lr)
+                          for lr in LEARNING_RATES],
+    "Adam": [final_loss(lambda p, lr: optim.Adam(p, lr=lr), lr) for lr in LEARNING_RATES],
+}
+for name, losses in sweeps.items():
+    print(f"{name:18s}", "  ".join(f"{v:8.4f}" for v in losses))
+    best = int(np.nanargmin(losses))
+    assert 0 < best < len(LEARNING_RATES) - 1, name  # too small and too large both lose
+good = {name: sum(v < 0.01 for v in losses if np.isfinite(v)) for name, losses in sweeps.items()}
+assert good["Adam"] > good["SGD"]
+
+
+def minibatch_losses(batch_size, steps=200, lr=0.1):
+    sl.manual_seed(1)
+    model = MLP()
+    optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    batches = np.random.default_rng(0)
+    full = []
+    for _ in range(steps):
+        rows = batches.choice(len(x_train), batch_size, replace=False)
+        F.mse_loss(model(sl.tensor(x_train[rows])), sl.tensor(y_train[rows])).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        with sl.no_grad():  # the loss on all 128 points, to compare like with like
+            full.append(F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train)).item())
+    return full
+
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+for name, losses in sweeps.items():
+    left.loglog(LEARNING_RATES, losses, "o-", label=name)
+left.set(xlabel="learning rate η", ylabel="loss after 200 steps (missing: diverged)",
+         title="learning-rate sensitivity")
+left.legend()
+for batch_size in (8, 32, 128):
+    right.semilogy(minibatch_losses(batch_size), label=f"batch of {batch_size}")
+right.set(xlabel="step", ylabel="loss on all 128 points", title="SGD + momentum, η = 0.1")
+right.legend()
+plt.show()
+
+# %% [markdown]
 # `optimizer.step()` is the update rule above: `optim.SGD` with `momentum=0` performs exactly
 # $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$. One step by hand and one by the
 # optimizer agree:

@@ -263,6 +263,61 @@ for chinese, english in held_out[:4]:
 assert scores["training", 1] > 50 > scores["held-out", 1]
 
 # %% [markdown]
+# ## ROUGE
+#
+# BLEU asks how much of the hypothesis is in the reference (precision). **ROUGE** (Lin, 2004), made
+# for summaries, looks from the reference's side too: ROUGE-$n$ counts the overlapping $n$-grams
+# against both lengths, and ROUGE-L uses the longest common subsequence (LCS, in order but not
+# necessarily adjacent),
+#
+# $$R = \frac{\text{overlap}}{|\text{reference}|}, \qquad P =
+# \frac{\text{overlap}}{|\text{hypothesis}|},
+# \qquad F = \frac{2PR}{P + R}, \qquad \text{overlap}_L = \operatorname{LCS}(h, r).$$
+#
+# `scratchlm.metrics.rouge` returns the three scores as rouge-score computes them (its tests
+# compare
+# the two); by hand, then on the model's translations:
+
+# %%
+from scratchlm.metrics import rouge
+
+
+def lcs_length(a, b):
+    table = np.zeros((len(a) + 1, len(b) + 1), dtype=int)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1, j + 1] = table[i, j] + 1 if x == y else max(table[i, j + 1],
+                                                                     table[i + 1, j])
+    return int(table[-1, -1])
+
+
+def f_measure(overlap, n_hyp, n_ref):
+    p, r = overlap / n_hyp, overlap / n_ref
+    return 0.0 if overlap == 0 else 2 * p * r / (p + r)
+
+
+hypothesis, reference = "the cat sat on the red mat", "the cat is on the mat"
+hyp, ref = hypothesis.split(), reference.split()
+bigrams = [Counter(zip(words, words[1:])) for words in (hyp, ref)]
+by_hand = {"rouge1": f_measure(sum((Counter(hyp) & Counter(ref)).values()), len(hyp), len(ref)),
+           "rouge2": f_measure(sum((bigrams[0] & bigrams[1]).values()), len(hyp) - 1,
+                               len(ref) - 1),
+           "rougeL": f_measure(lcs_length(hyp, ref), len(hyp), len(ref))}
+library = rouge(hypothesis, reference)
+for name, value in by_hand.items():
+    print(f"{name}: by hand F = {value:.4f}, scratchlm.metrics.rouge F = "
+          f"{library[name].fmeasure:.4f}")
+    assert math.isclose(value, library[name].fmeasure, rel_tol=1e-9)
+
+rouge_l = {}
+for name, subset in [("training", train_pairs[:50]), ("held-out", held_out)]:
+    translations = run.translate([chinese for chinese, _ in subset], 4)
+    rouge_l[name] = np.mean([rouge(t, english)["rougeL"].fmeasure
+                             for t, (_, english) in zip(translations, subset)])
+    print(f"{name:8s} sentences: mean ROUGE-L F = {rouge_l[name]:.3f}")
+assert rouge_l["training"] > rouge_l["held-out"]
+
+# %% [markdown]
 # The model reproduces most of its 256 training sentences, and BLEU says so — but a high BLEU on
 # training data only measures memory. On held-out sentences BLEU collapses: 256 sentences are far
 # too few to learn Chinese, and the held-out translations string together English fragments that

@@ -146,6 +146,81 @@ right.legend()
 plt.show()
 
 # %% [markdown]
+# ## 学习率敏感性与小批量
+#
+# 学习率 $\eta$ 是第一个要调的超参数。太小，200
+# 步也走不了多远；太大，每一步都冲过谷底，直到损失溢出
+# （发散）。我们从同一个起点、用八个学习率训练同一个网络。Adam 把每一步除以梯度大小的滑动估计，
+# $\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)$，所以无论梯度尺度如何，
+# 它的步长都约为 $\eta$：能用的范围宽得多。
+#
+# 实际训练还使用**小批量**（minibatch）：用 $B$
+# 个随机样本的梯度，作为完整梯度的无偏但有噪声的估计，
+# $\nabla J \approx \frac{1}{B}\sum_{n \in \text{batch}} \nabla J_n$。批量越小，每一步越便宜、噪声
+# 越大：
+
+# %%
+LEARNING_RATES = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+
+
+def final_loss(make_optimizer, lr, steps=200):
+    sl.manual_seed(1)
+    model = MLP()
+    optimizer = make_optimizer(model.parameters(), lr)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run overflows: expected
+        for _ in range(steps):
+            loss = F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        with sl.no_grad():
+            value = F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train)).item()
+    return value if np.isfinite(value) else np.nan
+
+
+sweeps = {
+    "SGD": [final_loss(lambda p, lr: optim.SGD(p, lr=lr), lr) for lr in LEARNING_RATES],
+    "SGD, momentum 0.9": [final_loss(lambda p, lr: optim.SGD(p, lr=lr, momentum=0.9), lr)
+                          for lr in LEARNING_RATES],
+    "Adam": [final_loss(lambda p, lr: optim.Adam(p, lr=lr), lr) for lr in LEARNING_RATES],
+}
+for name, losses in sweeps.items():
+    print(f"{name:18s}", "  ".join(f"{v:8.4f}" for v in losses))
+    best = int(np.nanargmin(losses))
+    assert 0 < best < len(LEARNING_RATES) - 1, name  # too small and too large both lose
+good = {name: sum(v < 0.01 for v in losses if np.isfinite(v)) for name, losses in sweeps.items()}
+assert good["Adam"] > good["SGD"]
+
+
+def minibatch_losses(batch_size, steps=200, lr=0.1):
+    sl.manual_seed(1)
+    model = MLP()
+    optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    batches = np.random.default_rng(0)
+    full = []
+    for _ in range(steps):
+        rows = batches.choice(len(x_train), batch_size, replace=False)
+        F.mse_loss(model(sl.tensor(x_train[rows])), sl.tensor(y_train[rows])).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        with sl.no_grad():  # the loss on all 128 points, to compare like with like
+            full.append(F.mse_loss(model(sl.tensor(x_train)), sl.tensor(y_train)).item())
+    return full
+
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+for name, losses in sweeps.items():
+    left.loglog(LEARNING_RATES, losses, "o-", label=name)
+left.set(xlabel="learning rate η", ylabel="loss after 200 steps (missing: diverged)",
+         title="learning-rate sensitivity")
+left.legend()
+for batch_size in (8, 32, 128):
+    right.semilogy(minibatch_losses(batch_size), label=f"batch of {batch_size}")
+right.set(xlabel="step", ylabel="loss on all 128 points", title="SGD + momentum, η = 0.1")
+right.legend()
+plt.show()
+
+# %% [markdown]
 # `optimizer.step()` 就是上面的更新规则：`momentum=0` 的 `optim.SGD` 恰好执行
 # $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$。手算的一步与优化器的一步一致：
 

@@ -249,6 +249,62 @@ for chinese, english in held_out[:4]:
 assert scores["training", 1] > 50 > scores["held-out", 1]
 
 # %% [markdown]
+# ## ROUGE
+#
+# BLEU
+# 问的是假设译文有多少出现在参考译文里（精确率）。**ROUGE**（Lin，2004）为摘要而设计，也从参考译文
+# 一侧来看：ROUGE-$n$ 把重叠的 $n$ 元组数同时与两者的长度比较，ROUGE-L
+# 用最长公共子序列（LCS，保持顺序
+# 但不必相邻）：
+#
+# $$R = \frac{\text{overlap}}{|\text{reference}|}, \qquad P =
+# \frac{\text{overlap}}{|\text{hypothesis}|},
+# \qquad F = \frac{2PR}{P + R}, \qquad \text{overlap}_L = \operatorname{LCS}(h, r).$$
+#
+# `scratchlm.metrics.rouge` 按 rouge-score
+# 的算法返回三个分数（测试中比较了两者）；先手算，再用在模型的
+# 译文上：
+
+# %%
+from scratchlm.metrics import rouge
+
+
+def lcs_length(a, b):
+    table = np.zeros((len(a) + 1, len(b) + 1), dtype=int)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1, j + 1] = table[i, j] + 1 if x == y else max(table[i, j + 1],
+                                                                     table[i + 1, j])
+    return int(table[-1, -1])
+
+
+def f_measure(overlap, n_hyp, n_ref):
+    p, r = overlap / n_hyp, overlap / n_ref
+    return 0.0 if overlap == 0 else 2 * p * r / (p + r)
+
+
+hypothesis, reference = "the cat sat on the red mat", "the cat is on the mat"
+hyp, ref = hypothesis.split(), reference.split()
+bigrams = [Counter(zip(words, words[1:])) for words in (hyp, ref)]
+by_hand = {"rouge1": f_measure(sum((Counter(hyp) & Counter(ref)).values()), len(hyp), len(ref)),
+           "rouge2": f_measure(sum((bigrams[0] & bigrams[1]).values()), len(hyp) - 1,
+                               len(ref) - 1),
+           "rougeL": f_measure(lcs_length(hyp, ref), len(hyp), len(ref))}
+library = rouge(hypothesis, reference)
+for name, value in by_hand.items():
+    print(f"{name}: by hand F = {value:.4f}, scratchlm.metrics.rouge F = "
+          f"{library[name].fmeasure:.4f}")
+    assert math.isclose(value, library[name].fmeasure, rel_tol=1e-9)
+
+rouge_l = {}
+for name, subset in [("training", train_pairs[:50]), ("held-out", held_out)]:
+    translations = run.translate([chinese for chinese, _ in subset], 4)
+    rouge_l[name] = np.mean([rouge(t, english)["rougeL"].fmeasure
+                             for t, (_, english) in zip(translations, subset)])
+    print(f"{name:8s} sentences: mean ROUGE-L F = {rouge_l[name]:.3f}")
+assert rouge_l["training"] > rouge_l["held-out"]
+
+# %% [markdown]
 # 模型复现了它 256 个训练句子中的大部分，BLEU 也如实反映——但训练数据上的高 BLEU 只衡量记忆。
 # 在留出的句子上 BLEU 崩溃了：256 个句子远远不够学会中文，留出句子的译文只是把训练中常见的英文
 # 片段拼在一起。这就是为什么 BLEU 总是在模型从未训练过的测试集上报告。
