@@ -5,6 +5,7 @@ every kind of exercise are graded in their own process; ``release`` writes no so
 import ast
 import csv
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -340,3 +341,45 @@ def test_release_refuses_a_folder_in_use(tmp_path):
     (tmp_path / "file").write_text("", encoding="utf-8")
     with pytest.raises(ReleaseError, match="is a file"):
         release(tmp_path / "file")
+
+
+# ----------------------------------------------------------------------------- the course
+def _weeks(path, heading):
+    text = (ROOT / "notebooks" / path).read_text(encoding="utf-8")
+    sections = re.split(heading, text)[1:]
+    return text, sections
+
+
+@pytest.mark.parametrize("path, heading, points, hours", [
+    ("COURSE.md", r"\n### Week \d+ · ", r"\((\d+) points\)", "Hours: about"),
+    ("COURSE.zh.md", r"\n### 第 \d+ 周 · ", r"（(\d+) 分）", "学时：约"),
+])
+def test_course_plan_has_twelve_weeks_and_every_exercise_once(path, heading, points, hours):
+    text, weeks = _weeks(path, heading)
+    assert len(weeks) == 12
+    seen = []
+    for week in weeks:
+        listed = [name for name in re.findall(r"`([a-z_0-9]+)`", week) if name in EXERCISES]
+        seen += listed
+        assert hours in week
+        stated = re.search(points, week.split("\n- ", 3)[2]) if listed else None
+        if listed:  # the points stated for the week's exercises are the catalog's
+            assert stated and int(stated.group(1)) == sum(EXERCISES[n].points for n in listed)
+        for number in re.findall(r"`(\d\d_[a-z_0-9]+)`", week):
+            assert (ROOT / "notebooks" / f"{number}.ipynb").exists(), number
+        for name in re.findall(r"`(assignment_\d\d_[a-z_]+)`", week):
+            assert (ASSIGNMENTS / f"{name}.ipynb").exists(), name
+    assert sorted(seen) == sorted(EXERCISES)
+    assert str(sum(e.points for e in EXERCISES.values())) in text
+    assignment_points = sum(c["metadata"]["nbgrader"].get("points", 0)
+                            for p in ASSIGNMENTS.glob("*.ipynb")
+                            for c in json.loads(p.read_text(encoding="utf-8"))["cells"]
+                            if c["metadata"].get("nbgrader", {}).get("grade"))
+    assert str(assignment_points) in text
+
+
+def test_course_plans_agree_week_by_week():
+    _, english = _weeks("COURSE.md", r"\n### Week \d+ · ")
+    _, chinese = _weeks("COURSE.zh.md", r"\n### 第 \d+ 周 · ")
+    for en, zh in zip(english, chinese):
+        assert re.findall(r"`([a-z_0-9]+)`", en) == re.findall(r"`([a-z_0-9]+)`", zh)
