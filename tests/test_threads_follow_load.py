@@ -19,6 +19,14 @@ needs_blas_control = pytest.mark.skipif(load.blas_threads() is None,
                                         reason="no BLAS library found to set threads of")
 
 
+@pytest.fixture(autouse=True)
+def fast_on():
+    """These are the fast layer's settings: on for every test here, even in CI's pass with
+    SCRATCHLM_FAST=0 (a test turns it off where it checks that nothing changes then)."""
+    with sl.use_fast(True):
+        yield
+
+
 @pytest.fixture
 def blas_at_two():
     """BLAS on two threads for the test (where the library allows two), restored after."""
