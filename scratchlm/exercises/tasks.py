@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scratchlm.autograd.engine import sum_to_shape
 from scratchlm.exercises.errors import CaseFailure
 
 #: what the hidden reference's modules are called (under it, one module per track)
@@ -179,25 +178,10 @@ def run_op(student_class, inputs, config, cotangent, names=()):
     if not np.array_equal(g, cotangent):
         raise CaseFailure("backward modified its incoming gradient g in place; write into new "
                           "arrays")
-    if not isinstance(grads, (tuple, list)):
-        grads = [grads]
-    if len(grads) != len(inputs):
-        raise CaseFailure(f"backward returned {len(grads)} gradient(s) for {len(inputs)} "
-                          f"input(s) ({', '.join(names)}); return one per input, in order, "
-                          "None for one that needs none")
-    out = []
-    for name, grad, x, differentiable in zip(names, grads, inputs, is_float):
-        if not differentiable:
-            out.append(None)
-            continue
-        if grad is None:
-            raise CaseFailure(f"backward returned None for {name}, which needs a gradient")
-        grad = np.asarray(grad, dtype=np.float64)
-        try:
-            out.append(sum_to_shape(grad, x.shape))
-        except ValueError:
-            raise CaseFailure(f"the gradient of {name} has shape {grad.shape}, but {name} has "
-                              f"shape {x.shape}") from None
+    from scratchlm.exercises.grader import _check_structure  # (grader imports this module)
+
+    out = [None if grad is None else np.asarray(grad, dtype=np.float64)
+           for grad in _check_structure(grads, inputs, is_float, names)]
     return {"y": y, "grads": out}
 
 
