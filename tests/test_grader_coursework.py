@@ -337,7 +337,8 @@ def test_release_refuses_a_folder_in_use(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
     written = release(tmp_path, overwrite=True)
     assert (tmp_path / "mine.txt").read_text(encoding="utf-8") == "keep me"
-    assert len(written) == len(EXERCISES) + 1 + len(list(ASSIGNMENTS.glob("*.ipynb")))
+    # a statement and a stored-results file per exercise, the README, the notebooks
+    assert len(written) == 2 * len(EXERCISES) + 1 + len(list(ASSIGNMENTS.glob("*.ipynb")))
     (tmp_path / "file").write_text("", encoding="utf-8")
     with pytest.raises(ReleaseError, match="is a file"):
         release(tmp_path / "file")

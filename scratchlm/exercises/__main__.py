@@ -12,6 +12,8 @@ reference class's docstring is not printed: it holds the derivation.
 ``grade`` runs the file in a separate process under a time and a memory limit
 (:func:`scratchlm.exercises.harness.grade_file`): a file that loops, exits, crashes or
 patches NumPy or the library fails with the reason, and never makes the exit status 0.
+Without the hidden reference (a student's copy) it grades against the results the release
+stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
 """
 
 import argparse
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.expected import ExpectedError
 from scratchlm.exercises.gradebook import grade_all, rows, write_csv
 from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
@@ -71,6 +74,10 @@ def build_parser():
     check.add_argument("--class", dest="class_name",
                        help="the class or function to grade (default: the exercise's name "
                             "for it)")
+    check.add_argument("--expected", metavar="DIR",
+                       help="grade against the results a release stored in DIR (default: "
+                            "the hidden reference where it is, else the nearest expected/ "
+                            "folder above FILE)")
     _limits(check)
     every = commands.add_parser(
         "grade-all", help="grade a class: SUBMISSIONS_DIR/STUDENT/EXERCISE.py, one CSV row "
@@ -227,7 +234,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return _command(args)
-    except (NotGradable, ReleaseError, ReferenceMissing) as error:
+    except (NotGradable, ReleaseError, ReferenceMissing, ExpectedError) as error:
         raise SystemExit(f"error: {error}") from None
 
 
@@ -238,7 +245,7 @@ def _command(args):
         print(statement(args.name) if args.hint is None else hints(args.name, args.hint))
     elif args.command == "grade":
         report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
-                            memory_mb=args.memory)
+                            memory_mb=args.memory, expected=args.expected)
         print(report)
         return 0 if report.passed else 1
     elif args.command == "grade-all":

@@ -21,6 +21,9 @@ reference's ``backward`` and that of any fast subclass registered for it by one 
 :class:`DelegatesToLibrary`; a case whose backward ends up there (or is one of those
 functions, ``backward = Softmax.backward``) fails and says so. Grading the reference class
 itself (or a registered fast version) grades the library.
+
+A student's copy grades against the results ``release`` stored instead (``expected=``, or
+found near the graded file: :mod:`scratchlm.exercises.expected`); the checks are the same.
 """
 
 import re
@@ -135,33 +138,39 @@ def get_exercise(name):
     return EXERCISES[name]
 
 
-def grade(exercise_name, student_function_class, seed=0):
+def grade(exercise_name, student_function_class, seed=0, expected=None):
     """Grade ``student_function_class`` (a subclass of ``sl.Function``) on every case of the
     exercise; returns a :class:`GradeReport` (``.passed``, and ``print`` it to read it).
+    ``expected``: a folder of stored results to grade against instead of the answer key
+    (:mod:`scratchlm.exercises.expected`; a student's copy has ``RELEASE/expected``).
 
     This runs the class in this process: for a file you do not trust (it could loop, exit or
     patch NumPy), grade it with :func:`scratchlm.exercises.harness.grade_file`, as
     ``python -m scratchlm.exercises grade`` does."""
+    from scratchlm.exercises.expected import resolve
     exercise = get_exercise(exercise_name)
+    stored = resolve(exercise, expected, seed=seed)
     if isinstance(exercise, Task):
-        return grade_task(exercise, student_function_class, seed)
+        return grade_task(exercise, student_function_class, seed, stored)
     if not (isinstance(student_function_class, type)
             and issubclass(student_function_class, sl.Function)):
         raise TypeError(f"grade({exercise_name!r}, …): expected a subclass of sl.Function "
                         f"(the class itself, not an instance), got {student_function_class!r}")
-    report, _ = grade_prepared(exercise, student_function_class, prepare_cases(exercise, seed))
+    report, _ = grade_prepared(exercise, student_function_class,
+                               prepare_cases(exercise, seed, stored))
     return report
 
 
-def grade_task(task, student, seed=0):
-    """Grade ``student`` (the function or class the task's file defines) in this process."""
+def grade_task(task, student, seed=0, stored=None):
+    """Grade ``student`` (the function or class the task's file defines) in this process,
+    against the hidden reference or the ``stored`` results."""
     if task.kind == "op" and not (isinstance(student, type) and issubclass(student, sl.Function)):
         raise TypeError(f"grade({task.name!r}, …): expected a subclass of sl.Function (the "
                         f"class itself), got {student!r}")
     if task.kind != "op" and not callable(student):
         raise TypeError(f"grade({task.name!r}, …): expected your function {task.entry}, got "
                         f"{student!r}")
-    prepared = prepare_task(task, seed)
+    prepared = prepare_task(task, seed, stored)
     results = []
     with sl.use_fast(False), library_functions_disabled(task.library, student):
         for case in prepared:
@@ -243,18 +252,22 @@ class PreparedCase:
     cotangent: np.ndarray
 
 
-def prepare_cases(exercise, seed=0):
+def prepare_cases(exercise, seed=0, stored=None):
     """Every case of ``exercise``: its inputs (float64 normals drawn from ``seed``), the
     library's output and gradients for a random cotangent (drawn next). Call it before
-    anything untrusted runs: the answers come from the library's reference classes."""
+    anything untrusted runs: the answers come from the library's reference classes (or,
+    given ``stored``, a :class:`~scratchlm.exercises.expected.Stored`, from its file)."""
     rng = np.random.default_rng(seed)
     prepared = []
     with sl.use_fast(False):  # the library's results come from the reference formulas
-        for case in exercise.cases:
+        for index, case in enumerate(exercise.cases):
             inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
                       for spec in case.inputs]
             is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
             expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
+            if stored is not None:
+                answer = stored.expected(index, _label(exercise, case), inputs)
+                expected_y, expected_grads = answer["y"], answer["grads"]
             prepared.append(PreparedCase(case, _label(exercise, case), inputs, is_float,
                                          expected_y, expected_grads, cotangent))
     return prepared

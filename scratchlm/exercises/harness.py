@@ -59,6 +59,7 @@ import numpy as np
 
 import scratchlm
 from scratchlm import Function
+from scratchlm.exercises.expected import resolve
 from scratchlm.exercises.grader import (
     CaseFailure,
     CaseResult,
@@ -125,12 +126,16 @@ class NotGradable(Exception):
 
 # --------------------------------------------------------------------------- the parent
 def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
-               memory_mb=DEFAULT_MEMORY_MB, seed=0):
+               memory_mb=DEFAULT_MEMORY_MB, seed=0, expected=None):
     """Grade the class ``class_name`` (default: the skeleton's name) of the Python file at
     ``path`` in a separate, limited process; returns a :class:`GradeReport` whose
     ``.passed`` is True only for a well-formed report of passing cases whose outputs and
-    gradients this process checked against the library. Raises :class:`NotGradable` for a
-    missing file or class, :class:`KeyError` for an unknown exercise."""
+    gradients this process checked against the library. The answers come from the hidden
+    reference or the library, or from stored results (:mod:`scratchlm.exercises.expected`):
+    those in the folder ``expected``, else, where the reference is absent, the nearest
+    ``expected/`` folder above ``path``. Raises :class:`NotGradable` for a missing file or
+    class, :class:`KeyError` for an unknown exercise, :class:`ExpectedError` for a stored
+    file that is missing, damaged or edited."""
     exercise = get_exercise(exercise_name)
     class_name = class_name or exercise.entry
     if os.name != "posix":
@@ -143,12 +148,13 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
         raise NotGradable(f"{path} is not a Python file")
     order = {"exercise": exercise.name, "path": str(path.resolve()), "class_name": class_name,
              "seed": seed}
+    stored = resolve(exercise, expected, near=path.parent, seed=seed)
     if isinstance(exercise, Task):  # the child gets the inputs, never the reference
-        prepared = prepare_task(exercise, seed)
+        prepared = prepare_task(exercise, seed, stored)
         order["cases"] = encode([(case.label, case.inputs, case.config, case.cotangent)
                                  for case in prepared])
     else:
-        prepared = prepare_cases(exercise, seed)  # here, before anything of the file runs
+        prepared = prepare_cases(exercise, seed, stored)  # here, before the file runs
     token = secrets.token_hex(16)
     run = _run_child({"token": token, **order}, timeout, memory_mb)
     printed = run["printed"]

@@ -4,15 +4,25 @@ It writes::
 
     OUT_DIR/README.md                        the exercises by track, points, how to grade
     OUT_DIR/exercises/<track>/<name>.py       each exercise's statement and file to complete
+    OUT_DIR/expected/<name>.json              what the grader compares each case with
     OUT_DIR/assignments/<notebook>.ipynb      each assignment notebook, student version
+
+``expected/`` lets the copy grade every exercise without the hidden reference: for each case
+the grader draws (the same seeded inputs), the answer key's results — the reference's
+outputs, the central differences of its forward, the library op's output and gradients —
+as JSON numbers, with a checksum; and, for the exercises graded by statistics or properties
+(MLM masking, NSP pairs, a topological order, ``no_grad``), a file that says so and holds
+what their grading needs. ``grade NAME FILE`` in the copy finds ``OUT_DIR/expected`` above
+the file (or takes ``--expected DIR``); see :mod:`scratchlm.exercises.expected`.
 
 A student notebook is the instructor's (``notebooks/assignments/``, nbgrader's format) with
 every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region replaced by nbgrader's stub
 (``# YOUR CODE HERE`` / ``raise NotImplementedError()``), every ``### BEGIN HIDDEN TESTS``
 … ``### END HIDDEN TESTS`` region removed and every output cleared — what nbgrader's
 ``generate_assignment`` does. The hidden references (``scratchlm/exercises/reference/``)
-are never copied; before it finishes, ``release`` searches what it wrote for every line of
-their source and refuses (removing nothing, naming the file) if one is there.
+are never copied (only their results on the grader's inputs are); before it finishes,
+``release`` searches what it wrote for every line of their source and refuses (writing
+nothing, naming the file) if one is there.
 
 An OUT_DIR that is not empty is refused unless ``overwrite`` is set (then only the files
 named above are replaced; nothing else in it is touched).
@@ -24,6 +34,7 @@ import re
 import textwrap
 from pathlib import Path
 
+from scratchlm.exercises import expected
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
 
 #: the instructor's assignment notebooks (nbgrader's format)
@@ -72,11 +83,17 @@ def readme():
              "Each exercise is a file in `exercises/`: its statement in comments, then what to "
              "write. Work in the file, then grade it (each file runs in its own process, with "
              "a time and a memory limit):", "",
-             "    python -m scratchlm.exercises show NAME --hint 1   # one hint at a time",
+             "    python -m scratchlm.exercises show NAME --hint 1   # the first hint",
              "    python -m scratchlm.exercises grade NAME exercises/TRACK/NAME.py", "",
-             "Outputs are compared with a reference your copy does not hold, so grading runs "
-             "where the course's source is (your teacher's `grade-all`); gradients are "
-             "checked against central differences.", ""]
+             "Your copy has no reference solutions. It grades every exercise against the "
+             "results stored in `expected/` (one JSON file per exercise: what the answer key "
+             "gives on the grader's inputs, with a checksum; `grade` finds the folder above "
+             "your file, or takes `--expected DIR`). Gradients are still checked against "
+             "central differences. Exercises graded by statistics or properties (MLM "
+             "masking, NSP pairs, a topological order, `no_grad`) say so in their file. An "
+             "edited or damaged file is refused, naming it: copy it again from the release. "
+             "The grade that counts is your teacher's (`grade-all`, against the reference).",
+             ""]
     for track, title in TRACKS.items():
         names = [e for e in EXERCISES.values() if e.track == track]
         lines += [f"## Track {track}: {title} ({sum(e.points for e in names)} points)", ""]
@@ -93,6 +110,7 @@ def planned_files(out_dir):
     for name, exercise in EXERCISES.items():
         files[out_dir / "exercises" / track_folder(exercise.track) / f"{name}.py"] = (
             statement(name))
+    files.update(expected.files(out_dir / expected.FOLDER, EXERCISES))
     for path in sorted(ASSIGNMENTS.glob("*.ipynb")):
         notebook = json.loads(path.read_text(encoding="utf-8"))
         files[out_dir / "assignments" / path.name] = json.dumps(

@@ -25,6 +25,7 @@ the package's ``find:`` leaves it out of a built package, and ``release`` never 
 
 import copy
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +44,16 @@ EPS = 1e-6
 
 
 class ReferenceMissing(Exception):
-    """The hidden reference is not in this installation (a student's copy)."""
+    """The hidden reference is not in this installation (a student's copy), and no stored
+    results (:mod:`scratchlm.exercises.expected`) were found to grade against instead."""
+
+
+def reference_available():
+    """Whether the hidden reference is here (the instructor's source tree)."""
+    try:
+        return importlib.util.find_spec(REFERENCE_PACKAGE) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class Task:
     #: other names the file must define (an engine built over several exercises)
     needs: tuple = ()
     tolerance: dict = field(default_factory=lambda: dict(OUTPUT_TOLERANCE))
+    #: how it is graded when not against the reference's result (statistics, properties)
+    graded: str = ""
 
     def reference(self):
         """The hidden reference (function or class), or :class:`ReferenceMissing`."""
@@ -100,8 +112,10 @@ class Task:
                 raise ReferenceMissing(
                     f"exercise {self.name} is graded against its hidden reference "
                     f"({REFERENCE_PACKAGE}.{module_name}), which only the instructor's "
-                    "source tree has; hand your file in, or grade it where the course's "
-                    "source is checked out") from None
+                    "source tree has, or against the results stored by the release: name "
+                    f"them with --expected RELEASE/expected (expected= in Python), or keep "
+                    f"your file under the release's folder, where {self.name}.json is found "
+                    "in RELEASE/expected") from None
             raise
         return getattr(module, attribute)
 
@@ -116,14 +130,19 @@ class PreparedTask:
     cotangent: object = None
 
 
-def prepare_task(task, seed=0):
-    """Every case of ``task``: its inputs and what the hidden reference makes of them."""
+def prepare_task(task, seed=0, stored=None):
+    """Every case of ``task``: its inputs and what the hidden reference makes of them (or,
+    given ``stored``, a :class:`~scratchlm.exercises.expected.Stored`, what it stored)."""
     rng = np.random.default_rng(seed)
     prepared = []
-    for case in task.cases:
+    for index, case in enumerate(task.cases):
         inputs = tuple(case.make(rng))
         cotangent = None
-        if task.expect is not None:
+        if stored is not None:
+            expected = stored.expected(index, case.label, inputs)
+            if task.kind == "op" and task.expect is None:  # drawn as _op_expected draws it
+                cotangent = rng.standard_normal(np.shape(expected["y"]))
+        elif task.expect is not None:
             expected = task.expect(inputs, case.config, rng)
         elif task.kind == "op":
             expected, cotangent = _op_expected(task.reference(), inputs, case.config, rng)

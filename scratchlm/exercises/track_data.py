@@ -173,6 +173,8 @@ TASKS = [
                            "Returns (inputs, labels), int arrays shaped like ids."),
         solution="data:mlm_mask", run=_run_mlm, check=_check_mlm,
         expect=lambda inputs, config, rng: None,
+        graded="by statistics over 20,000 tokens (15% chosen, then 80/10/10, within 5 "
+               "standard errors) and rules every draw keeps; no reference output",
         cases=(TaskCase("160 × 128 ids with [CLS], [SEP] and padding", _mlm_ids),)),
     Task(
         name="nsp_pairs", title="Next-sentence-prediction pairs, 50/50", track=5, points=3,
@@ -189,6 +191,8 @@ TASKS = [
                            "a list of (A, B, is_next)."),
         solution="data:nsp_pairs", run=_run_nsp, check=_check_nsp,
         expect=lambda inputs, config, rng: None,
+        graded="by rules every pair keeps and the is_next rate by statistics; no reference "
+               "output",
         cases=(TaskCase("60 documents of 1 to 8 sentences", _documents),)),
     Task(
         name="top_k", title="Top-k filtering", track=5, points=2,

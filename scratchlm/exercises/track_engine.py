@@ -244,7 +244,9 @@ TASKS = [
                    "Every Value ``root`` depends on, and root, each once: inputs first, root "
                    "last.\n\n    Follow ``node.parents``."),
         solution="engine:topological_order", cases=TOPO_CASES, run=_run_topo,
-        check=_check_topo, expect=lambda inputs, config, rng: None),
+        check=_check_topo, expect=lambda inputs, config, rng: None,
+        graded="by properties (every node once, each after the nodes it was computed from, "
+               "a deep chain without recursion); no reference output"),
     Task(
         name="engine_unbroadcast", title="Summing a gradient back to its input's shape",
         track=1, points=3,
@@ -284,7 +286,9 @@ TASKS = [
                    extra="# your topological_order and unbroadcast from the previous "
                          "exercises go here\n\n\n"),
         solution="engine:backward", cases=BACKWARD_CASES, run=_run_backward,
-        check=_check_backward, expect=_expect_backward),
+        check=_check_backward, expect=_expect_backward,
+        graded="gradients against central differences of the graph's forward (stored "
+               "here); no reference output"),
     Task(
         name="engine_no_grad", title="no_grad: a context manager that stops recording",
         track=1, points=3,
@@ -302,7 +306,9 @@ TASKS = [
                    extra="@contextmanager\n"),
         solution="engine:no_grad", cases=(TaskCase("six probes", lambda rng: ()),),
         run=_run_no_grad, check=_check_no_grad,
-        expect=lambda inputs, config, rng: NO_GRAD_PROBES),
+        expect=lambda inputs, config, rng: NO_GRAD_PROBES,
+        graded="by six probes of recording inside, after, nested blocks and an exception "
+               "(their names stored here); no reference output"),
     Task(
         name="engine_train", title="Train a perceptron with your engine", track=1, points=4,
         formula="loss = mean((mlp(params, X) − Y)²);  p ← p − lr · ∂loss/∂p",
