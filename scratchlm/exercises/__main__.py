@@ -14,6 +14,8 @@ reference class's docstring is not printed: it holds the derivation.
 patches NumPy or the library fails with the reason, and never makes the exit status 0.
 Without the hidden reference (a student's copy) it grades against the results the release
 stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
+A failed grade shows a hint, one more unlocked with each failed attempt (the progress is
+kept in ``.scratchlm_hints.json`` beside the file: :mod:`scratchlm.exercises.hints`).
 """
 
 import argparse
@@ -30,6 +32,7 @@ from scratchlm.exercises.expected import ExpectedError
 from scratchlm.exercises.gradebook import grade_all, rows, write_csv
 from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.hints import unlock
 from scratchlm.exercises.release import ReleaseError, release
 from scratchlm.exercises.tasks import ReferenceMissing, Task
 
@@ -246,6 +249,7 @@ def _command(args):
     elif args.command == "grade":
         report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
                             memory_mb=args.memory, expected=args.expected)
+        report = unlock(report, Path(args.file).resolve().parent)
         print(report)
         return 0 if report.passed else 1
     elif args.command == "grade-all":

@@ -42,8 +42,11 @@ class Exercise:
     #: the library's op on Tensors: reference(*inputs, **config) -> Tensor
     reference: object
     cases: tuple
-    #: hints, each unlocked by ``show NAME --hint N``; the first comes with a failed grade
+    #: hints, each unlocked by ``show NAME --hint N``, and one more by each failed grade
+    #: (:mod:`scratchlm.exercises.hints`)
     hints: tuple = ()
+    #: kind of failure ("shape", "recursion", "in place") -> the number of the hint for it
+    hint_for: dict = field(default_factory=dict)
     #: the points the exercise is worth (shared equally by its cases)
     points: int = 3
     #: the track: 2 (ops and layers) for every backward exercise
@@ -80,7 +83,7 @@ EXERCISES = {exercise.name: exercise for exercise in [
         formula="y = a ⊙ b  (NumPy broadcasting)",
         task="Differentiate one entry yᵢ = aᵢbᵢ; then ask what the gradient of an input that "
              "broadcasting copied must be.",
-        skeleton=skeletons.Mul, input_names=("a", "b"), reference=_mul,
+        skeleton=skeletons.Mul, input_names=("a", "b"), reference=_mul, hint_for={"shape": 2},
         hints=('For one entry, ∂yᵢ/∂aᵢ = bᵢ: the gradient of a is g ⊙ b.',
                'Return the gradients in the broadcast shape: the engine sums them back to each '
                 "input's shape (or sum them yourself)."),
@@ -114,6 +117,7 @@ EXERCISES = {exercise.name: exercise for exercise in [
         task="Write ∂L/∂Aᵢₖ and ∂L/∂Bₖⱼ as sums over the other index, then as matrix "
              "products that work for every matrix of a batch.",
         skeleton=skeletons.MatMul, input_names=("a", "b"), reference=_matmul,
+        hint_for={"shape": 3},
         hints=('∂L/∂A = G Bᵀ and ∂L/∂B = Aᵀ G for plain matrices.',
                'For a batch, transpose only the last two axes: swapaxes(-1, -2), not .T.',
                'A broadcast batch axis gets the sum over the batch: return the broadcast-shaped '
@@ -197,6 +201,7 @@ EXERCISES = {exercise.name: exercise for exercise in [
         hints=("∂L/∂X = G W (reshaped back to X's shape).",
                "∂L/∂W = Gᵀ X over all the rows; ∂L/∂b is the sum of G over the rows."),
         skeleton=skeletons.Linear, input_names=("x", "weight", "bias"), reference=F.linear,
+        hint_for={"shape": 1},
         cases=(Case(((4, 3), (5, 3), (5,))), Case(((2, 3, 4), (2, 4), (2,))),
                Case(((1, 1, 3), (1, 3), (1,))))),
     Exercise(

@@ -69,6 +69,12 @@ class GradeReport:
     error: str | None = None
     #: what the graded file printed (files graded in a separate process only)
     printed: str = ""
+    #: the hint shown when it failed (1-based), why that one, and the progress in a line:
+    #: set by :func:`scratchlm.exercises.hints.unlock` (``grade`` on the command line);
+    #: otherwise the first hint, with no progress kept
+    hint: int = 1
+    hint_why: str = ""
+    hint_note: str = ""
 
     @property
     def passed(self):
@@ -116,10 +122,15 @@ class GradeReport:
         lines.append(f"  points: {self.points:g} of {self.max_points}")
         exercise = EXERCISES.get(self.exercise)
         if not self.passed and exercise is not None and exercise.hints:
-            lines.append(f"  hint 1 of {len(exercise.hints)}: {exercise.hints[0]}")
-            if len(exercise.hints) > 1:
+            count = len(exercise.hints)
+            number = min(max(self.hint, 1), count)
+            why = f" ({self.hint_why})" if self.hint_why else ""
+            lines.append(f"  hint {number} of {count}{why}: {exercise.hints[number - 1]}")
+            if self.hint_note:
+                lines.append(f"  {self.hint_note}")
+            if number < count:
                 lines.append(f"  next: python -m scratchlm.exercises show {self.exercise} "
-                             "--hint 2")
+                             f"--hint {number + 1}")
         if self.printed:
             lines.append("what the file printed (each line marked |):")
             lines.extend("  | " + line for line in self.printed.rstrip("\n").splitlines())

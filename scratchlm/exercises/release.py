@@ -93,7 +93,12 @@ def readme():
              "masking, NSP pairs, a topological order, `no_grad`) say so in their file. An "
              "edited or damaged file is refused, naming it: copy it again from the release. "
              "The grade that counts is your teacher's (`grade-all`, against the reference).",
-             ""]
+             "",
+             "A failed grade shows a hint: the one for that kind of mistake where the "
+             "exercise has one (a shape error, recursion too deep), else the next one still "
+             "locked — one more with each failed attempt, remembered in "
+             "`.scratchlm_hints.json` beside your file. `show NAME --hint K` prints hints 1 "
+             "to K at any time.", ""]
     for track, title in TRACKS.items():
         names = [e for e in EXERCISES.values() if e.track == track]
         lines += [f"## Track {track}: {title} ({sum(e.points for e in names)} points)", ""]

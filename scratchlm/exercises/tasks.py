@@ -101,6 +101,8 @@ class Task:
     tolerance: dict = field(default_factory=lambda: dict(OUTPUT_TOLERANCE))
     #: how it is graded when not against the reference's result (statistics, properties)
     graded: str = ""
+    #: kind of failure -> the number of the hint for it (:mod:`scratchlm.exercises.hints`)
+    hint_for: dict = field(default_factory=dict)
 
     def reference(self):
         """The hidden reference (function or class), or :class:`ReferenceMissing`."""

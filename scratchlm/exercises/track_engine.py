@@ -245,6 +245,7 @@ TASKS = [
                    "last.\n\n    Follow ``node.parents``."),
         solution="engine:topological_order", cases=TOPO_CASES, run=_run_topo,
         check=_check_topo, expect=lambda inputs, config, rng: None,
+        hint_for={"recursion": 3},
         graded="by properties (every node once, each after the nodes it was computed from, "
                "a deep chain without recursion); no reference output"),
     Task(
@@ -263,7 +264,8 @@ TASKS = [
         entry="unbroadcast",
         stub=_stub("unbroadcast(grad, shape)",
                    "``grad`` (the broadcast shape) summed back to ``shape``."),
-        solution="engine:unbroadcast", cases=UNBROADCAST_CASES, input_names=("grad",)),
+        solution="engine:unbroadcast", cases=UNBROADCAST_CASES, input_names=("grad",),
+        hint_for={"shape": 3}),
     Task(
         name="engine_backward", title="The backward pass, accumulating through shared nodes",
         track=1, points=6,

@@ -60,6 +60,7 @@ TASKS = [
                "Backward: swap axes −2 and −3 again, then reshape to the input's shape."),
         entry="SplitHeads", kind="op", input_names=("x",),
         stub=op_stub("SplitHeads", "n_head", ("x",), "(…, T, C) -> (…, n_head, T, C/n_head)"),
+        hint_for={"shape": 2},
         solution="layers:SplitHeads",
         cases=(TaskCase("x (2, 3, 8), 2 heads", lambda rng: (rng.standard_normal((2, 3, 8)),),
                         {"n_head": 2}),
