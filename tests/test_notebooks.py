@@ -164,3 +164,33 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     elapsed = time.perf_counter() - started
     print(f"{path.name}: {elapsed:.1f} s")
     assert elapsed < NOTEBOOK_BUDGET_S, f"{path.name} took {elapsed:.0f} s"
+
+
+@pytest.mark.parametrize("path", [NOTEBOOKS_DIR / "07_exercises.ipynb",
+                                  NOTEBOOKS_DIR / "zh" / "07_exercises.ipynb"],
+                         ids=["07_exercises", "zh/07_exercises"])
+def test_the_exercise_notebook_shows_no_worked_answer(path, monkeypatch, tmp_path, capsys):
+    """Every backward the exercises notebook writes, run cell by cell as the notebook runs
+    and graded here, fails: it teaches with wrong attempts and leaves the answers to the
+    reader ("your turn" cells)."""
+    from scratchlm.exercises import EXERCISES, grade
+
+    monkeypatch.chdir(tmp_path)
+    by_skeleton = {}
+    for name, exercise in EXERCISES.items():
+        if getattr(exercise, "kind", None) == "backward":
+            by_skeleton.setdefault(exercise.skeleton, name)
+    namespace, seen = {}, set()
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        exec(compile(cell.source, str(path), "exec"), namespace)
+        for value in list(namespace.values()):
+            if (isinstance(value, type) and value not in by_skeleton and id(value) not in seen
+                    and any(issubclass(value, skeleton) for skeleton in by_skeleton)):
+                seen.add(id(value))
+                skeleton = next(s for s in by_skeleton if issubclass(value, s))
+                report = grade(by_skeleton[skeleton], value)
+                assert not report.passed, f"{path.name} holds a passing {value.__name__}"
+    capsys.readouterr()
+    assert len(seen) == 5  # two softmax and two embedding attempts, one delegating softmax

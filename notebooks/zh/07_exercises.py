@@ -16,12 +16,15 @@
 # %% [markdown]
 # # 7 · 梯度检验练习
 #
-# scratchlm 的每个运算都是一个 `Function`，它的 `backward`
-# 是有人手工推导的。在这些练习里由你来推导：
-# 每道题给出一个运算的前向公式和一个骨架——库中该运算自己的 `Function`，只是拿掉了 `backward`
-# （`skeletons.Softmax` 就是去掉反向传播的 `scratchlm.functional.softmax.Softmax`）——要求你写出
-# `backward`。评分器在多种输入形状上（长度为 1 的轴、广播的批次轴、重复的编号、被忽略的目标、
-# 因果掩码）用两种方式检验你的梯度：
+# scratchlm 的每个运算都是一个 `Function`，它的 `backward` 是有人手工推导的。课程作业里由你来
+# 推导，而且不止于此：五个方向共四十道练习，从引擎本身（拓扑排序、反向传播），到运算与网络层、
+# 库里没有的现代运算、优化器，再到数据、解码与评估。本 notebook 用第 2 方向的运算演示做题流程，
+# 答案留给你自己写。
+#
+# 每道运算题给出一个运算的前向公式和一个骨架——库中该运算自己的 `Function`，只是拿掉了
+# `backward`（`skeletons.Softmax` 就是去掉反向传播的 `scratchlm.functional.softmax.Softmax`）
+# ——要求你写出 `backward`。评分器在多种输入形状上（长度为 1 的轴、广播的批次轴、重复的编号、
+# 被忽略的目标、因果掩码）用两种方式检验你的梯度：
 #
 # 1. 与 float64 下的**中心差分**比较，使用随机余切向量 $c$：
 #    $\nabla_x \langle f(x), c\rangle \approx$
@@ -32,12 +35,17 @@
 #
 # 它还检查每个 backward 都遵守的规则：每个输入一个梯度（整数输入为 `None`），形状与输入相同
 # （或与广播后的形状相同——引擎会把它求和回去），并且传入的梯度 `g` 从不被原地修改。
+#
+# 各方向的练习及其分数：
 
 # %%
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 from scratchlm.exercises import EXERCISES, grade, skeletons
-from scratchlm.exercises.__main__ import listing, statement
+from scratchlm.exercises.__main__ import hints, listing, main, statement
 
 print(listing())
 
@@ -59,7 +67,7 @@ print(grade("softmax", skeletons.Softmax))
 
 
 # %% [markdown]
-# ## 第一次尝试
+# ## 一次诱人的初次尝试
 #
 # 对 $y = \operatorname{softmax}(x)$，很容易把每个输出当作只依赖自己的输入，
 # $\partial y_i/\partial x_i = y_i(1 - y_i)$，就像 sigmoid 那样。继承骨架可以保留它的 `forward`
@@ -77,23 +85,23 @@ assert not report.passed
 
 
 # %% [markdown]
-# 报告指出失败的输入形状、有多少梯度分量不对，并把最差的几个与数值结果并排列出。缺的是雅可比矩阵
-# 的非对角部分：通过归一化的求和，每个 $y_j$ 都依赖每个 $x_i$，
+# 读一读报告：每个用例都在与中心差分比较时失败，所以结构是对的（一个梯度、形状正确），公式
+# 不对。并排列出的分量处处都有偏差，而不只是少数几个位置：每个分量都缺了一项。缺的是雅可比矩阵的
+# 非对角部分——通过归一化的求和 $\sum_k e^{x_k}$，每个 $y_j$ 都依赖每个 $x_i$。把 $i \ne j$ 时的
+# $\partial y_j/\partial x_i$ 也推导出来，再沿 softmax 的轴把整个雅可比矩阵与 $g$ 缩并，而不真正
+# 构造它（每行一个 $n \times n$ 矩阵是无法扩展的）。
 #
-# $$\frac{\partial y_j}{\partial x_i} = y_j(\delta_{ij} - y_i) \quad\Rightarrow\quad \frac{\partial
-# L}{\partial x_i} = \sum_j g_j\, y_j (\delta_{ij} - y_i) = y_i\Big(g_i - \sum_j g_j y_j\Big).$$
-#
-# 求和沿 softmax 的轴进行，从不构造 $n \times n$ 的雅可比矩阵：
+# **轮到你了。** 在下面写出 backward，反复运行这个单元格，直到报告显示 PASSED。它现在就能运行
+# （评分器会报告 "not written yet"）。
 
 # %%
 class Softmax(skeletons.Softmax):
     def backward(self, g):
-        return self.y * (g - (g * self.y).sum(axis=self.axis, keepdims=True))
+        # ∂L/∂x from g and what forward saved (self.y, self.axis); keepdims=True helps
+        raise NotImplementedError("your softmax backward")
 
 
-report = grade("softmax", Softmax)
-print(report)
-assert report.passed
+print(grade("softmax", Softmax))
 
 
 # %% [markdown]
@@ -101,7 +109,7 @@ assert report.passed
 #
 # 词嵌入查表 $y = W[\text{ids}]$ 复制行。用 `grad[ids] += g` 把梯度行写回去看起来没问题，编号互不
 # 相同时也能通过——但 NumPy 带缓冲的花式索引赋值对重复的编号只保留一行，而真正的梯度是用到这一行的
-# 所有位置之**和**。评分器的第二个用例就有重复编号：
+# 所有位置之**和**。评分器的第二和第三个用例都有重复编号：
 
 # %%
 class Embedding(skeletons.Embedding):
@@ -111,33 +119,26 @@ class Embedding(skeletons.Embedding):
         return None, grad
 
 
-print(grade("embedding", Embedding))
+report = grade("embedding", Embedding)
+print(report)
+assert not report.passed
 
+
+# %% [markdown]
+# **轮到你了。** 把 `g` 的每一行累加到它所来自的 `W` 的那一行，包括重复的编号（需要不带缓冲的
+# 加法：看看 `show embedding` 打印的导入语句）。
 
 # %%
 class Embedding(skeletons.Embedding):
     def backward(self, g):
-        grad = np.zeros(self.weight_shape, dtype=g.dtype)
-        np.add.at(grad, self.ids.reshape(-1), g.reshape(-1, self.weight_shape[1]))
-        return None, grad
+        # (None, ∂L/∂weight) from g, self.ids and self.weight_shape
+        raise NotImplementedError("your embedding backward")
 
 
-report = grade("embedding", Embedding)
-print(report)
-assert report.passed
+print(grade("embedding", Embedding))
 
 # %% [markdown]
-# ## 在命令行评分
-#
-# 学生也可以在文件里做题并评分；只有所有用例都通过时退出状态才为
-# 0，所以课程可以把它放进自己的检查：
-#
-# ```
-# python -m scratchlm.exercises                        # 上面的列表
-# python -m scratchlm.exercises show layer_norm > my_layer_norm.py
-# # ... 在 my_layer_norm.py 中写出 LayerNorm.backward ...
-# python -m scratchlm.exercises grade layer_norm my_layer_norm.py
-# ```
+# ## 调用库不算数
 #
 # 答案就是库本身：每个骨架的父类（softmax 对应 `scratchlm.functional.softmax.Softmax`），推导写在
 # 它的文档字符串里。先做题，再去读答案。在你的实现里调用库的 backward 不算数——评分你的类时，
@@ -155,12 +156,57 @@ class Softmax(skeletons.Softmax):
 report = grade("softmax", Softmax)
 print(report.cases[0].failure)
 assert not report.passed and "delegates to the library's implementation" in str(report)
-assert grade("softmax", LibrarySoftmax).passed  # the answer key passes
 
 # %% [markdown]
-# 其余的练习：
+# ## 在命令行评分，以及逐条解锁的提示
+#
+# 大多数练习是文件：`show 名称 > 文件` 写出一个，你把它补全，`grade 名称 文件` 在单独的进程里、
+# 在时间和内存限制下为它评分（死循环、退出或篡改 NumPy 的文件会失败，并说明原因）。只有所有用例
+# 都通过时退出状态才为 0，所以课程可以把它放进自己的检查：
+#
+# ```
+# python -m scratchlm.exercises                        # 上面的列表
+# python -m scratchlm.exercises show layer_norm > my_layer_norm.py
+# # ... 在 my_layer_norm.py 中写出 LayerNorm.backward ...
+# python -m scratchlm.exercises grade layer_norm my_layer_norm.py
+# python -m scratchlm.exercises show layer_norm --hint 1   # 随时查看第 1 到第 K 条提示
+# ```
+#
+# `grade` 未通过时会显示一条提示：如果练习为这类失败（形状不匹配、递归过深）准备了专门的提示，就
+# 显示它；否则显示下一条尚未解锁的提示——每失败一次多解锁一条，进度保存在你的文件旁边的
+# `.scratchlm_hints.json` 中。一个忘了平方的诱人的 tanh，评分两次：
+
+# %%
+folder = Path(tempfile.mkdtemp())
+attempt = folder / "my_tanh.py"
+attempt.write_text("""\
+from scratchlm.exercises import skeletons
+
+
+class Tanh(skeletons.Tanh):
+    def backward(self, g):
+        return g * (1 - self.y)  # tempting, and wrong
+""", encoding="utf-8")
+for _ in range(2):
+    status = main(["grade", "tanh", str(attempt)])
+    print(f"exit status {status}\n")
+print((folder / ".scratchlm_hints.json").read_text(encoding="utf-8"))
+
+# %% [markdown]
+# `show 名称 --hint K` 随时打印前 K 条提示；在 Python 里用 `hints(name, K)`：
+
+# %%
+print(hints("layer_norm", 1))
+
+# %% [markdown]
+# 教师发下来的是 `python -m scratchlm.exercises release 输出目录` 的结果：所有题目、学生版
+# notebook，以及 `输出目录/expected/`——隐藏的参考实现在评分器的输入上给出的结果。这份副本不含
+# 任何答案，它对照这些保存的结果为每个练习评分（`grade` 会在你的文件上方的目录里找到它们，也可以
+# 用 `--expected 目录` 指定）；算数的成绩是教师的 `grade-all`。
+#
+# 本方向除 softmax 和词嵌入之外的练习，以及各自的要求：
 
 # %%
 for name, exercise in EXERCISES.items():
-    if name not in ("softmax", "embedding"):
-        print(f"{name:14s} {exercise.task}")
+    if exercise.track == 2 and name not in ("softmax", "embedding"):
+        print(f"{name:24s} {exercise.points} pt  {exercise.task}")
