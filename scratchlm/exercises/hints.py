@@ -115,5 +115,6 @@ def unlock(report, folder):
         except OSError as error:
             problem = f"{path} cannot be written ({type(error).__name__})"
     note = (f"hint progress not kept: {problem} (left as it is)" if problem
-            else f"hints unlocked: {', '.join(map(str, unlocked))} of {count} (kept in {path})")
+            else f"hints unlocked: {', '.join(map(str, unlocked))} ({count} in all; kept in "
+                 f"{path})")
     return replace(report, hint=number, hint_why=why, hint_note=note)
