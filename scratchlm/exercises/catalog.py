@@ -45,7 +45,7 @@ class Exercise:
     #: hints, each unlocked by ``show NAME --hint N``, and one more by each failed grade
     #: (:mod:`scratchlm.exercises.hints`)
     hints: tuple = ()
-    #: kind of failure ("shape", "recursion", "in place") -> the number of the hint for it
+    #: kind of failure ("shape", "recursion") -> the number of the hint for it
     hint_for: dict = field(default_factory=dict)
     #: the points the exercise is worth (shared equally by its cases)
     points: int = 3

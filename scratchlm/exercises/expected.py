@@ -71,15 +71,15 @@ def how_graded(exercise):
     return "result against the hidden reference's (stored here)"
 
 
+def _checksum(plain):
+    """SHA-256 of JSON-ready data, written as canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(plain, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def digest(value):
-    """SHA-256 of plain data, written as canonical JSON."""
-    text = json.dumps(encode(value), sort_keys=True, allow_nan=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _checksum(body):
-    text = json.dumps(body, sort_keys=True, allow_nan=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of a case's inputs (arrays and all, as :func:`tasks.encode` writes them)."""
+    return _checksum(encode(value))
 
 
 def record(exercise, seed=0):
@@ -177,8 +177,7 @@ def resolve(exercise, expected=None, near=None, seed=0):
         return load(expected, exercise, seed)
     if reference_available():
         return None
+    # with no stored results either, an exercise graded by the library or by properties
+    # still grades; one that needs the reference raises ReferenceMissing, saying what to do
     folder = find(near, exercise.name) if near is not None else None
-    if folder is not None:
-        return load(folder, exercise, seed)
-    return None  # graded without them where it can (the library, properties); else
-    #              prepare_task raises ReferenceMissing, which says what to do
+    return load(folder, exercise, seed) if folder is not None else None

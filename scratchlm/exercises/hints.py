@@ -32,7 +32,6 @@ PROGRESS_FILE = ".scratchlm_hints.json"
 FAILURE_KINDS = {
     "shape": (("has shape", "should be a sequence of"), "a shape mismatch"),
     "recursion": (("RecursionError",), "recursion too deep"),
-    "in place": (("in place",), "an input changed in place"),
 }
 
 
