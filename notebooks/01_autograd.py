@@ -229,5 +229,5 @@ else:
 # %% [markdown]
 # Every op in `scratchlm.functional` (softmax, layer norm, cross-entropy, attention, …) is a
 # `Function` like `Cube`, with its derivation in its docstring and a float64 gradient check in
-# the test suite. Notebook 7 turns that into exercises: you write the `backward`, the grader
+# the test suite. Notebook 3 turns that into exercises: you write the `backward`, the grader
 # checks it.

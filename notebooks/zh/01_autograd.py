@@ -224,4 +224,4 @@ else:
 # %% [markdown]
 # `scratchlm.functional` 中的每个运算（softmax、层归一化、交叉熵、注意力……）都是像 `Cube`
 # 一样的 `Function`，推导写在它的文档字符串里，测试集中有它的 float64 梯度检验。
-# 第 7 篇把这些变成练习：由你来写 `backward`，评分器来检查。
+# 第 3 篇把这些变成练习：由你来写 `backward`，评分器来检查。

@@ -24,7 +24,7 @@
 # W_K)^\top}{\sqrt{d_k}}\right) m W_V,$$
 #
 # 最后 $p(y_t \mid y_{<t}, x) = \operatorname{softmax}(h_t W^\top + b)$。词元嵌入乘以 $\sqrt{d}$，
-# 再加上第 3 篇的正弦位置编码。训练最大化参考译文的似然——即交叉熵
+# 再加上第 5 篇的正弦位置编码。训练最大化参考译文的似然——即交叉熵
 #
 # $$\mathcal{L} = -\frac{1}{T}\sum_{t=1}^{T} \log p(y_t \mid y_{<t}, x),$$
 #

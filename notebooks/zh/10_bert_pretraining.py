@@ -258,7 +258,7 @@ assert np.isclose(out.loss.item(), total_by_hand, rtol=1e-4)
 # %% [markdown]
 # ## 在莎士比亚上预训练
 #
-# BERT 用库里唯一的训练循环 `Trainer` 训练，第 4 篇的 GPT 和第 6 篇的翻译模型也用它：按 BERT 的
+# BERT 用库里唯一的训练循环 `Trainer` 训练，第 7 篇的 GPT 和第 11 篇的翻译模型也用它：按 BERT 的
 # 用法配置的 AdamW，只对权重矩阵做权重衰减（`optim.weight_decay_groups`），学习率先线性预热再
 # 余弦衰减。只有损失是 BERT 自己的：一个接收模型和批次、返回 $\mathcal{L}$ 的函数（这里它还记下
 # 每一步的两项，用于画图）。批次来自 `shakespeare_batch`，它从本篇的随机数生成器抽取。

@@ -137,7 +137,7 @@ viz.embedding_map(vectors, shown, highlight=list("aeiouAEIOU"),
 # %% [markdown]
 # ## Sinusoidal positional encoding: a rotation per offset
 #
-# Notebook 3 drew the sinusoidal table. Why these functions? For each frequency
+# Notebook 5 drew the sinusoidal table. Why these functions? For each frequency
 # $\omega_i = 10000^{-2i/d}$ the pair $(\sin \omega_i p, \cos \omega_i p)$ moved on by $k$
 # positions is
 # a rotation of itself by the angle $\omega_i k$:
@@ -196,4 +196,4 @@ viz.embedding_map(learned, [str(p) for p in range(len(learned))],
 
 # %% [markdown]
 # Embeddings are where a model's knowledge of tokens lives; the next notebooks combine them with
-# attention (notebook 3) into Transformer blocks (notebook 10).
+# attention (notebook 5) into Transformer blocks (notebook 6).

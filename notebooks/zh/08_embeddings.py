@@ -134,7 +134,7 @@ viz.embedding_map(vectors, shown, highlight=list("aeiouAEIOU"),
 # %% [markdown]
 # ## 正弦位置编码：每个偏移量是一次旋转
 #
-# 第 3 篇画出了正弦编码表。为什么用这些函数？对每个频率 $\omega_i = 10000^{-2i/d}$，
+# 第 5 篇画出了正弦编码表。为什么用这些函数？对每个频率 $\omega_i = 10000^{-2i/d}$，
 # $(\sin \omega_i p, \cos \omega_i p)$ 向后移动 $k$ 个位置，等于把它旋转角度 $\omega_i k$：
 #
 # $$\begin{pmatrix}\sin \omega_i (p + k)\\ \cos \omega_i (p + k)\end{pmatrix} =
@@ -187,5 +187,5 @@ viz.embedding_map(learned, [str(p) for p in range(len(learned))],
                   title="learned position vectors, PCA")
 
 # %% [markdown]
-# 词嵌入是模型关于词元的知识所在之处；接下来它们与注意力（第 3 篇）组合成 Transformer 块
-# （第 10 篇）。
+# 词嵌入是模型关于词元的知识所在之处；接下来它们与注意力（第 5 篇）组合成 Transformer 块
+# （第 6 篇）。

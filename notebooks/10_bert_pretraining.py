@@ -271,7 +271,7 @@ assert np.isclose(out.loss.item(), total_by_hand, rtol=1e-4)
 # ## Pre-training on Shakespeare
 #
 # BERT trains with the library's one training loop, `Trainer`, the loop that also trains GPT in
-# notebook 4 and the translator in notebook 6: AdamW as BERT uses it, with weight decay on the
+# notebook 7 and the translator in notebook 11: AdamW as BERT uses it, with weight decay on the
 # weight matrices only (`optim.weight_decay_groups`), a linear warmup of the learning rate and
 # then a cosine decay. Only the loss is BERT's own: a function of the model and a batch that
 # returns $\mathcal{L}$ (here it also keeps both terms of every step, for the plots). The

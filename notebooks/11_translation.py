@@ -26,7 +26,7 @@
 # W_K)^\top}{\sqrt{d_k}}\right) m W_V,$$
 #
 # and finally $p(y_t \mid y_{<t}, x) = \operatorname{softmax}(h_t W^\top + b)$. Token embeddings
-# are scaled by $\sqrt{d}$ and added to the sinusoidal positional encoding of notebook 3.
+# are scaled by $\sqrt{d}$ and added to the sinusoidal positional encoding of notebook 5.
 #
 # Training maximises the likelihood of the reference translation — the cross-entropy
 # $$\mathcal{L} = -\frac{1}{T}\sum_{t=1}^{T} \log p(y_t \mid y_{<t}, x),$$
