@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from scratchlm.exercises import EXERCISES, grade_file
+from scratchlm.exercises import EXERCISES, grade_file, tasks
+from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
+from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
@@ -285,6 +287,51 @@ def test_grade_all_in_python_with_chosen_exercises(tmp_path):
     header, row = rows(table, exercises)
     assert row[:3] == ["zoe", "4", "0"]
     assert "engine.py must also define unbroadcast" in row[-2]  # backward builds on it
+
+
+def _as_installed_wheel(monkeypatch):
+    """This process as an installed wheel: the hidden reference package is not there (as
+    tests/test_grader_expected.py hides it), nor is the source checkout's reference folder."""
+    monkeypatch.setattr(tasks, "REFERENCE_PACKAGE", "scratchlm.exercises.absent_reference")
+    monkeypatch.setattr(release_module, "REFERENCE_DIR", REFERENCE.parent / "absent_reference")
+    assert not tasks.reference_available()
+
+
+def test_grade_all_from_an_installed_wheel_grades_against_stored_results(tmp_path,
+                                                                          monkeypatch):
+    stored = tmp_path / "expected"
+    stored.mkdir()
+    for path, text in expected_files(stored, {name: EXERCISES[name]
+                                              for name in ("top_k", "rmsnorm")}).items():
+        path.write_text(text, encoding="utf-8")
+    folder = tmp_path / "submissions"
+    for student, files in (("alice", {"top_k.py": TOP_K_RIGHT, "rmsnorm.py": RMSNORM_RIGHT}),
+                           ("bob", {"top_k.py": TOP_K_WRONG, "rmsnorm.py": RMSNORM_WRONG})):
+        (folder / student).mkdir(parents=True)
+        for name, source in files.items():
+            (folder / student / name).write_text(source, encoding="utf-8")
+    _as_installed_wheel(monkeypatch)
+    out = tmp_path / "scores.csv"
+    with pytest.raises(SystemExit, match="no hidden reference .* --expected RELEASE/expected"):
+        main(["grade-all", str(folder), "--csv", str(out)])
+    assert not out.exists()
+    assert main(["grade-all", str(folder), "--csv", str(out), "--expected", str(stored),
+                 "--timeout", str(TIMEOUT), "--memory", str(MEMORY_MB), "--jobs", "2"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        header, *table = list(csv.reader(handle))
+    score = {row[0]: dict(zip(header, row)) for row in table}
+    assert score["alice"]["total"] == score["alice"]["max"] == "6"
+    assert float(score["bob"]["rmsnorm"]) == 0 and float(score["bob"]["top_k"]) < 2
+
+
+def test_release_from_an_installed_wheel_asks_for_the_source_checkout(tmp_path, monkeypatch):
+    _as_installed_wheel(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        main(["release", str(tmp_path / "out")])
+    text = str(stop.value)
+    assert "release makes the student version from the instructor's source checkout" in text
+    assert "absent_reference" in text and "Run it from a clone of the repository" in text
+    assert "--expected" not in text and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------- one file, any kind

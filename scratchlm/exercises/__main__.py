@@ -30,6 +30,7 @@ from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
 from scratchlm.exercises.expected import ExpectedError
 from scratchlm.exercises.gradebook import (
+    check_answer_key,
     grade_all,
     rows,
     similarity,
@@ -104,6 +105,9 @@ def build_parser():
                        help="the exercises to grade (default: those any student handed in)")
     every.add_argument("--jobs", type=int, default=None,
                        help="files graded at once (default: up to 4)")
+    every.add_argument("--expected", metavar="DIR",
+                       help="grade against the results a release stored in DIR (needed "
+                            "where the hidden reference is absent, as in an installed wheel)")
     every.add_argument("--similarity", metavar="FILE",
                        help="where to write every pair of students' files per exercise with "
                             "its similarity score (default: similarity.csv beside --csv)")
@@ -279,8 +283,10 @@ def _command(args):
         similar_csv = args.similarity or Path(args.csv).parent / "similarity.csv"
         check_output_file(args.csv, "--csv", args.overwrite)
         check_output_file(similar_csv, "--similarity", args.overwrite)
+        check_answer_key(args.expected)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
-                                     memory_mb=args.memory, jobs=args.jobs)
+                                     memory_mb=args.memory, jobs=args.jobs,
+                                     expected=args.expected)
         pairs = similarity(args.submissions, list(table), exercises)
         write_csv(table, exercises, args.csv, overwrite=True, pairs=pairs)
         write_rows(similarity_rows(pairs), similar_csv)

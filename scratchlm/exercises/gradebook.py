@@ -29,6 +29,7 @@ from scratchlm.exercises.grader import GradeReport
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
 from scratchlm.exercises.options import check_jobs, check_memory, check_timeout
 from scratchlm.exercises.similarity import similar_pairs
+from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
 ENGINE_FILE = "engine.py"
@@ -81,27 +82,49 @@ def students_and_exercises(submissions, exercises=None):
     return students, found
 
 
-def grade_one(folder, exercise, timeout, memory_mb):
+def grade_one(folder, exercise, timeout, memory_mb, expected=None):
     path = submission_file(folder, exercise)
     points = EXERCISES[exercise].points
     if path is None:
         return Mark(exercise, 0.0, points, f"no file {exercise}.py")
     try:
-        report = grade_file(exercise, path, timeout=timeout, memory_mb=memory_mb)
+        report = grade_file(exercise, path, timeout=timeout, memory_mb=memory_mb,
+                            expected=expected)
     except NotGradable as error:
         return Mark(exercise, 0.0, points, str(error))
     return Mark(exercise, report.points, points, report.lost, report)
 
 
+def check_answer_key(expected):
+    """The answers grade-all compares with: the hidden reference (the instructor's source
+    checkout) or the folder of stored results ``expected``; refused at once when neither
+    is there (an installed wheel has no reference)."""
+    if expected is not None:
+        folder = Path(expected)
+        if not folder.is_dir():
+            raise NotGradable(f"grade-all: --expected {folder} is not a folder (name a "
+                              "release's expected/ folder)")
+        return folder
+    if not reference_available():
+        raise NotGradable("grade-all: this installation has no hidden reference (only the "
+                          "instructor's source checkout has scratchlm/exercises/reference/); "
+                          "grade against a release's stored results with --expected "
+                          "RELEASE/expected, or run it from the source checkout")
+    return None
+
+
 def grade_all(submissions, exercises=None, *, timeout=DEFAULT_TIMEOUT,
-              memory_mb=DEFAULT_MEMORY_MB, jobs=None):
-    """{student: [Mark per exercise]} and the exercises, every file in its own process."""
+              memory_mb=DEFAULT_MEMORY_MB, jobs=None, expected=None):
+    """{student: [Mark per exercise]} and the exercises, every file in its own process,
+    graded against the hidden reference or the stored results in the folder ``expected``."""
     timeout, memory_mb, jobs = check_timeout(timeout), check_memory(memory_mb), check_jobs(jobs)
+    expected = check_answer_key(expected)
     students, exercises = students_and_exercises(submissions, exercises)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     work = [(student, exercise) for student in students for exercise in exercises]
     with ThreadPoolExecutor(jobs) as pool:
-        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb), work))
+        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb, expected),
+                              work))
     table = {student.name: [] for student in students}
     for (student, _), mark in zip(work, marks):
         table[student.name].append(mark)
