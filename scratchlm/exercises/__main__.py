@@ -22,6 +22,7 @@ import argparse
 import ast
 import importlib.util
 import inspect
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -39,6 +40,8 @@ from scratchlm.exercises.gradebook import (
     write_rows,
 )
 from scratchlm.exercises.grader import get_exercise
+from scratchlm.exercises.gradescope import VISIBILITIES
+from scratchlm.exercises.gradescope import build as build_autograder
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
 from scratchlm.exercises.hints import unlock
 from scratchlm.exercises.options import (
@@ -114,6 +117,18 @@ def build_parser():
     every.add_argument("--overwrite", action="store_true",
                        help="replace existing output files")
     _limits(every)
+    scope = commands.add_parser("gradescope", help="write a Gradescope autograder zip "
+                                                   "(practice cases visible, held-out hidden)")
+    scope.add_argument("zip", metavar="OUT.zip")
+    scope.add_argument("--exercises", metavar="A,B,…",
+                       help="the exercises of the assignment (default: all)")
+    scope.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="the held-out seed (default: SCRATCHLM_GRADE_SEED, else drawn at "
+                            "random and printed)")
+    scope.add_argument("--held-out-visibility", choices=VISIBILITIES, default="hidden",
+                       help="when students see the held-out tests' scores (default hidden)")
+    scope.add_argument("--overwrite", action="store_true", help="replace an existing zip")
+    _limits(scope)
     out = commands.add_parser("release", help="write the student version of every exercise "
                                               "and assignment notebook")
     out.add_argument("out_dir", metavar="OUT_DIR")
@@ -254,6 +269,17 @@ def load_class(path, class_name):
     return found
 
 
+def environment_seed():
+    """The held-out seed in SCRATCHLM_GRADE_SEED, or None when it is not set."""
+    text = os.environ.get("SCRATCHLM_GRADE_SEED", "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise NotGradable(f"SCRATCHLM_GRADE_SEED={text!r} is not a whole number") from None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -294,6 +320,20 @@ def _command(args):
             print(f"{row[0]}: {row[-4]} of {row[-3]}")
         flagged = [pair for pair in pairs if pair.flagged]
         print(f"wrote {args.csv} and {similar_csv} ({len(flagged)} pair(s) flagged as similar)")
+    elif args.command == "gradescope":
+        check_timeout(args.timeout)
+        check_memory(args.memory)
+        check_output_file(args.zip, "OUT.zip", args.overwrite)
+        seed = args.seed if args.seed is not None else environment_seed()
+        exercises = args.exercises.split(",") if args.exercises else None
+        try:
+            seed = build_autograder(args.zip, exercises, seed=seed, timeout=args.timeout,
+                                    memory_mb=args.memory,
+                                    held_out_visibility=args.held_out_visibility)
+        except ValueError as error:
+            raise NotGradable(str(error)) from None
+        print(f"wrote {args.zip}: upload it as the assignment's autograder (held-out seed "
+              f"{seed}; keep the zip private: it holds the hidden references)")
     else:
         written = release(args.out_dir, overwrite=args.overwrite)
         print(f"wrote {len(written)} files to {args.out_dir} (no reference solution among them)")
