@@ -82,9 +82,9 @@ TEXT = {
         "loss title": "loss curves",
     },
     "zh": {
-        "graph title": "{root} 的计算图：方框是张量（叶子加底色），椭圆是运算；\n"
+        "graph title": "{root} 的计算图：方框是张量（叶子节点加底色），椭圆是运算；\n"
                        "值是每个节点的数值，梯度是 ∂{root}/∂节点",
-        "graph title, no grad": "计算图：方框是张量（叶子加底色），椭圆是运算；值是每个节点的数值",
+        "graph title, no grad": "计算图：方框是张量（叶子节点加底色），椭圆是运算；值是每个节点的数值",
         "data": "值", "grad": "梯度", "shape": "形状", "norm": "‖·‖",
         "key": "键", "query": "查询", "weight": "权重", "head": "头 {h}",
         "component": "第 {n} 主成分（占方差的 {share:.0%}）",
