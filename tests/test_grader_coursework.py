@@ -5,8 +5,10 @@ every kind of exercise are graded in their own process; ``release`` writes no so
 import ast
 import csv
 import json
+import os
 import re
 import textwrap
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,10 @@ import pytest
 from scratchlm.exercises import EXERCISES, grade_file, tasks
 from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
+from scratchlm.exercises.deadline import lateness, parse_time
 from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.harness import NotGradable
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,6 +291,72 @@ def test_grade_all_in_python_with_chosen_exercises(tmp_path):
     header, row = rows(table, exercises)
     assert row[:3] == ["zoe", "4", "0"]
     assert "engine.py must also define unbroadcast" in row[-2]  # backward builds on it
+
+
+def test_the_late_rule_by_hand():
+    """Due 23:59 Beijing time; 10 % per day or part of a day, at most 100 %."""
+    due = parse_time("2026-12-01T23:59+08:00", "--due")
+    for submitted, days, penalty in [("2026-12-01T23:58:59+08:00", 0, 0),
+                                     ("2026-12-01T23:59+08:00", 0, 0),
+                                     ("2026-12-02T00:00+08:00", 1, 10),  # a minute late
+                                     ("2026-12-02T23:59+08:00", 1, 10),  # exactly a day
+                                     ("2026-12-03T00:00+08:00", 2, 20),
+                                     ("2026-12-01T16:00", 1, 10),  # no offset: UTC
+                                     ("2026-12-20T12:00+08:00", 19, 100)]:
+        found = lateness(parse_time(submitted, "t"), due)
+        assert (found.days_late, found.penalty) == (days, penalty), submitted
+    assert lateness(parse_time("2026-12-04T00:00+08:00", "t"), due, 25, 60).penalty == 60
+    with pytest.raises(NotGradable, match="is not a time"):
+        parse_time("tomorrow", "--due")
+
+
+def test_grade_all_with_a_due_date_and_an_lms_csv(tmp_path):
+    """alice's time comes from --submitted (on time), bob's from his file (two days and a
+    bit late: 30 % of 2 points); the LMS CSV carries the totals after the penalty."""
+    folder = tmp_path / "submissions"
+    for student in ("alice", "bob"):
+        (folder / student).mkdir(parents=True)
+        (folder / student / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    due = datetime(2026, 12, 1, 15, 59, tzinfo=timezone.utc)
+    late = (due + timedelta(days=2, hours=1)).timestamp()
+    os.utime(folder / "bob" / "top_k.py", (late, late))
+    submitted = tmp_path / "times.csv"
+    submitted.write_text("student,submitted\nalice,2026-12-01T20:00+08:00\n",
+                         encoding="utf-8")
+    out, lms = tmp_path / "scores.csv", tmp_path / "canvas.csv"
+    assert main(["grade-all", str(folder), "--csv", str(out), "--due",
+                 "2026-12-01T23:59+08:00", "--submitted", str(submitted), "--lms", str(lms),
+                 "--lms-title", "Week 3", "--timeout", str(TIMEOUT), "--memory",
+                 str(MEMORY_MB), "--jobs", "2"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        header, *table = list(csv.reader(handle))
+    score = {row[0]: dict(zip(header, row)) for row in table}
+    assert header[-3:] == ["submitted", "days_late", "late_penalty_percent"]
+    assert score["alice"]["submitted"] == "2026-12-01T20:00:00+08:00"
+    assert (score["alice"]["days_late"], score["alice"]["total"]) == ("0", "2")
+    assert score["bob"]["submitted"] == "2026-12-03T16:59:00+00:00"
+    assert (score["bob"]["days_late"], score["bob"]["late_penalty_percent"]) == ("3", "30")
+    assert score["bob"]["top_k"] == "2" and score["bob"]["total"] == "1.4"
+    with open(lms, newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [
+            ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Week 3"],
+            ["alice", "", "", "alice", "", "2"], ["bob", "", "", "bob", "", "1.4"]]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--due", "soon"], "--due 'soon' is not a time"),
+    (["--due", "2026-12-01", "--late-penalty", "-5"], "--late-penalty -5.0 is not a percentage"),
+    (["--due", "2026-12-01", "--late-cap", "nan"], "--late-cap nan is not a percentage"),
+    (["--submitted", "x.csv"], "--submitted gives submission times for --due"),
+    (["--lms", "{tmp}/no/canvas.csv"], "the folder {tmp}/no does not exist"),
+])
+def test_grade_all_checks_the_deadline_options_first(tmp_path, options, message):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    options = [option.replace("{tmp}", str(tmp_path)) for option in options]
+    with pytest.raises(SystemExit, match=re.escape(message.replace("{tmp}", str(tmp_path)))):
+        main(["grade-all", str(tmp_path), "--csv", str(tmp_path / "out.csv"), *options])
+    assert not (tmp_path / "out.csv").exists()
 
 
 def _as_installed_wheel(monkeypatch):
