@@ -242,10 +242,10 @@ plt.show()
 #
 # The learning rate $\eta$ is the first thing to tune. Too small, and after 200 steps the loss
 # is still high; too large, and each step overshoots the valley until the loss overflows
-# (diverges). We train the same network from the same start at eight learning rates. Adam divides each step by
-# $\sqrt{\hat v}$, a running estimate of the gradient's size, so its steps are about $\eta$
-# long whatever the gradient's scale: the count below says at how many of the eight rates
-# each optimizer gets the loss under 0.01.
+# (diverges). We train the same network from the same start at eight learning rates. Adam
+# divides each step by $\sqrt{\hat v}$, a running estimate of the gradient's size, so its
+# steps are about $\eta$ long whatever the gradient's scale: the count below says at how many
+# of the eight rates each optimizer gets the loss under 0.01.
 #
 # Real training also uses **minibatches**: the gradient of a random sample of $B$ examples, an
 # unbiased but noisy estimate of the full gradient, $\nabla J \approx \frac{1}{B}\sum_{n \in

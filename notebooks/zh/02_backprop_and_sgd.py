@@ -69,8 +69,9 @@ assert np.allclose(b.grad, 2 / N * residual.sum())
 # %% [markdown]
 # ## 把更新规则写出来
 #
-# 每一步：前向、反向，然后直接在数组上做 $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$
-# （这一步不记录计算图），再把梯度清零，否则梯度会累加。
+# 每一步：前向、反向，然后直接在数组上做
+# $\theta \leftarrow \theta - \eta\,\partial J/\partial\theta$（这一步不记录计算图），再把梯度
+# 清零，否则梯度会累加。
 
 # %%
 eta = 0.1
