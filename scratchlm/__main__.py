@@ -334,8 +334,8 @@ def _resumed_settings(args, state, run_dir):
 def _check_memory(model_config, train_config, force, resuming):
     """Print the memory estimate; refuse (unless ``force``) a run that would not fit."""
     estimate = memory_estimate.estimate_gpt_training(model_config, train_config.batch_size)
-    available = memory_estimate.available_memory(train_config.device)
-    where = "GPU" if train_config.device == "cuda" else "MemAvailable"
+    limit = memory_estimate.memory_limit(train_config.device)
+    available, where = (None, None) if limit is None else (limit.available, limit.source)
     fmt = memory_estimate.format_bytes
     line = f"memory: {estimate.describe()}"
     if available is not None:
