@@ -302,16 +302,26 @@ def grade_prepared(exercise, student_class, prepared):
 
 def check_outputs(exercise, case, y, grads):
     """Raise :class:`CaseFailure` unless ``y`` and ``grads`` (one per input, None for the
-    integer ones) are the library's output and gradients for the prepared ``case``."""
+    integer ones) are the library's output and gradients for the prepared ``case``. Every
+    wrong gradient is named, one line each (not only the first: a student who fixes ∂q
+    should learn at once that ∂k is wrong too)."""
     _compare("forward output", y, case.expected_y, exercise.name)
     if len(grads) != len(case.expected_grads):
         raise CaseFailure(f"{len(grads)} gradient(s) came back for "
                           f"{len(case.expected_grads)} input(s)")
+    wrong = []
     for name, grad, expected in zip(exercise.input_names, grads, case.expected_grads):
-        if expected is not None:
-            if grad is None:
-                raise CaseFailure(f"no gradient of {name} came back")
+        if expected is None:
+            continue
+        if grad is None:
+            wrong.append(f"no gradient of {name} came back")
+            continue
+        try:
             _compare(f"gradient of {name}", grad, expected, exercise.name)
+        except CaseFailure as failure:
+            wrong.append(str(failure))
+    if wrong:
+        raise CaseFailure("\n".join(wrong))
 
 
 def library_implementations(reference):
