@@ -42,6 +42,8 @@ from scratchlm.fast.registry import fast_version
 
 #: float64 agreement with the library: different but correct formulas differ by ~1e-15
 LIBRARY_TOLERANCE = dict(rtol=1e-7, atol=1e-9)
+#: a failure shows this many of the worst entries, side by side with the library's
+WORST_SHOWN = 4
 
 
 #: the devices the fast layer registers implementations for
@@ -507,7 +509,15 @@ def _compare(what, actual, expected, op_name):
     if np.allclose(actual, expected, **LIBRARY_TOLERANCE):
         return
     error = np.abs(actual - expected)
-    worst = np.unravel_index(np.argmax(np.where(np.isnan(error), np.inf, error)), error.shape)
+    error = np.where(np.isnan(error), np.inf, error)
+    bad = ~np.isclose(actual, expected, **LIBRARY_TOLERANCE)
+    order = np.argsort(error, axis=None, kind="stable")[::-1][:WORST_SHOWN]
+    where = [tuple(int(i) for i in np.unravel_index(k, error.shape)) for k in order]
+    first = where[0]
+    rows = "\n".join(f"    {str(index):>14}  {actual[index]:>14.8g}  {expected[index]:>14.8g}  "
+                     f"{error[index]:.2e}" for index in where)
     raise CaseFailure(f"{what} differs from scratchlm's own {op_name}: worst absolute error "
-                      f"{error[worst]:.3e} at index {tuple(int(i) for i in worst)} "
-                      f"(yours {actual[worst]:.8g}, library {expected[worst]:.8g})")
+                      f"{error[first]:.3e} at index {first} (yours {actual[first]:.8g}, "
+                      f"library {expected[first]:.8g}); {int(bad.sum())} of {bad.size} "
+                      f"entries off\n    {'index':>14}  {'yours':>14}  {'library':>14}  "
+                      f"abs error\n{rows}")
