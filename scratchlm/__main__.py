@@ -9,18 +9,23 @@
 """
 
 import argparse
-import json
 import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 import warnings
 
 import numpy as np
 
 from scratchlm import backend, fast, finetune, memory_estimate, pretrain
+from scratchlm.checkpoint_fields import (
+    TRAINING_FIELDS,
+    check_run_state,
+    config_from_state,
+    load_model,
+    stored_tokenizer,
+)
 from scratchlm.errors import (
     ConfigError,
     DivergenceError,
@@ -32,7 +37,7 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
-from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
+from scratchlm.text import prepare_corpus, train_val_split
 from scratchlm.train import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
@@ -63,7 +68,6 @@ RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", 
              "tokenizer.json")
 #: ... and what makes it a run a new one must not overwrite: something trained was saved.
 TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
-TOKENIZER_CLASSES = {"CharTokenizer": CharTokenizer, "BPETokenizer": BPETokenizer}
 
 
 def _positive_int(text):
@@ -206,14 +210,6 @@ def _tokenizer_text(tokenizer, run_dir):
         return f.read()
 
 
-def _tokenizer_from_text(text):
-    """The tokenizer whose JSON file content is ``text``."""
-    kind = json.loads(text)["type"]
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "tokenizer.json")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return TOKENIZER_CLASSES[kind].load(path)
 
 
 #: Training flags (argparse dest -> TrainConfig field) a run takes from the command line.
@@ -329,15 +325,17 @@ def _resumed_settings(args, state, run_dir):
                           f"is {train_config.max_steps}: nothing to train; give --max-steps "
                           f"above {state['step']} to continue it (the learning-rate schedule "
                           "stretches to the new end)")
-    return (GPTConfig(**saved_model), train_config, extras["corpus"],
+    model_config = config_from_state(state, os.path.join(run_dir, CHECKPOINT), GPTConfig,
+                                     "train --resume")
+    return (model_config, train_config, extras["corpus"],
             extras["tokenizer_kind"], bool(extras.get("reverse", False)))
 
 
 def _check_memory(model_config, train_config, force, resuming):
     """Print the memory estimate; refuse (unless ``force``) a run that would not fit."""
     estimate = memory_estimate.estimate_gpt_training(model_config, train_config.batch_size)
-    available = memory_estimate.available_memory(train_config.device)
-    where = "GPU" if train_config.device == "cuda" else "MemAvailable"
+    limit = memory_estimate.memory_limit(train_config.device)
+    available, where = (None, None) if limit is None else (limit.available, limit.source)
     fmt = memory_estimate.format_bytes
     line = f"memory: {estimate.describe()}"
     if available is not None:
@@ -401,6 +399,8 @@ def command_train(args):
         except RunNotFoundError as error:
             raise RunNotFoundError(f"cannot --resume: {error}; start it without --resume",
                                    path=run_dir) from None
+        check_run_state(state, os.path.join(run_dir, CHECKPOINT), "train --resume",
+                        TRAINING_FIELDS, extras=("corpus", "tokenizer_kind"))
         model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
             args, state, run_dir)
         preset = state["extras"].get("preset", args.preset or "resumed")
@@ -504,10 +504,10 @@ def _load_checkpoint(run_dir):
 
 def _load_run(run_dir, device):
     state = _load_checkpoint(run_dir)
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    path = os.path.join(run_dir, CHECKPOINT)
+    model = load_model(state, path, GPT, GPTConfig)
     model.to(device)
-    return model, _tokenizer_from_text(state["extras"]["tokenizer"]), state
+    return model, stored_tokenizer(state, path), state
 
 
 def reverse_text(tokenizer, text):
