@@ -10,7 +10,6 @@
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import shlex
@@ -24,6 +23,13 @@ import numpy as np
 
 from scratchlm import backend, fast, finetune, memory_estimate, pretrain
 from scratchlm import distributed as dist
+from scratchlm.checkpoint_fields import (
+    TRAINING_FIELDS,
+    check_run_state,
+    config_from_state,
+    load_model,
+    stored_tokenizer,
+)
 from scratchlm.errors import (
     ConfigError,
     DivergenceError,
@@ -35,7 +41,7 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
-from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
+from scratchlm.text import prepare_corpus, train_val_split
 from scratchlm.train import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
@@ -66,7 +72,6 @@ RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", 
              "tokenizer.json")
 #: ... and what makes it a run a new one must not overwrite: something trained was saved.
 TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
-TOKENIZER_CLASSES = {"CharTokenizer": CharTokenizer, "BPETokenizer": BPETokenizer}
 
 
 def _positive_int(text):
@@ -216,14 +221,6 @@ def _tokenizer_text(tokenizer, run_dir):
         return f.read()
 
 
-def _tokenizer_from_text(text):
-    """The tokenizer whose JSON file content is ``text``."""
-    kind = json.loads(text)["type"]
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "tokenizer.json")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return TOKENIZER_CLASSES[kind].load(path)
 
 
 #: Training flags (argparse dest -> TrainConfig field) a run takes from the command line.
@@ -339,7 +336,9 @@ def _resumed_settings(args, state, run_dir):
                           f"is {train_config.max_steps}: nothing to train; give --max-steps "
                           f"above {state['step']} to continue it (the learning-rate schedule "
                           "stretches to the new end)")
-    return (GPTConfig(**saved_model), train_config, extras["corpus"],
+    model_config = config_from_state(state, os.path.join(run_dir, CHECKPOINT), GPTConfig,
+                                     "train --resume")
+    return (model_config, train_config, extras["corpus"],
             extras["tokenizer_kind"], bool(extras.get("reverse", False)))
 
 
@@ -428,6 +427,8 @@ def command_train(args):
         except RunNotFoundError as error:
             raise RunNotFoundError(f"cannot --resume: {error}; start it without --resume",
                                    path=run_dir) from None
+        check_run_state(state, os.path.join(run_dir, CHECKPOINT), "train --resume",
+                        TRAINING_FIELDS, extras=("corpus", "tokenizer_kind"))
         model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
             args, state, run_dir)
         preset = state["extras"].get("preset", args.preset or "resumed")
@@ -543,10 +544,10 @@ def _load_checkpoint(run_dir):
 
 def _load_run(run_dir, device):
     state = _load_checkpoint(run_dir)
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    path = os.path.join(run_dir, CHECKPOINT)
+    model = load_model(state, path, GPT, GPTConfig)
     model.to(device)
-    return model, _tokenizer_from_text(state["extras"]["tokenizer"]), state
+    return model, stored_tokenizer(state, path), state
 
 
 def reverse_text(tokenizer, text):

@@ -64,7 +64,7 @@ TEXT = {
                        "ellipses ops;\ndata is each value, grad ∂{root}/∂node",
         "graph title, no grad": "computation graph: boxes are tensors (leaves shaded), "
                                 "ellipses ops; data is each value",
-        "data": "data", "grad": "grad", "shape": "shape", "norm": "‖·‖",
+        "data": "data", "grad": "grad",
         "key": "key", "query": "query", "weight": "weight", "head": "head {h}",
         "component": "principal component {n} ({share:.0%} of the variance)",
         "map title": "{count} vectors of dimension {dim}, PCA to 2-D",
@@ -82,10 +82,11 @@ TEXT = {
         "loss title": "loss curves",
     },
     "zh": {
-        "graph title": "{root} 的计算图：方框是张量（叶子加底色），椭圆是运算；\n"
+        "graph title": "{root} 的计算图：方框是张量（叶子节点加底色），椭圆是运算；\n"
                        "值是每个节点的数值，梯度是 ∂{root}/∂节点",
-        "graph title, no grad": "计算图：方框是张量（叶子加底色），椭圆是运算；值是每个节点的数值",
-        "data": "值", "grad": "梯度", "shape": "形状", "norm": "‖·‖",
+        "graph title, no grad": "计算图：方框是张量（叶子节点加底色），椭圆是运算；"
+                                "值是每个节点的数值",
+        "data": "值", "grad": "梯度",
         "key": "键", "query": "查询", "weight": "权重", "head": "头 {h}",
         "component": "第 {n} 主成分（占方差的 {share:.0%}）",
         "map title": "{count} 个 {dim} 维向量，用 PCA 降到二维",

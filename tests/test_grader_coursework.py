@@ -115,7 +115,8 @@ def gradebook(tmp_path_factory):
             (folder / student / name).write_text(source, encoding="utf-8")
     out = folder.parent / "scores.csv"
     assert main(["grade-all", str(folder), "--csv", str(out), "--timeout", str(TIMEOUT),
-                 "--memory", str(MEMORY_MB), "--jobs", "3"]) == 0
+                 "--memory", str(MEMORY_MB), "--jobs", "3",
+                 "--feedback", str(folder.parent / "feedback")]) == 0
     with open(out, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
     return folder, out, table
@@ -197,6 +198,30 @@ def test_grade_all_flags_similar_files(gradebook):
     assert len(top_k_pairs) == len(students_with_top_k) * (len(students_with_top_k) - 1) // 2
 
 
+def test_grade_all_writes_one_feedback_report_per_student(gradebook):
+    """Every case, every failure in full with its worst entries side by side, the hint
+    matched to the failure, what a file printed; nothing about similarity."""
+    folder, _, _ = gradebook
+    reports = {path.stem: path.read_text(encoding="utf-8")
+               for path in (folder.parent / "feedback").glob("*.md")}
+    assert sorted(reports) == sorted(CLASS)
+    bob = reports["bob"]
+    assert bob.startswith("# Feedback for bob\n\n**Total: ")
+    softmax = bob.split("## softmax:")[1].split("## rmsnorm:")[0]
+    assert softmax.startswith(" 0 of 3 points") and "0 of 4 cases pass" in softmax
+    assert softmax.count("### Case ") == 4  # every failing case, not only the first
+    assert softmax.count("index         analytic        numerical  abs error") == 4
+    assert f"**Hint 1 of 2** (the first hint; the next: python -m scratchlm.exercises show " \
+           f"softmax --hint 2): {EXERCISES['softmax'].hints[0]}" in softmax
+    top_k = bob.split("## top_k:")[1]
+    assert top_k.count("| ok |") == len(EXERCISES["top_k"].cases) - 1
+    assert "### Case " in top_k and "yours        expected  abs error" in top_k
+    assert "Not graded: no file rmsnorm.py" in reports["carol"]
+    assert f"the grader stopped it after {TIMEOUT} s" in reports["dave"]
+    assert "The grade failed as a whole:" in reports["erin"]
+    assert not any("similar" in text for text in reports.values())
+
+
 def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     folder, out, _ = gradebook
     before = out.read_text(encoding="utf-8")
@@ -217,6 +242,9 @@ def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     (["--csv", "{tmp}/missing_dir/x.csv"], "the folder {tmp}/missing_dir does not exist"),
     (["--csv", "{tmp}"], "is a folder; name a file"),
     (["--similarity", "{tmp}/nowhere/s.csv"], "the folder {tmp}/nowhere does not exist"),
+    (["--feedback", "{tmp}/alice/softmax.py"], "--feedback {tmp}/alice/softmax.py is a file"),
+    (["--feedback", "{tmp}/alice"], "--feedback {tmp}/alice is not empty; pass --overwrite"),
+    (["--feedback", "{tmp}/a/b"], "the folder {tmp}/a does not exist"),
 ])
 def test_grade_all_checks_every_option_before_grading(tmp_path, monkeypatch, capsys, options,
                                                       message):

@@ -39,6 +39,7 @@ from scratchlm.exercises.deadline import (
     read_submitted,
 )
 from scratchlm.exercises.expected import ExpectedError
+from scratchlm.exercises.feedback import write_feedback
 from scratchlm.exercises.gradebook import (
     check_answer_key,
     grade_all,
@@ -59,6 +60,7 @@ from scratchlm.exercises.options import (
     check_jobs,
     check_memory,
     check_output_file,
+    check_output_folder,
     check_timeout,
 )
 from scratchlm.exercises.release import ReleaseError, release
@@ -125,6 +127,9 @@ def build_parser():
     every.add_argument("--similarity", metavar="FILE",
                        help="where to write every pair of students' files per exercise with "
                             "its similarity score (default: similarity.csv beside --csv)")
+    every.add_argument("--feedback", metavar="DIR",
+                       help="also write one Markdown report per student into DIR: every "
+                            "case, every failure in full, the hint matched to it")
     every.add_argument("--lms", metavar="FILE",
                        help="also write the totals as a CSV that Canvas's and Moodle's "
                             "gradebook import (see scratchlm.exercises.lms)")
@@ -350,6 +355,8 @@ def _command(args):
         check_output_file(similar_csv, "--similarity", args.overwrite)
         if args.lms:
             check_output_file(args.lms, "--lms", args.overwrite)
+        if args.feedback:
+            check_output_folder(args.feedback, "--feedback", args.overwrite)
         check_answer_key(args.expected)
         due, submitted = _deadline(args)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
@@ -369,6 +376,9 @@ def _command(args):
         if args.lms:
             write_rows(lms_rows(totals(table, late), args.lms_title), args.lms)
             written.append(args.lms)
+        if args.feedback:
+            write_feedback(args.feedback, table, totals(table, late), late)
+            written.append(f"{args.feedback}/STUDENT.md")
         maximum = sum(EXERCISES[name].points for name in exercises)
         for student, total in totals(table, late).items():
             print(f"{student}: {total:g} of {maximum}")
