@@ -350,10 +350,11 @@ def _check_memory(model_config, train_config, force, resuming, optimizer_shards=
     if optimizer_shards > 1:
         estimate = dataclasses.replace(
             estimate, optimizer=-(-estimate.optimizer // optimizer_shards))
-    available = memory_estimate.available_memory(train_config.device)
-    if available is not None:
+    limit = memory_estimate.memory_limit(train_config.device)
+    available, where = (None, None) if limit is None else (limit.available, limit.source)
+    if available is not None and dist.local_size() > 1:
         available //= dist.local_size()
-    where = "GPU" if train_config.device == "cuda" else "MemAvailable"
+        where += f", a share of {dist.local_size()} ranks"
     fmt = memory_estimate.format_bytes
     line = f"memory{' per rank' if dist.world_size() > 1 else ''}: {estimate.describe()}"
     if available is not None:

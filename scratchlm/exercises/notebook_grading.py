@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.options import check_memory, check_timeout
 
 
 def cell_sources(notebook, grade_ids):
@@ -57,6 +58,7 @@ def grade_cells(exercise, notebook, grade_ids, class_name=None, *, timeout=DEFAU
                 memory_mb=DEFAULT_MEMORY_MB):
     """The :class:`~scratchlm.exercises.grader.GradeReport` of the cells ``grade_ids`` of
     ``notebook`` (a path) graded as the file of ``exercise``, in a separate process."""
+    timeout, memory_mb = check_timeout(timeout, "timeout"), check_memory(memory_mb, "memory_mb")
     source = cell_sources(notebook, grade_ids)
     with tempfile.TemporaryDirectory(prefix="scratchlm-notebook-") as folder:
         path = Path(folder) / f"{exercise}.py"
