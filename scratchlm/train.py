@@ -48,6 +48,7 @@ import numpy as np
 from scratchlm import backend, checkpoint, fast, optim
 from scratchlm import distributed as dist
 from scratchlm.autograd.grad_mode import no_grad
+from scratchlm.checkpoint_fields import check_run_state
 from scratchlm.errors import (
     ConfigError,
     DivergenceError,
@@ -677,7 +678,7 @@ def load_run_checkpoint(run_dir):
         raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
                                "writes its first one after checkpoint_interval steps)",
                                path=run_dir)
-    return checkpoint.load(path)
+    return check_run_state(checkpoint.load(path), path)
 
 
 def write_text_atomic(path, text):

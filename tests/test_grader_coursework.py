@@ -11,14 +11,17 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scratchlm.exercises import EXERCISES, grade_file, tasks
 from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
 from scratchlm.exercises.deadline import lateness, parse_time
+from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.grader import check_outputs, prepare_cases
 from scratchlm.exercises.harness import NotGradable
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
@@ -600,3 +603,30 @@ def test_course_plans_agree_week_by_week():
     _, chinese = _weeks("COURSE.zh.md", r"\n### 第 \d+ 周 · ")
     for en, zh in zip(english, chinese):
         assert re.findall(r"`([a-z_0-9]+)`", en) == re.findall(r"`([a-z_0-9]+)`", zh)
+
+
+def test_every_wrong_gradient_of_a_case_is_named():
+    """Attention with the scale 1/√d forgotten in backward: ∂q and ∂k are wrong, ∂v right.
+    The judge names both wrong ones in the case's failure, not only the first."""
+    exercise = EXERCISES["attention"]
+    case = prepare_cases(exercise)[0]
+    scale = np.sqrt(case.inputs[0].shape[-1])
+    grads = [grad * scale if name in ("q", "k") else grad
+             for name, grad in zip(exercise.input_names, case.expected_grads)]
+    with pytest.raises(CaseFailure) as failure:
+        check_outputs(exercise, case, case.expected_y, grads)
+    named = [line.split(" differs")[0] for line in str(failure.value).splitlines()
+             if " differs " in line]
+    assert named == ["gradient of q", "gradient of k"]
+    # each with its worst entries side by side: a header and four rows
+    assert str(failure.value).count("index           yours         library  abs error") == 2
+    check_outputs(exercise, case, case.expected_y, case.expected_grads)  # right: no error
+
+
+def test_every_wrong_gradient_of_an_op_task_is_named(tmp_path):
+    """RMSNorm with both gradients wrong: the report names x and weight in one attempt."""
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(RMSNORM_WRONG.replace("axis=0)", "axis=0) * 2"), encoding="utf-8")
+    report = grade_file("rmsnorm", path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+    failure = next(case.failure for case in report.cases if not case.passed)
+    assert "the gradient of x differs" in failure and "the gradient of weight differs" in failure

@@ -16,6 +16,16 @@ Without the hidden reference (a student's copy) it grades against the results th
 stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
 A failed grade shows a hint, one more unlocked with each failed attempt (the progress is
 kept in ``.scratchlm_hints.json`` beside the file: :mod:`scratchlm.exercises.hints`).
+
+For the instructor: ``grade-all SUBMISSIONS --csv FILE`` grades a class
+(:mod:`~scratchlm.exercises.gradebook`), flags similar files
+(:mod:`~scratchlm.exercises.similarity`), and on request writes one report per student
+(``--feedback DIR``: :mod:`~scratchlm.exercises.feedback`), applies a late penalty
+(``--due``: :mod:`~scratchlm.exercises.deadline`) and a CSV for Canvas or Moodle (``--lms``:
+:mod:`~scratchlm.exercises.lms`); ``gradescope OUT.zip`` writes a Gradescope autograder
+(:mod:`~scratchlm.exercises.gradescope`); ``release OUT_DIR`` the student version. Every
+number and output path is checked before anything is graded
+(:mod:`~scratchlm.exercises.options`).
 """
 
 import argparse
