@@ -43,7 +43,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratchlm.exercises.tasks import Task, decode, encode, reference_available
+from scratchlm.exercises.runner import decode, encode
+from scratchlm.exercises.tasks import Task, reference_available
 
 #: the version of the file layout
 FORMAT = 1

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import scratchlm as sl
-from scratchlm.autograd.engine import sum_to_shape
 from scratchlm.exercises.catalog import EXERCISES, Case
 from scratchlm.exercises.errors import CaseFailure, DelegatesToLibrary
+from scratchlm.exercises.runner import gradients_per_input
 from scratchlm.exercises.tasks import Task, check_case, prepare_task, run_case
 from scratchlm.fast.registry import fast_version
 
@@ -75,6 +75,8 @@ class GradeReport:
     hint: int = 1
     hint_why: str = ""
     hint_note: str = ""
+    #: the sandbox the file ran in ("bwrap", "basic"; "" when graded in this process)
+    sandbox: str = ""
 
     @property
     def passed(self):
@@ -131,6 +133,8 @@ class GradeReport:
             if number < count:
                 lines.append(f"  next: python -m scratchlm.exercises show {self.exercise} "
                              f"--hint {number + 1}")
+        if self.sandbox:
+            lines.append(f"  graded in the {self.sandbox} sandbox")
         if self.printed:
             lines.append("what the file printed (each line marked |):")
             lines.extend("  | " + line for line in self.printed.rstrip("\n").splitlines())
@@ -391,7 +395,7 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
     if not np.array_equal(g, cotangent):
         raise CaseFailure("backward modified its incoming gradient g in place; the engine may "
                           "share g with other ops, so write into new arrays")
-    grads = _check_structure(grads, inputs, is_float, names)
+    grads = gradients_per_input(grads, inputs, is_float, names)
 
     try:
         _gradcheck(student_class, case.config, inputs, is_float)
@@ -447,31 +451,6 @@ def _run(what, method, *arrays):
                           "return the result instead)") from None
     except Exception as error:
         raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
-
-
-def _check_structure(grads, inputs, is_float, names):
-    """Gradients as a list, one per input, each summed to its input's shape (None for ints)."""
-    if not isinstance(grads, (tuple, list)):
-        grads = [grads]
-    if len(grads) != len(inputs):
-        raise CaseFailure(f"backward returned {len(grads)} gradient(s) for {len(inputs)} "
-                          f"input(s) ({', '.join(names)}); return one per input, in order, "
-                          "None for integer ids or targets")
-    checked = []
-    for name, grad, x, differentiable in zip(names, grads, inputs, is_float):
-        if not differentiable:
-            checked.append(None)
-            continue
-        if grad is None:
-            raise CaseFailure(f"backward returned None for {name}, which needs a gradient")
-        grad = np.asarray(grad)
-        try:
-            checked.append(sum_to_shape(grad, x.shape))
-        except ValueError:
-            raise CaseFailure(f"the gradient of {name} has shape {grad.shape}, but {name} has "
-                              f"shape {x.shape}; expected that shape (or one that broadcasts "
-                              "to it)") from None
-    return checked
 
 
 def _gradcheck(student_class, config, inputs, is_float):

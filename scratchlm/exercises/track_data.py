@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from scratchlm.exercises.errors import CaseFailure
-from scratchlm.exercises.tasks import Task, TaskCase, attempt, function_stub
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import Task, TaskCase, function_stub
 
 #: how many standard errors a frequency may stray before it fails (a right answer fails
 #: one case in ~1.7 million)

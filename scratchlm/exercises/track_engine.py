@@ -11,7 +11,8 @@ import numpy as np
 
 from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.minigrad import Value
-from scratchlm.exercises.tasks import EPS, GRADIENT_TOLERANCE, Task, TaskCase, attempt, compare
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import EPS, GRADIENT_TOLERANCE, Task, TaskCase, compare
 
 IMPORTS = """\
 from contextlib import contextmanager

@@ -4,7 +4,9 @@ steps where it changes form, clipping on gradients above, below and at zero norm
 
 import numpy as np
 
-from scratchlm.exercises.tasks import Task, TaskCase, attempt, function_stub
+from scratchlm.exercises.errors import CaseFailure
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import Task, TaskCase, function_stub
 
 OPTIM = "scratchlm.optim."
 
@@ -30,7 +32,6 @@ def _run_adam(student, inputs, config):
 
 
 def _pair(result, n, what):
-    from scratchlm.exercises.errors import CaseFailure
     if not isinstance(result, (tuple, list)) or len(result) != n:
         raise CaseFailure(f"it should return {what}, got {type(result).__name__}")
     return tuple(np.asarray(r, dtype=np.float64) for r in result)
@@ -58,7 +59,6 @@ def _run_schedule(student, inputs, config):
 def _run_clip(student, inputs, config):
     grads, max_norm = inputs
     result = attempt("clip_grad_norm", student, grads, max_norm)
-    from scratchlm.exercises.errors import CaseFailure
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise CaseFailure("it should return (clipped gradients, total norm)")
     clipped, total = result
