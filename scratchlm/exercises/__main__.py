@@ -42,7 +42,13 @@ from scratchlm.exercises.gradebook import (
 from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.gradescope import VISIBILITIES
 from scratchlm.exercises.gradescope import build as build_autograder
-from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.harness import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    PRACTICE_SEED,
+    NotGradable,
+    grade_file,
+)
 from scratchlm.exercises.hints import unlock
 from scratchlm.exercises.options import (
     check_jobs,
@@ -51,6 +57,7 @@ from scratchlm.exercises.options import (
     check_timeout,
 )
 from scratchlm.exercises.release import ReleaseError, release
+from scratchlm.exercises.sandbox import SANDBOXES, check_sandbox
 from scratchlm.exercises.tasks import ReferenceMissing, Task
 
 #: the width of the comment lines and docstrings ``show`` writes
@@ -114,6 +121,11 @@ def build_parser():
     every.add_argument("--similarity", metavar="FILE",
                        help="where to write every pair of students' files per exercise with "
                             "its similarity score (default: similarity.csv beside --csv)")
+    every.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="the instructor's secret seed the cases are drawn from (default: "
+                            "SCRATCHLM_GRADE_SEED, else the public practice seed 0)")
+    every.add_argument("--sandbox", choices=SANDBOXES, default=None,
+                       help="where each file runs (default: bwrap where it works, else basic)")
     every.add_argument("--overwrite", action="store_true",
                        help="replace existing output files")
     _limits(every)
@@ -310,9 +322,16 @@ def _command(args):
         check_output_file(args.csv, "--csv", args.overwrite)
         check_output_file(similar_csv, "--similarity", args.overwrite)
         check_answer_key(args.expected)
+        seed = args.seed if args.seed is not None else environment_seed()
+        try:
+            sandbox = check_sandbox(args.sandbox)
+        except ValueError as error:
+            raise NotGradable(f"grade-all: {error}") from None
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
                                      memory_mb=args.memory, jobs=args.jobs,
-                                     expected=args.expected)
+                                     expected=args.expected,
+                                     seed=PRACTICE_SEED if seed is None else seed,
+                                     sandbox=sandbox)
         pairs = similarity(args.submissions, list(table), exercises)
         write_csv(table, exercises, args.csv, overwrite=True, pairs=pairs)
         write_rows(similarity_rows(pairs), similar_csv)
@@ -320,6 +339,8 @@ def _command(args):
             print(f"{row[0]}: {row[-4]} of {row[-3]}")
         flagged = [pair for pair in pairs if pair.flagged]
         print(f"wrote {args.csv} and {similar_csv} ({len(flagged)} pair(s) flagged as similar)")
+        print(f"graded in the {sandbox} sandbox, on the cases of "
+              f"{'the public practice seed' if seed is None else 'the held-out seed'}")
     elif args.command == "gradescope":
         check_timeout(args.timeout)
         check_memory(args.memory)
