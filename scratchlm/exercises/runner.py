@@ -225,7 +225,10 @@ def decode(value, depth=0):
                 or not all(type(v) in (int, float, bool) for v in data)):
             raise ValueError("an array is not {shape, kind, data} of plain numbers")
         dtype = {"f": np.float64, "i": np.int64, "u": np.int64, "b": bool}[kind]
-        return np.array(data, dtype=dtype).reshape(shape)
+        try:
+            return np.array(data, dtype=dtype).reshape(shape)
+        except OverflowError:
+            raise ValueError("an array is not {shape, kind, data} of plain numbers") from None
     if "tuple" in value and isinstance(value["tuple"], list):
         return tuple(decode(v, depth + 1) for v in value["tuple"])
     if "dict" in value and isinstance(value["dict"], list):

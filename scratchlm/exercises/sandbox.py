@@ -232,12 +232,12 @@ def run(order, folder, *, timeout, memory_mb, sandbox):
            "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [executable, "-I", "-S", "-c", BOOT, json.dumps(limits)]
     if sandbox == "bwrap":
-        binds = _system_binds() + ["--ro-bind", prefix, prefix]
-        for path in numpy_folders + [str(HERE / name) for name in CHILD_FILES]:
+        binds = _system_binds() + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for path in [prefix, *numpy_folders, *(str(HERE / name) for name in CHILD_FILES),
+                     str(folder)]:  # after /tmp: any of them may live under it
             binds += ["--ro-bind", path, path]
         argv = ["bwrap", *binds, "--unshare-all", "--die-with-parent", "--new-session",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                "--ro-bind", str(folder), str(folder), "--chdir", "/tmp", "--", *argv]
+                "--chdir", "/tmp", "--", *argv]
     config = {"argv": argv, "env": env, "cwd": tmp, "timeout": timeout,
               "fds": [pipes["report"][1], pipes["trace"][1]],
               "status_fd": pipes["status"][1]}
