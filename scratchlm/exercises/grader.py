@@ -315,7 +315,7 @@ def check_outputs(exercise, case, y, grads):
         if expected is not None:
             if grad is None:
                 raise CaseFailure(f"no gradient of {name} came back")
-            _compare(f"gradient of {name}", grad, expected, exercise.name)
+            _compare(f"the gradient of {name}", grad, expected, exercise.name)
 
 
 def library_implementations(reference):
@@ -412,7 +412,7 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
 
     for name, grad, expected in zip(names, grads, expected_grads):
         if expected is not None:
-            _compare(f"gradient of {name}", grad, expected, exercise.name)
+            _compare(f"the gradient of {name}", grad, expected, exercise.name)
     return y, grads
 
 
