@@ -16,7 +16,8 @@ from grading_answers import backward_file
 
 from scratchlm.exercises import GradeReport, NotGradable, grade_file
 from scratchlm.exercises.__main__ import main
-from scratchlm.exercises.grader import CaseResult, get_exercise, prepare_cases
+from scratchlm.exercises.answers import prepare_cases
+from scratchlm.exercises.grader import CaseResult, get_exercise
 from scratchlm.exercises.harness import _judged, _parse_report
 from scratchlm.exercises.runner import decode, encode
 from scratchlm.exercises.sandbox import bwrap_works

@@ -20,8 +20,8 @@ be removed) refuses, whatever calls it:
   library, its answer key in ``exercises/reference``, other students' folders, ``/proc``
   and the parent's memory among them), and writing anywhere but that temporary folder;
   compiling source said to come from any other file;
-* ``ctypes`` (it could rewrite memory and call C), ``mmap``, ``marshal`` and ``pickle``
-  loading;
+* ``ctypes`` (it could rewrite memory and call C: it is unloaded, and every reference to
+  it cleared, before the file runs), ``mmap`` and ``pickle`` (nothing loads pickles);
 * ``gc.get_objects`` / ``get_referrers`` / ``get_referents``, ``sys._current_frames``,
   tracing and profiling hooks, a generator's or coroutine's frame, ``sys._getframe``
   reaching a frame of this harness, and reading or replacing the code of a function that
@@ -60,14 +60,14 @@ TRACKS = ("track_engine", "track_layers", "track_modern", "track_optim", "track_
 #: module names the graded file may not import, whatever their files
 REFUSED_MODULES = ("ctypes", "_ctypes", "socket", "_socket", "ssl", "_ssl", "subprocess",
                    "_posixsubprocess", "multiprocessing", "_multiprocessing", "pty", "mmap",
-                   "pickle", "_pickle", "marshal", "select", "selectors", "asyncio")
+                   "pickle", "_pickle", "select", "selectors", "asyncio")
 #: audit events refused outright (an event equal to one, or starting with one ending in .)
 REFUSED_EVENTS = ("ctypes.", "socket.", "subprocess.", "os.fork", "os.forkpty", "os.system",
                   "os.exec", "os.posix_spawn", "os.spawn", "os.kill", "os.killpg",
                   "signal.pthread_kill", "pty.", "gc.get_objects", "gc.get_referrers",
                   "gc.get_referents", "sys._current_frames", "sys.settrace",
                   "sys.setprofile", "resource.setrlimit", "resource.prlimit", "mmap.",
-                  "marshal.loads", "marshal.load", "pickle.find_class", "code.__new__",
+                  "pickle.find_class", "code.__new__",
                   "os.setuid", "os.setgid", "sys.remote_exec", "cpython.remote_debugger_script")
 #: audit events that change the file system: allowed inside the temporary folder only
 WRITING_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
@@ -167,6 +167,7 @@ def _grade(order):
     path, entry = order["path"], order["entry"]
     folder = os.path.dirname(path)
     sys.path.insert(0, folder)
+    _forget(("ctypes", "_ctypes"))
     _install_hook(folder, order["tmp"], order["read"])
 
     task = next((t for t in track.TASKS if t.name == order["exercise"]), None) if track else None
@@ -231,6 +232,22 @@ def _describe(error, path):
         message = "?"
     return f"{type(error).__name__}{': ' if message else ''}{message}{where}" + next(
         (text for kind, text in hint.items() if isinstance(error, kind)), "")
+
+
+def _forget(packages):
+    """Unload ``packages`` (NumPy imports ctypes, whose ``memmove`` no audit event covers)
+    and clear every module-level reference to them, so that the graded file can reach
+    them only by importing them again, which the hook refuses."""
+    gone = {id(module) for name, module in list(sys.modules.items())
+            if name.split(".")[0] in packages}
+    for name in [name for name in sys.modules if name.split(".")[0] in packages]:
+        del sys.modules[name]
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", {})
+        for key, value in list(namespace.items()):
+            if id(value) in gone or getattr(value, "__module__", None) in packages or (
+                    str(getattr(value, "__module__", "")).startswith("ctypes.")):
+                namespace[key] = None
 
 
 # ------------------------------------------------------------------------ the audit hook

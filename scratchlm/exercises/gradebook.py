@@ -35,6 +35,7 @@ from scratchlm.exercises.harness import (
 )
 from scratchlm.exercises.options import check_jobs, check_memory, check_timeout
 from scratchlm.exercises.similarity import similar_pairs
+from scratchlm.exercises.statements import statement
 from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
@@ -166,7 +167,6 @@ def similar_to(student, pairs):
 def similarity(submissions, students, exercises):
     """Every pair of students' files of each exercise, scored (most similar first) by
     :mod:`scratchlm.exercises.similarity`, the exercise's statement as the starter code."""
-    from scratchlm.exercises.__main__ import statement
     pairs = []
     for exercise in exercises:
         sources = {}

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 
 import scratchlm as sl
-from scratchlm.exercises.catalog import EXERCISES, Case
+from scratchlm.exercises.answers import prepare_cases
+from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.errors import CaseFailure, DelegatesToLibrary
+from scratchlm.exercises.expected import resolve
 from scratchlm.exercises.runner import gradients_per_input
 from scratchlm.exercises.tasks import Task, check_case, prepare_task, run_case
 from scratchlm.fast.registry import fast_version
@@ -162,7 +164,6 @@ def grade(exercise_name, student_function_class, seed=0, expected=None):
     This runs the class in this process: for a file you do not trust (it could loop, exit or
     patch NumPy), grade it with :func:`scratchlm.exercises.harness.grade_file`, as
     ``python -m scratchlm.exercises grade`` does."""
-    from scratchlm.exercises.expected import resolve
     exercise = get_exercise(exercise_name)
     stored = resolve(exercise, expected, seed=seed)
     if isinstance(exercise, Task):
@@ -252,42 +253,6 @@ def library_functions_disabled(names, student=None):
             setattr(holder, key, value)
 
 
-@dataclass(frozen=True)
-class PreparedCase:
-    """One case's inputs and the library's answers to them: what a student's class is
-    graded against."""
-    case: Case
-    label: str
-    inputs: list
-    #: per input: whether it is a float input (gets a gradient)
-    is_float: list
-    expected_y: np.ndarray
-    #: the library's gradient of each input (None for integer ones) for ``cotangent``
-    expected_grads: list
-    cotangent: np.ndarray
-
-
-def prepare_cases(exercise, seed=0, stored=None):
-    """Every case of ``exercise``: its inputs (float64 normals drawn from ``seed``), the
-    library's output and gradients for a random cotangent (drawn next). Call it before
-    anything untrusted runs: the answers come from the library's reference classes (or,
-    given ``stored``, a :class:`~scratchlm.exercises.expected.Stored`, from its file)."""
-    rng = np.random.default_rng(seed)
-    prepared = []
-    with sl.use_fast(False):  # the library's results come from the reference formulas
-        for index, case in enumerate(exercise.cases):
-            inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
-                      for spec in case.inputs]
-            is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
-            expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
-            if stored is not None:
-                answer = stored.expected(index, _label(exercise, case), inputs)
-                expected_y, expected_grads = answer["y"], answer["grads"]
-            prepared.append(PreparedCase(case, _label(exercise, case), inputs, is_float,
-                                         expected_y, expected_grads, cotangent))
-    return prepared
-
-
 def grade_prepared(exercise, student_class, prepared):
     """Grade ``student_class`` on the prepared cases. Returns the report and, per case, the
     student's forward output and gradients (one per input, None for integer inputs) when
@@ -359,13 +324,6 @@ def _delegation_trap(cls):
     return backward
 
 
-def _label(exercise, case):
-    parts = [f"{name} {spec}" if isinstance(spec, tuple) else f"{name} {spec.tolist()}"
-             for name, spec in zip(exercise.input_names, case.inputs) if spec is not None]
-    parts += [f"{key}={value!r}" for key, value in case.config.items()]
-    return ", ".join(parts)
-
-
 def _grade_case(exercise, student_class, prepared):
     with library_backward_disabled(exercise.reference_class, student_class) as library:
         return _grade_student(exercise, student_class, prepared.case, prepared.inputs,
@@ -414,17 +372,6 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
         if expected is not None:
             _compare(f"the gradient of {name}", grad, expected, exercise.name)
     return y, grads
-
-
-def _library_result(exercise, case, inputs, rng):
-    """The library op's output, its gradients for a random cotangent, and that cotangent."""
-    leaves = [sl.tensor(x, requires_grad=True) if x is not None and x.dtype.kind == "f" else x
-              for x in inputs]
-    y = exercise.reference(*leaves, **case.config)
-    cotangent = rng.standard_normal(y.shape)
-    y.backward(cotangent)
-    grads = [leaf.grad if isinstance(leaf, sl.Tensor) else None for leaf in leaves]
-    return y.data, grads, cotangent
 
 
 def _construct(student_class, config):

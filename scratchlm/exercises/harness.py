@@ -35,16 +35,11 @@ import signal
 from pathlib import Path
 
 from scratchlm.exercises import sandbox as sandboxes
+from scratchlm.exercises.answers import prepare_cases
 from scratchlm.exercises.catalog import TRACK_MODULES, Exercise
 from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.expected import resolve
-from scratchlm.exercises.grader import (
-    CaseResult,
-    GradeReport,
-    check_outputs,
-    get_exercise,
-    prepare_cases,
-)
+from scratchlm.exercises.grader import CaseResult, GradeReport, check_outputs, get_exercise
 from scratchlm.exercises.runner import decode, encode
 from scratchlm.exercises.tasks import check_case, prepare_task
 
