@@ -5,17 +5,24 @@ every kind of exercise are graded in their own process; ``release`` writes no so
 import ast
 import csv
 import json
+import os
 import re
 import textwrap
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scratchlm.exercises import EXERCISES, grade_file, tasks
 from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
+from scratchlm.exercises.deadline import lateness, parse_time
+from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.grader import check_outputs, prepare_cases
+from scratchlm.exercises.harness import NotGradable
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +118,8 @@ def gradebook(tmp_path_factory):
             (folder / student / name).write_text(source, encoding="utf-8")
     out = folder.parent / "scores.csv"
     assert main(["grade-all", str(folder), "--csv", str(out), "--timeout", str(TIMEOUT),
-                 "--memory", str(MEMORY_MB), "--jobs", "3"]) == 0
+                 "--memory", str(MEMORY_MB), "--jobs", "3",
+                 "--feedback", str(folder.parent / "feedback")]) == 0
     with open(out, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
     return folder, out, table
@@ -192,6 +200,30 @@ def test_grade_all_flags_similar_files(gradebook):
     assert len(top_k_pairs) == len(students_with_top_k) * (len(students_with_top_k) - 1) // 2
 
 
+def test_grade_all_writes_one_feedback_report_per_student(gradebook):
+    """Every case, every failure in full with its worst entries side by side, the hint
+    matched to the failure, what a file printed; nothing about similarity."""
+    folder, _, _ = gradebook
+    reports = {path.stem: path.read_text(encoding="utf-8")
+               for path in (folder.parent / "feedback").glob("*.md")}
+    assert sorted(reports) == sorted(CLASS)
+    bob = reports["bob"]
+    assert bob.startswith("# Feedback for bob\n\n**Total: ")
+    softmax = bob.split("## softmax:")[1].split("## rmsnorm:")[0]
+    assert softmax.startswith(" 0 of 3 points") and "0 of 4 cases pass" in softmax
+    assert softmax.count("### Case ") == 4  # every failing case, not only the first
+    assert softmax.count("index         analytic        numerical  abs error") == 4
+    assert f"**Hint 1 of 2** (the first hint; the next: python -m scratchlm.exercises show " \
+           f"softmax --hint 2): {EXERCISES['softmax'].hints[0]}" in softmax
+    top_k = bob.split("## top_k:")[1]
+    assert top_k.count("| ok |") == len(EXERCISES["top_k"].cases) - 1
+    assert "### Case " in top_k and "yours        expected  abs error" in top_k
+    assert "Not graded: no file rmsnorm.py" in reports["carol"]
+    assert f"the grader stopped it after {TIMEOUT} s" in reports["dave"]
+    assert "The grade failed as a whole:" in reports["erin"]
+    assert not any("similar" in text for text in reports.values())
+
+
 def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     folder, out, _ = gradebook
     before = out.read_text(encoding="utf-8")
@@ -212,6 +244,9 @@ def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     (["--csv", "{tmp}/missing_dir/x.csv"], "the folder {tmp}/missing_dir does not exist"),
     (["--csv", "{tmp}"], "is a folder; name a file"),
     (["--similarity", "{tmp}/nowhere/s.csv"], "the folder {tmp}/nowhere does not exist"),
+    (["--feedback", "{tmp}/alice/softmax.py"], "--feedback {tmp}/alice/softmax.py is a file"),
+    (["--feedback", "{tmp}/alice"], "--feedback {tmp}/alice is not empty; pass --overwrite"),
+    (["--feedback", "{tmp}/a/b"], "the folder {tmp}/a does not exist"),
 ])
 def test_grade_all_checks_every_option_before_grading(tmp_path, monkeypatch, capsys, options,
                                                       message):
@@ -286,6 +321,72 @@ def test_grade_all_in_python_with_chosen_exercises(tmp_path):
     header, row = rows(table, exercises)
     assert row[:3] == ["zoe", "4", "0"]
     assert "engine.py must also define unbroadcast" in row[-2]  # backward builds on it
+
+
+def test_the_late_rule_by_hand():
+    """Due 23:59 Beijing time; 10 % per day or part of a day, at most 100 %."""
+    due = parse_time("2026-12-01T23:59+08:00", "--due")
+    for submitted, days, penalty in [("2026-12-01T23:58:59+08:00", 0, 0),
+                                     ("2026-12-01T23:59+08:00", 0, 0),
+                                     ("2026-12-02T00:00+08:00", 1, 10),  # a minute late
+                                     ("2026-12-02T23:59+08:00", 1, 10),  # exactly a day
+                                     ("2026-12-03T00:00+08:00", 2, 20),
+                                     ("2026-12-01T16:00", 1, 10),  # no offset: UTC
+                                     ("2026-12-20T12:00+08:00", 19, 100)]:
+        found = lateness(parse_time(submitted, "t"), due)
+        assert (found.days_late, found.penalty) == (days, penalty), submitted
+    assert lateness(parse_time("2026-12-04T00:00+08:00", "t"), due, 25, 60).penalty == 60
+    with pytest.raises(NotGradable, match="is not a time"):
+        parse_time("tomorrow", "--due")
+
+
+def test_grade_all_with_a_due_date_and_an_lms_csv(tmp_path):
+    """alice's time comes from --submitted (on time), bob's from his file (two days and a
+    bit late: 30 % of 2 points); the LMS CSV carries the totals after the penalty."""
+    folder = tmp_path / "submissions"
+    for student in ("alice", "bob"):
+        (folder / student).mkdir(parents=True)
+        (folder / student / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    due = datetime(2026, 12, 1, 15, 59, tzinfo=timezone.utc)
+    late = (due + timedelta(days=2, hours=1)).timestamp()
+    os.utime(folder / "bob" / "top_k.py", (late, late))
+    submitted = tmp_path / "times.csv"
+    submitted.write_text("student,submitted\nalice,2026-12-01T20:00+08:00\n",
+                         encoding="utf-8")
+    out, lms = tmp_path / "scores.csv", tmp_path / "canvas.csv"
+    assert main(["grade-all", str(folder), "--csv", str(out), "--due",
+                 "2026-12-01T23:59+08:00", "--submitted", str(submitted), "--lms", str(lms),
+                 "--lms-title", "Week 3", "--timeout", str(TIMEOUT), "--memory",
+                 str(MEMORY_MB), "--jobs", "2"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        header, *table = list(csv.reader(handle))
+    score = {row[0]: dict(zip(header, row)) for row in table}
+    assert header[-3:] == ["submitted", "days_late", "late_penalty_percent"]
+    assert score["alice"]["submitted"] == "2026-12-01T20:00:00+08:00"
+    assert (score["alice"]["days_late"], score["alice"]["total"]) == ("0", "2")
+    assert score["bob"]["submitted"] == "2026-12-03T16:59:00+00:00"
+    assert (score["bob"]["days_late"], score["bob"]["late_penalty_percent"]) == ("3", "30")
+    assert score["bob"]["top_k"] == "2" and score["bob"]["total"] == "1.4"
+    with open(lms, newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [
+            ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Week 3"],
+            ["alice", "", "", "alice", "", "2"], ["bob", "", "", "bob", "", "1.4"]]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--due", "soon"], "--due 'soon' is not a time"),
+    (["--due", "2026-12-01", "--late-penalty", "-5"], "--late-penalty -5.0 is not a percentage"),
+    (["--due", "2026-12-01", "--late-cap", "nan"], "--late-cap nan is not a percentage"),
+    (["--submitted", "x.csv"], "--submitted gives submission times for --due"),
+    (["--lms", "{tmp}/no/canvas.csv"], "the folder {tmp}/no does not exist"),
+])
+def test_grade_all_checks_the_deadline_options_first(tmp_path, options, message):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    options = [option.replace("{tmp}", str(tmp_path)) for option in options]
+    with pytest.raises(SystemExit, match=re.escape(message.replace("{tmp}", str(tmp_path)))):
+        main(["grade-all", str(tmp_path), "--csv", str(tmp_path / "out.csv"), *options])
+    assert not (tmp_path / "out.csv").exists()
 
 
 def _as_installed_wheel(monkeypatch):
@@ -501,3 +602,30 @@ def test_course_plans_agree_week_by_week():
     _, chinese = _weeks("COURSE.zh.md", r"\n### 第 \d+ 周 · ")
     for en, zh in zip(english, chinese):
         assert re.findall(r"`([a-z_0-9]+)`", en) == re.findall(r"`([a-z_0-9]+)`", zh)
+
+
+def test_every_wrong_gradient_of_a_case_is_named():
+    """Attention with the scale 1/√d forgotten in backward: ∂q and ∂k are wrong, ∂v right.
+    The judge names both wrong ones in the case's failure, not only the first."""
+    exercise = EXERCISES["attention"]
+    case = prepare_cases(exercise)[0]
+    scale = np.sqrt(case.inputs[0].shape[-1])
+    grads = [grad * scale if name in ("q", "k") else grad
+             for name, grad in zip(exercise.input_names, case.expected_grads)]
+    with pytest.raises(CaseFailure) as failure:
+        check_outputs(exercise, case, case.expected_y, grads)
+    named = [line.split(" differs")[0] for line in str(failure.value).splitlines()
+             if " differs " in line]
+    assert named == ["gradient of q", "gradient of k"]
+    # each with its worst entries side by side: a header and four rows
+    assert str(failure.value).count("index           yours         library  abs error") == 2
+    check_outputs(exercise, case, case.expected_y, case.expected_grads)  # right: no error
+
+
+def test_every_wrong_gradient_of_an_op_task_is_named(tmp_path):
+    """RMSNorm with both gradients wrong: the report names x and weight in one attempt."""
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(RMSNORM_WRONG.replace("axis=0)", "axis=0) * 2"), encoding="utf-8")
+    report = grade_file("rmsnorm", path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+    failure = next(case.failure for case in report.cases if not case.passed)
+    assert "the gradient of x differs" in failure and "the gradient of weight differs" in failure

@@ -16,6 +16,16 @@ Without the hidden reference (a student's copy) it grades against the results th
 stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
 A failed grade shows a hint, one more unlocked with each failed attempt (the progress is
 kept in ``.scratchlm_hints.json`` beside the file: :mod:`scratchlm.exercises.hints`).
+
+For the instructor: ``grade-all SUBMISSIONS --csv FILE`` grades a class
+(:mod:`~scratchlm.exercises.gradebook`), flags similar files
+(:mod:`~scratchlm.exercises.similarity`), and on request writes one report per student
+(``--feedback DIR``: :mod:`~scratchlm.exercises.feedback`), applies a late penalty
+(``--due``: :mod:`~scratchlm.exercises.deadline`) and a CSV for Canvas or Moodle (``--lms``:
+:mod:`~scratchlm.exercises.lms`); ``gradescope OUT.zip`` writes a Gradescope autograder
+(:mod:`~scratchlm.exercises.gradescope`); ``release OUT_DIR`` the student version. Every
+number and output path is checked before anything is graded
+(:mod:`~scratchlm.exercises.options`).
 """
 
 import argparse
@@ -26,13 +36,24 @@ from pathlib import Path
 
 from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.deadline import (
+    DEFAULT_CAP,
+    DEFAULT_PENALTY,
+    check_rule,
+    lateness,
+    modified,
+    parse_time,
+    read_submitted,
+)
 from scratchlm.exercises.expected import ExpectedError
+from scratchlm.exercises.feedback import write_feedback
 from scratchlm.exercises.gradebook import (
     check_answer_key,
     grade_all,
-    rows,
+    graded_files,
     similarity,
     similarity_rows,
+    totals,
     write_csv,
     write_rows,
 )
@@ -46,10 +67,12 @@ from scratchlm.exercises.harness import (
     grade_file,
 )
 from scratchlm.exercises.hints import unlock
+from scratchlm.exercises.lms import DEFAULT_TITLE, lms_rows
 from scratchlm.exercises.options import (
     check_jobs,
     check_memory,
     check_output_file,
+    check_output_folder,
     check_timeout,
 )
 from scratchlm.exercises.release import ReleaseError, release
@@ -108,6 +131,25 @@ def build_parser():
                             "SCRATCHLM_GRADE_SEED, else the public practice seed 0)")
     every.add_argument("--sandbox", choices=SANDBOXES, default=None,
                        help="where each file runs (default: bwrap where it works, else basic)")
+    every.add_argument("--feedback", metavar="DIR",
+                       help="also write one Markdown report per student into DIR: every "
+                            "case, every failure in full, the hint matched to it")
+    every.add_argument("--lms", metavar="FILE",
+                       help="also write the totals as a CSV that Canvas's and Moodle's "
+                            "gradebook import (see scratchlm.exercises.lms)")
+    every.add_argument("--lms-title", default=DEFAULT_TITLE, metavar="TITLE",
+                       help=f"the grade column of --lms (default {DEFAULT_TITLE!r})")
+    every.add_argument("--due", metavar="TIME",
+                       help="the due time, ISO 8601 (2026-12-01T23:59+08:00; UTC without an "
+                            "offset): later submissions lose --late-penalty percent per day")
+    every.add_argument("--late-penalty", type=float, default=DEFAULT_PENALTY, metavar="PCT",
+                       help="percent of the earned points lost per day or part of a day late "
+                            f"(default {DEFAULT_PENALTY:g})")
+    every.add_argument("--late-cap", type=float, default=DEFAULT_CAP, metavar="PCT",
+                       help=f"at most this percent is lost (default {DEFAULT_CAP:g})")
+    every.add_argument("--submitted", metavar="FILE",
+                       help="a CSV student,submitted of submission times (default: the "
+                            "latest modification time of each student's graded files)")
     every.add_argument("--overwrite", action="store_true",
                        help="replace existing output files")
     _limits(every)
@@ -153,6 +195,18 @@ def load_class(path, class_name):
     return found
 
 
+def _deadline(args):
+    """(the due time or None, {student: submission time} from --submitted), checked."""
+    if args.due is None:
+        if args.submitted:
+            raise NotGradable("--submitted gives submission times for --due; name the due "
+                              "time too")
+        return None, {}
+    check_rule(args.late_penalty, args.late_cap)
+    due = parse_time(args.due, "--due")
+    return due, read_submitted(args.submitted) if args.submitted else {}
+
+
 def environment_seed():
     """The held-out seed in SCRATCHLM_GRADE_SEED, or None when it is not set."""
     text = os.environ.get("SCRATCHLM_GRADE_SEED", "").strip()
@@ -193,24 +247,45 @@ def _command(args):
         similar_csv = args.similarity or Path(args.csv).parent / "similarity.csv"
         check_output_file(args.csv, "--csv", args.overwrite)
         check_output_file(similar_csv, "--similarity", args.overwrite)
+        if args.lms:
+            check_output_file(args.lms, "--lms", args.overwrite)
+        if args.feedback:
+            check_output_folder(args.feedback, "--feedback", args.overwrite)
         check_answer_key(args.expected)
         seed = args.seed if args.seed is not None else environment_seed()
         try:
             sandbox = check_sandbox(args.sandbox)
         except ValueError as error:
             raise NotGradable(f"grade-all: {error}") from None
+        due, submitted = _deadline(args)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
                                      memory_mb=args.memory, jobs=args.jobs,
                                      expected=args.expected,
                                      seed=PRACTICE_SEED if seed is None else seed,
                                      sandbox=sandbox)
         pairs = similarity(args.submissions, list(table), exercises)
-        write_csv(table, exercises, args.csv, overwrite=True, pairs=pairs)
+        late = None
+        if due is not None:
+            late = {}
+            for student in table:
+                when = submitted.get(student) or modified(
+                    graded_files(args.submissions, student, exercises))
+                late[student] = lateness(when, due, args.late_penalty, args.late_cap)
+        write_csv(table, exercises, args.csv, overwrite=True, pairs=pairs, late=late)
         write_rows(similarity_rows(pairs), similar_csv)
-        for row in rows(table, exercises)[1:]:
-            print(f"{row[0]}: {row[-4]} of {row[-3]}")
+        written = [args.csv, similar_csv]
+        if args.lms:
+            write_rows(lms_rows(totals(table, late), args.lms_title), args.lms)
+            written.append(args.lms)
+        if args.feedback:
+            write_feedback(args.feedback, table, totals(table, late), late)
+            written.append(f"{args.feedback}/STUDENT.md")
+        maximum = sum(EXERCISES[name].points for name in exercises)
+        for student, total in totals(table, late).items():
+            print(f"{student}: {total:g} of {maximum}")
         flagged = [pair for pair in pairs if pair.flagged]
-        print(f"wrote {args.csv} and {similar_csv} ({len(flagged)} pair(s) flagged as similar)")
+        print(f"wrote {', '.join(map(str, written))} ({len(flagged)} pair(s) flagged as "
+              "similar)")
         print(f"graded in the {sandbox} sandbox, on the cases of "
               f"{'the public practice seed' if seed is None else 'the held-out seed'}")
     elif args.command == "gradescope":

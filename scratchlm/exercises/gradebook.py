@@ -40,6 +40,8 @@ from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
 ENGINE_FILE = "engine.py"
+#: at most this many bytes of a file are read to compare it with the others
+SIMILARITY_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -142,18 +144,38 @@ def grade_all(submissions, exercises=None, *, timeout=DEFAULT_TIMEOUT,
     return table, exercises
 
 
-def rows(table, exercises, pairs=()):
+def totals(table, late=None):
+    """{student: total points}, less the late penalty where ``late`` ({student:
+    :class:`~scratchlm.exercises.deadline.Lateness`}) gives one."""
+    out = {}
+    for student, marks in table.items():
+        earned = sum(m.points for m in marks)
+        penalty = late[student].penalty if late else 0.0
+        out[student] = round(earned * (1 - penalty / 100), 2)
+    return out
+
+
+def rows(table, exercises, pairs=(), late=None):
     """The gradebook as rows: a header, then one row per student. ``similar`` names, per
     exercise, the students whose file is flagged as similar (``pairs``: see
-    :func:`similarity`)."""
+    :func:`similarity`). With ``late`` ({student: Lateness}) the total is after the late
+    penalty, and three columns say when each handed in, how many days late and the
+    percent lost."""
     header = ["student", *exercises, "total", "max", "lost", "similar"]
+    if late:
+        header += ["submitted", "days_late", "late_penalty_percent"]
     out = [header]
+    final = totals(table, late)
     for student, marks in table.items():
         lost = " | ".join(f"{m.exercise} -{m.max_points - m.points:g}: {m.lost}"
                           for m in marks if m.lost)
-        total = round(sum(m.points for m in marks), 2)
-        out.append([student, *[f"{m.points:g}" for m in marks], f"{total:g}",
-                    str(sum(m.max_points for m in marks)), lost, similar_to(student, pairs)])
+        row = [student, *[f"{m.points:g}" for m in marks], f"{final[student]:g}",
+               str(sum(m.max_points for m in marks)), lost, similar_to(student, pairs)]
+        if late:
+            when = late[student].submitted
+            row += [when.isoformat(timespec="seconds") if when else "",
+                    str(late[student].days_late), f"{late[student].penalty:g}"]
+        out.append(row)
     return out
 
 
@@ -173,7 +195,9 @@ def similarity(submissions, students, exercises):
         for student in students:
             path = submission_file(Path(submissions) / student, exercise)
             if path is not None:
-                sources[student] = path.read_text(encoding="utf-8", errors="replace")
+                with open(path, "rb") as handle:  # a huge file is compared on its start
+                    sources[student] = handle.read(SIMILARITY_LIMIT).decode("utf-8",
+                                                                            "replace")
         try:
             base = statement(exercise)
         except Exception:  # a statement needs the library's op; the starter is then empty
@@ -204,9 +228,16 @@ def write_rows(rows_, path):
         raise
 
 
-def write_csv(table, exercises, path, overwrite=False, pairs=()):
+def write_csv(table, exercises, path, overwrite=False, pairs=(), late=None):
     path = Path(path)
     if path.exists() and not overwrite:
         raise NotGradable(f"grade-all: {path} exists; pass --overwrite to replace it, or "
                           "name another file")
-    write_rows(rows(table, exercises, pairs), path)
+    write_rows(rows(table, exercises, pairs, late), path)
+
+
+def graded_files(submissions, student, exercises):
+    """The files of ``student`` that grade-all graded."""
+    folder = Path(submissions) / student
+    return sorted({path for exercise in exercises
+                   if (path := submission_file(folder, exercise)) is not None})
