@@ -67,7 +67,7 @@ def test_a_right_answer_passes_in_either_sandbox(tmp_path, sandbox):
 
 def test_a_wrong_answer_gets_the_teaching_report(tmp_path):
     report = graded(softmax_file(tmp_path, WRONG))
-    assert_failed(report, "the gradient of x differs from scratchlm's own softmax: worst absolute")
+    assert_failed(report, "gradient of x differs from scratchlm's own softmax: worst absolute")
     assert report.error is None and not any(case.passed for case in report.cases)
 
 

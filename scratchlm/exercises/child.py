@@ -280,8 +280,8 @@ def _install_hook(folder, tmp, read):
         return within(code.co_filename, (folder,))
 
     def from_harness():
-        # the frame that raised the event is the hook's caller
-        return real(getframe(2).f_code.co_filename) in harness
+        # the frame that raised the event called hook, which called check, which called this
+        return real(getframe(3).f_code.co_filename) in harness
 
     def refuse(what):
         raise Refused(f"a graded file may not {what}")

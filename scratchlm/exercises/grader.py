@@ -288,7 +288,7 @@ def check_outputs(exercise, case, y, grads):
             wrong.append(f"no gradient of {name} came back")
             continue
         try:
-            _compare(f"the gradient of {name}", grad, expected, exercise.name)
+            _compare(f"gradient of {name}", grad, expected, exercise.name)
         except CaseFailure as failure:
             wrong.append(str(failure))
     if wrong:
@@ -382,7 +382,7 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
 
     for name, grad, expected in zip(names, grads, expected_grads):
         if expected is not None:
-            _compare(f"the gradient of {name}", grad, expected, exercise.name)
+            _compare(f"gradient of {name}", grad, expected, exercise.name)
     return y, grads
 
 
