@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from grading_answers import backward_file
 
-from scratchlm.exercises import GradeReport, NotGradable, grade_file
+from scratchlm.exercises import EXERCISES, GradeReport, NotGradable, grade_file, student_side
 from scratchlm.exercises.__main__ import main
 from scratchlm.exercises.answers import prepare_cases
 from scratchlm.exercises.grader import CaseResult, get_exercise
@@ -255,3 +255,34 @@ def test_the_harness_leaves_this_process_alone(tmp_path):
     report = graded(softmax_file(tmp_path, WRONG, "np.allclose = lambda *a, **k: True\n"))
     assert not report.passed
     assert np.allclose is allclose and not np.allclose([0.0], [1.0])
+
+
+# ---------------------------------------------------------- the student-side skeletons
+@pytest.mark.parametrize("name", [name for name, exercise in EXERCISES.items()
+                                  if exercise.kind == "backward"])
+def test_the_student_side_forward_is_the_librarys(name):
+    """What the graded file inherits in the child (student_side, NumPy only) computes the
+    library's forward and saves what the library's saves, under the same names, so a
+    backward written against ``show``'s listing runs unchanged."""
+    exercise = EXERCISES[name]
+    child_class = getattr(student_side, exercise.skeleton.__name__)
+    for case in prepare_cases(exercise):
+        library, child = exercise.reference_class(**case.case.config), child_class(
+            **case.case.config)
+        for op in (library, child):
+            op.needs_input_grad = tuple(case.is_float)
+        y_library = library.forward(*[None if x is None else x.copy() for x in case.inputs])
+        y_child = child.forward(*[None if x is None else x.copy() for x in case.inputs])
+        np.testing.assert_allclose(y_child, y_library, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y_child, case.expected_y, rtol=1e-12, atol=1e-12)
+        saved = re.findall(r"self\.(\w+)", exercise.skeleton.saved)
+        for attribute in saved:
+            if attribute == "keep":  # with dropout only; no graded case has dropout
+                continue
+            mine, theirs = getattr(child, attribute), getattr(library, attribute)
+            if callable(theirs):  # a method (attention's dropped): both have it
+                assert callable(mine), (name, attribute)
+            elif isinstance(theirs, np.ndarray):
+                np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+            else:
+                assert mine == theirs, (name, attribute)
