@@ -420,8 +420,11 @@ def command_train(args):
         except RunNotFoundError as error:
             raise RunNotFoundError(f"cannot --resume: {error}; start it without --resume",
                                    path=run_dir) from None
-        check_run_state(state, os.path.join(run_dir, CHECKPOINT), "train --resume",
-                        TRAINING_FIELDS, extras=("corpus", "tokenizer_kind"))
+        path = os.path.join(run_dir, CHECKPOINT)
+        check_run_state(state, path, "train --resume", TRAINING_FIELDS,
+                        extras=("corpus", "tokenizer_kind"))
+        stored_tokenizer(state, path, "train --resume")
+        load_model(state, path, GPT, GPTConfig, "train --resume")
         model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
             args, state, run_dir)
         preset = state["extras"].get("preset", args.preset or "resumed")
@@ -580,6 +583,9 @@ def command_sample(args):
 def command_eval(args):
     backend.check_device(args.device)
     model, tokenizer, state = _load_run(args.run, args.device)
+    check_run_state(state, os.path.join(args.run, CHECKPOINT), "eval",
+                    ("model", "model_config", "train_config", "extras"),
+                    extras=("corpus", "tokenizer_kind"))
     train = TrainConfig.from_dict(state["train_config"])
     train.device, train.eval_batches = args.device, args.batches
     kind = state["extras"]["tokenizer_kind"]

@@ -233,7 +233,7 @@ def load_model(state, path, model_class, config_class, where="load"):
     model = model_class(config_from_state(state, path, config_class, where))
     try:
         model.load_state_dict(state["model"])
-    except ValueError as problem:
+    except (ValueError, RuntimeError) as problem:
         raise CheckpointFieldError(f"{where}: {path}: field 'model' does not fit its "
                                    f"model_config: {problem}", path=path,
                                    entry="model") from None
@@ -251,5 +251,11 @@ def stored_tokenizer(state, path, where="load"):
     checker.extras(extras)
     if "tokenizer" not in extras:
         checker.fail("extras.tokenizer", "is missing, so the run's tokenizer is unknown")
-    return tokenizer_from_json(extras["tokenizer"], where,
-                               f"field 'extras.tokenizer' of {path}")
+    tokenizer = tokenizer_from_json(extras["tokenizer"], where,
+                                    f"field 'extras.tokenizer' of {path}")
+    vocab_size = state.get("model_config", {}).get("vocab_size")
+    if type(vocab_size) is int and tokenizer.vocab_size > vocab_size:
+        checker.fail("extras.tokenizer", f"holds {tokenizer.vocab_size} tokens but "
+                     f"model_config.vocab_size is {vocab_size}: its ids would fall outside "
+                     "the model's vocabulary")
+    return tokenizer
