@@ -26,7 +26,11 @@ only its share of the parameters, updates that share and all-gathers the rest.
 """
 
 import os
+import shutil
+import signal
+import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -56,11 +60,12 @@ class _World:
         self.MPI = _mpi()
         self.comm = self.MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        local, self.local_size = node.Get_rank(), node.Get_size()
         self.backend = backend_name
         self.device = "cpu"
         self.nccl = None
         if backend_name == "nccl":
-            local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED).Get_rank()
             unique_id = np.zeros(backend.NCCL_UNIQUE_ID_BYTES, dtype=np.int64)
             if self.rank == 0:
                 unique_id[:] = backend.nccl_unique_id()
@@ -141,6 +146,11 @@ def world_size():
     return 1 if _world is None else _world.size
 
 
+def local_size():
+    """How many ranks share this node (and its memory)."""
+    return 1 if _world is None else _world.local_size
+
+
 def device():
     """The device this rank's arrays live on: "cpu" for MPI, "cuda" for NCCL."""
     return _require("device").device
@@ -149,6 +159,17 @@ def device():
 def barrier():
     """Wait until every rank has reached this call."""
     _require("barrier").comm.Barrier()
+
+
+@contextmanager
+def rank_zero_first():
+    """Rank 0 runs the block first (it may write caches or tidy a run folder), the other
+    ranks after it (reading what it wrote); without a group, just the block."""
+    if rank() != 0:
+        barrier()
+    yield
+    if rank() == 0 and world_size() > 1:
+        barrier()
 
 
 def abort(message, code=1):
@@ -425,3 +446,32 @@ class ZeroRedundancyOptimizer:
         self.optimizer.load_state_dict(state_dict)
         self.optimizer.state = {k: v for k, v in self.optimizer.state.items()
                                 if self.owner[k] == self.rank}
+
+
+# --------------------------------------------------------------------------------- launching
+def mpiexec_path():
+    """The ``mpiexec`` beside this Python (the mpich wheel's), else the first on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if found is None:
+        raise FileNotFoundError(f"no mpiexec found (beside {sys.executable} or on PATH); "
+                                f"the `distributed` extra installs one: {EXTRA}")
+    return found
+
+
+def launch(nproc, arguments):
+    """Run ``python -m scratchlm ARGUMENTS --distributed`` on ``nproc`` ranks under mpiexec
+    and return its exit status. Ctrl-C reaches the ranks through mpiexec (which forwards
+    SIGINT and SIGTERM to every rank), so this process ignores it and waits."""
+    _mpi()  # the one-line error naming the extra, before anything starts
+    command = [mpiexec_path(), "-n", str(nproc), sys.executable, "-m", "scratchlm",
+               *arguments, "--distributed"]
+    process = subprocess.Popen(command)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    try:
+        return process.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

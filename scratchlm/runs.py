@@ -27,6 +27,7 @@ import shutil
 from dataclasses import fields
 
 from scratchlm import backend, checkpoint
+from scratchlm.checkpoint_fields import check_run_state
 from scratchlm.errors import (
     CheckpointWriteError,
     ConfigError,
@@ -303,7 +304,7 @@ def load_run_checkpoint(run_dir):
         raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
                                "writes its first one after checkpoint_interval steps)",
                                path=run_dir)
-    return checkpoint.load(path)
+    return check_run_state(checkpoint.load(path), path)
 
 
 def write_text_atomic(path, text):

@@ -64,7 +64,7 @@ TEXT = {
                        "ellipses ops;\ndata is each value, grad ∂{root}/∂node",
         "graph title, no grad": "computation graph: boxes are tensors (leaves shaded), "
                                 "ellipses ops; data is each value",
-        "data": "data", "grad": "grad", "shape": "shape", "norm": "‖·‖",
+        "data": "data", "grad": "grad",
         "key": "key", "query": "query", "weight": "weight", "head": "head {h}",
         "component": "principal component {n} ({share:.0%} of the variance)",
         "map title": "{count} vectors of dimension {dim}, PCA to 2-D",
@@ -73,6 +73,7 @@ TEXT = {
         "update": "update (step)", "learning rate": "learning rate",
         "schedule title": "learning-rate schedule",
         "gradient norm": "‖gradient‖₂",
+        "layer index": "layer ({prefix}N)",
         "norms title": {"parameter": "gradient norm per parameter",
                         "layer": "gradient norm per layer"},
         "train per step": "{prefix}train (per step)",
@@ -82,10 +83,11 @@ TEXT = {
         "loss title": "loss curves",
     },
     "zh": {
-        "graph title": "{root} 的计算图：方框是张量（叶子加底色），椭圆是运算；\n"
+        "graph title": "{root} 的计算图：方框是张量（叶子节点加底色），椭圆是运算；\n"
                        "值是每个节点的数值，梯度是 ∂{root}/∂节点",
-        "graph title, no grad": "计算图：方框是张量（叶子加底色），椭圆是运算；值是每个节点的数值",
-        "data": "值", "grad": "梯度", "shape": "形状", "norm": "‖·‖",
+        "graph title, no grad": "计算图：方框是张量（叶子节点加底色），椭圆是运算；"
+                                "值是每个节点的数值",
+        "data": "值", "grad": "梯度",
         "key": "键", "query": "查询", "weight": "权重", "head": "头 {h}",
         "component": "第 {n} 主成分（占方差的 {share:.0%}）",
         "map title": "{count} 个 {dim} 维向量，用 PCA 降到二维",
@@ -94,6 +96,7 @@ TEXT = {
         "update": "更新步数", "learning rate": "学习率",
         "schedule title": "学习率调度",
         "gradient norm": "‖梯度‖₂",
+        "layer index": "层（{prefix}N）",
         "norms title": {"parameter": "每个参数的梯度范数", "layer": "每层的梯度范数"},
         "train per step": "{prefix}训练（每步）",
         "train mean": "{prefix}训练（{window} 步滑动平均）",
@@ -348,40 +351,25 @@ def graph_nodes(tensor, names=None):
 
 def graph_gradients(root):
     """∂root/∂t for every tensor t recorded behind the scalar ``root``, keyed by ``id(t)``:
-    the chain rule run over the graph once more, each op's own ``backward`` handed the summed
-    gradient of its outputs (the engine keeps only the leaves' gradients, in ``.grad``). The
-    graph must still be there: before ``backward()`` or after ``backward(retain_graph=True)``.
-    For a leaf used once by one ``backward()`` this equals its ``.grad``."""
-    from scratchlm.autograd.engine import sum_to_shape, topological_order
+    the engine's backward pass run once more over the graph (its topological order, each
+    op's own ``backward``, broadcasting summed back), keeping every tensor's gradient where
+    the engine adds only the leaves' into ``.grad``. The graph must still be there: before
+    ``backward()`` or after ``backward(retain_graph=True)``. For a leaf used by one
+    ``backward()`` this equals its ``.grad``."""
+    from scratchlm.autograd.engine import call_backward, key, sum_to_shape, topological_order
 
     xp = backend.get_array_module(root.data)
-    grads = {id(root): xp.ones_like(root.data)}
-    if root._ctx is None:
-        return grads
-    outputs = {}  # (op, output index) -> the tensor
-    for fn in topological_order(root._ctx):
-        for parent in fn.inputs:
-            if parent is not None and parent._ctx is not None:
-                outputs[(id(parent._ctx), parent._index)] = parent
-    outputs[(id(root._ctx), root._index)] = root
-    for fn in reversed(topological_order(root._ctx)):
-        if fn.output_meta is None:
-            upstream = grads.get(id(outputs.get((id(fn), 0))))
-            if upstream is None:  # its output fed only inputs that need no gradient
-                continue
-            grad_inputs = fn.backward(upstream)
-        else:
-            grad_inputs = fn.backward(*[
-                grads.get(id(outputs.get((id(fn), i))), xp.zeros(shape, dtype))
-                for i, (shape, dtype) in enumerate(fn.output_meta)])
-        if not isinstance(grad_inputs, (tuple, list)):
-            grad_inputs = (grad_inputs,)
-        for tensor, g in zip(fn.inputs, grad_inputs):
-            if tensor is None or g is None:
-                continue
-            g = sum_to_shape(xp.asarray(g), tensor.shape, fn.name)
-            grads[id(tensor)] = grads[id(tensor)] + g if id(tensor) in grads else g
-    return grads
+    grads, tensors = {key(root): xp.ones_like(root.data)}, {key(root): root}
+    for fn in reversed(topological_order(root)):
+        grad_outputs = [grads.get((fn, i)) for i in range(len(fn.output_meta))]
+        if all(g is None for g in grad_outputs):  # nothing after this op reached root
+            continue
+        for x, g in zip(fn.inputs, call_backward(fn, grad_outputs)):
+            if x is not None and g is not None:
+                g = sum_to_shape(g, x.shape, fn.name)
+                tensors[key(x)] = x
+                grads[key(x)] = grads[key(x)] + g if key(x) in grads else g
+    return {id(tensors[k]): g for k, g in grads.items()}
 
 
 class DotSource(str):
@@ -837,6 +825,7 @@ def lr_schedule(schedule, steps=None, title=None, lang="en"):
 
 # ------------------------------------------------------------------------- gradient norms
 _LAYER = re.compile(r"^(.*?\.\d+)\.")
+_NUMBERED = re.compile(r"^(.*\.)(\d+)$")
 
 
 def _layer_of(name):
@@ -898,7 +887,13 @@ def gradient_norms(model, by="parameter", title=None, lang="en"):
                      for i, k in enumerate(keys)]
         ax.plot(positions, norms, "o-", ms=4, label=label or None)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    numbered = [_NUMBERED.match(name) for name in names]
+    if by == "layer" and all(numbered) and len({m.group(1) for m in numbered}) == 1:
+        # layers.0, layers.1, ...: the numbers as ticks, the shared prefix said once
+        ax.set_xticks(range(len(names)), [m.group(2) for m in numbered], fontsize=8)
+        ax.set_xlabel(TEXT[lang]["layer index"].format(prefix=numbered[0].group(1)))
+    else:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylabel(TEXT[lang]["gradient norm"])
     ax.set_title(title or TEXT[lang]["norms title"][by])
     ax.grid(alpha=0.3, which="both")

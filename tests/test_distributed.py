@@ -180,3 +180,36 @@ def test_nccl_one_rank_averages_on_the_gpu():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[3.0, 3.0, 3.0]"
+
+
+# ---------------------------------------------------------------------------- command line
+def test_train_nproc_matches_one_process_with_the_global_batch(tmp_path):
+    from scratchlm.__main__ import main
+    common = ["train", "--preset", "tiny", "--max-steps", "2", "--eval-interval", "2",
+              "--eval-batches", "2", "--warmup-steps", "1", "--out-dir", str(tmp_path),
+              "--no-progress"]
+    result = subprocess.run([sys.executable, "-m", "scratchlm", *common, "--run-name", "two",
+                             "--batch-size", "4", "--nproc", "2", "--zero", "1"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "memory per rank" in result.stdout and "2 ranks × batch 4" in result.stdout
+    main(common + ["--run-name", "one", "--batch-size", "8"])
+    two = checkpoint.load(tmp_path / "two" / "checkpoint.npz")
+    one = checkpoint.load(tmp_path / "one" / "checkpoint.npz")
+    np.testing.assert_allclose(two["history"]["train_loss"], one["history"]["train_loss"],
+                               rtol=1e-5)
+    np.testing.assert_allclose(two["history"]["val_loss"], one["history"]["val_loss"],
+                               rtol=1e-5)
+
+
+def test_cli_refuses_zero_without_ranks_and_names_the_missing_extra(monkeypatch, capsys):
+    from scratchlm.__main__ import main
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--zero", "1"])
+    assert done.value.code == 2 and "add --distributed" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--nproc", "2"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.count("\n") == 0
+    assert "pip install 'scratchlm[distributed]'" in err

@@ -447,9 +447,11 @@ def test_statement_shows_the_forward_not_the_answer(name, tmp_path):
 
 
 @pytest.mark.parametrize("name, helpers, not_shown", [
-    ("cross_entropy", ["def prepare(self, logits, target):", "def reduce(self, losses):",
-                       "def __init__(self, ignore_index=-100"], ["def weights(self, g):"]),
-    ("attention", ["def check(self, q, k, v, attn_mask):", "def dropped(self, weights):"], []),
+    ("cross_entropy", ["def check_and_save_targets(self, logits, target):",
+                       "def reduce(self, losses):", "def __init__(self, ignore_index=-100"],
+     ["def weights(self, g):"]),
+    ("attention", ["self.mask_is_float = attn_mask is not None", "def dropped(self, weights):"],
+     []),
     ("softmax", ["def __init__(self, axis=-1):"], []),
 ])
 def test_statement_shows_the_helpers_forward_calls(name, helpers, not_shown):

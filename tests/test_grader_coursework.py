@@ -11,14 +11,17 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scratchlm.exercises import EXERCISES, grade_file, tasks
 from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
 from scratchlm.exercises.deadline import lateness, parse_time
+from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.grader import check_outputs, prepare_cases
 from scratchlm.exercises.harness import NotGradable
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
@@ -115,7 +118,8 @@ def gradebook(tmp_path_factory):
             (folder / student / name).write_text(source, encoding="utf-8")
     out = folder.parent / "scores.csv"
     assert main(["grade-all", str(folder), "--csv", str(out), "--timeout", str(TIMEOUT),
-                 "--memory", str(MEMORY_MB), "--jobs", "3"]) == 0
+                 "--memory", str(MEMORY_MB), "--jobs", "3",
+                 "--feedback", str(folder.parent / "feedback")]) == 0
     with open(out, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
     return folder, out, table
@@ -197,6 +201,30 @@ def test_grade_all_flags_similar_files(gradebook):
     assert len(top_k_pairs) == len(students_with_top_k) * (len(students_with_top_k) - 1) // 2
 
 
+def test_grade_all_writes_one_feedback_report_per_student(gradebook):
+    """Every case, every failure in full with its worst entries side by side, the hint
+    matched to the failure, what a file printed; nothing about similarity."""
+    folder, _, _ = gradebook
+    reports = {path.stem: path.read_text(encoding="utf-8")
+               for path in (folder.parent / "feedback").glob("*.md")}
+    assert sorted(reports) == sorted(CLASS)
+    bob = reports["bob"]
+    assert bob.startswith("# Feedback for bob\n\n**Total: ")
+    softmax = bob.split("## softmax:")[1].split("## rmsnorm:")[0]
+    assert softmax.startswith(" 0 of 3 points") and "0 of 4 cases pass" in softmax
+    assert softmax.count("### Case ") == 4  # every failing case, not only the first
+    assert softmax.count("index         analytic        numerical  abs error") == 4
+    assert f"**Hint 1 of 2** (the first hint; the next: python -m scratchlm.exercises show " \
+           f"softmax --hint 2): {EXERCISES['softmax'].hints[0]}" in softmax
+    top_k = bob.split("## top_k:")[1]
+    assert top_k.count("| ok |") == len(EXERCISES["top_k"].cases) - 1
+    assert "### Case " in top_k and "yours        expected  abs error" in top_k
+    assert "Not graded: no file rmsnorm.py" in reports["carol"]
+    assert f"the grader stopped it after {TIMEOUT} s" in reports["dave"]
+    assert "The grade failed as a whole:" in reports["erin"]
+    assert not any("similar" in text for text in reports.values())
+
+
 def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     folder, out, _ = gradebook
     before = out.read_text(encoding="utf-8")
@@ -217,6 +245,9 @@ def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     (["--csv", "{tmp}/missing_dir/x.csv"], "the folder {tmp}/missing_dir does not exist"),
     (["--csv", "{tmp}"], "is a folder; name a file"),
     (["--similarity", "{tmp}/nowhere/s.csv"], "the folder {tmp}/nowhere does not exist"),
+    (["--feedback", "{tmp}/alice/softmax.py"], "--feedback {tmp}/alice/softmax.py is a file"),
+    (["--feedback", "{tmp}/alice"], "--feedback {tmp}/alice is not empty; pass --overwrite"),
+    (["--feedback", "{tmp}/a/b"], "the folder {tmp}/a does not exist"),
 ])
 def test_grade_all_checks_every_option_before_grading(tmp_path, monkeypatch, capsys, options,
                                                       message):
@@ -572,3 +603,30 @@ def test_course_plans_agree_week_by_week():
     _, chinese = _weeks("COURSE.zh.md", r"\n### 第 \d+ 周 · ")
     for en, zh in zip(english, chinese):
         assert re.findall(r"`([a-z_0-9]+)`", en) == re.findall(r"`([a-z_0-9]+)`", zh)
+
+
+def test_every_wrong_gradient_of_a_case_is_named():
+    """Attention with the scale 1/√d forgotten in backward: ∂q and ∂k are wrong, ∂v right.
+    The judge names both wrong ones in the case's failure, not only the first."""
+    exercise = EXERCISES["attention"]
+    case = prepare_cases(exercise)[0]
+    scale = np.sqrt(case.inputs[0].shape[-1])
+    grads = [grad * scale if name in ("q", "k") else grad
+             for name, grad in zip(exercise.input_names, case.expected_grads)]
+    with pytest.raises(CaseFailure) as failure:
+        check_outputs(exercise, case, case.expected_y, grads)
+    named = [line.split(" differs")[0] for line in str(failure.value).splitlines()
+             if " differs " in line]
+    assert named == ["gradient of q", "gradient of k"]
+    # each with its worst entries side by side: a header and four rows
+    assert str(failure.value).count("index           yours         library  abs error") == 2
+    check_outputs(exercise, case, case.expected_y, case.expected_grads)  # right: no error
+
+
+def test_every_wrong_gradient_of_an_op_task_is_named(tmp_path):
+    """RMSNorm with both gradients wrong: the report names x and weight in one attempt."""
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(RMSNORM_WRONG.replace("axis=0)", "axis=0) * 2"), encoding="utf-8")
+    report = grade_file("rmsnorm", path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+    failure = next(case.failure for case in report.cases if not case.passed)
+    assert "the gradient of x differs" in failure and "the gradient of weight differs" in failure

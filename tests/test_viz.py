@@ -329,6 +329,12 @@ def test_gradient_norms_one_point_per_parameter_or_layer():
     other = tiny_gpt(seed=1)
     other(ids, ids)[1].backward()
     assert len(one_axes(viz.gradient_norms({"a": model, "b": other})).lines) == 2
+    numbered = one_axes(viz.gradient_norms({f"layers.{i}.w": np.full(2, i) for i in range(12)},
+                                           by="layer"))
+    assert [t.get_text() for t in numbered.get_xticklabels()] == [str(i) for i in range(12)]
+    assert numbered.get_xlabel() == "layer (layers.N)"
+    np.testing.assert_allclose(numbered.lines[0].get_ydata()[1:],
+                               [math.sqrt(2) * i for i in range(1, 12)])
 
 
 def test_gradient_norms_errors():

@@ -16,6 +16,16 @@ Without the hidden reference (a student's copy) it grades against the results th
 stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
 A failed grade shows a hint, one more unlocked with each failed attempt (the progress is
 kept in ``.scratchlm_hints.json`` beside the file: :mod:`scratchlm.exercises.hints`).
+
+For the instructor: ``grade-all SUBMISSIONS --csv FILE`` grades a class
+(:mod:`~scratchlm.exercises.gradebook`), flags similar files
+(:mod:`~scratchlm.exercises.similarity`), and on request writes one report per student
+(``--feedback DIR``: :mod:`~scratchlm.exercises.feedback`), applies a late penalty
+(``--due``: :mod:`~scratchlm.exercises.deadline`) and a CSV for Canvas or Moodle (``--lms``:
+:mod:`~scratchlm.exercises.lms`); ``gradescope OUT.zip`` writes a Gradescope autograder
+(:mod:`~scratchlm.exercises.gradescope`); ``release OUT_DIR`` the student version. Every
+number and output path is checked before anything is graded
+(:mod:`~scratchlm.exercises.options`).
 """
 
 import argparse
@@ -39,6 +49,7 @@ from scratchlm.exercises.deadline import (
     read_submitted,
 )
 from scratchlm.exercises.expected import ExpectedError
+from scratchlm.exercises.feedback import write_feedback
 from scratchlm.exercises.gradebook import (
     check_answer_key,
     grade_all,
@@ -59,6 +70,7 @@ from scratchlm.exercises.options import (
     check_jobs,
     check_memory,
     check_output_file,
+    check_output_folder,
     check_timeout,
 )
 from scratchlm.exercises.release import ReleaseError, release
@@ -125,6 +137,9 @@ def build_parser():
     every.add_argument("--similarity", metavar="FILE",
                        help="where to write every pair of students' files per exercise with "
                             "its similarity score (default: similarity.csv beside --csv)")
+    every.add_argument("--feedback", metavar="DIR",
+                       help="also write one Markdown report per student into DIR: every "
+                            "case, every failure in full, the hint matched to it")
     every.add_argument("--lms", metavar="FILE",
                        help="also write the totals as a CSV that Canvas's and Moodle's "
                             "gradebook import (see scratchlm.exercises.lms)")
@@ -350,6 +365,8 @@ def _command(args):
         check_output_file(similar_csv, "--similarity", args.overwrite)
         if args.lms:
             check_output_file(args.lms, "--lms", args.overwrite)
+        if args.feedback:
+            check_output_folder(args.feedback, "--feedback", args.overwrite)
         check_answer_key(args.expected)
         due, submitted = _deadline(args)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
@@ -369,6 +386,9 @@ def _command(args):
         if args.lms:
             write_rows(lms_rows(totals(table, late), args.lms_title), args.lms)
             written.append(args.lms)
+        if args.feedback:
+            write_feedback(args.feedback, table, totals(table, late), late)
+            written.append(f"{args.feedback}/STUDENT.md")
         maximum = sum(EXERCISES[name].points for name in exercises)
         for student, total in totals(table, late).items():
             print(f"{student}: {total:g} of {maximum}")

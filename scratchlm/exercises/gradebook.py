@@ -33,6 +33,8 @@ from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
 ENGINE_FILE = "engine.py"
+#: at most this many bytes of a file are read to compare it with the others
+SIMILARITY_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,9 @@ def similarity(submissions, students, exercises):
         for student in students:
             path = submission_file(Path(submissions) / student, exercise)
             if path is not None:
-                sources[student] = path.read_text(encoding="utf-8", errors="replace")
+                with open(path, "rb") as handle:  # a huge file is compared on its start
+                    sources[student] = handle.read(SIMILARITY_LIMIT).decode("utf-8",
+                                                                            "replace")
         try:
             base = statement(exercise)
         except Exception:  # a statement needs the library's op; the starter is then empty

@@ -43,6 +43,7 @@ import zipfile
 from pathlib import Path
 
 from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.options import check_memory, check_timeout
 
 #: the root Gradescope lays out, unless SCRATCHLM_AUTOGRADER_ROOT names another
 DEFAULT_ROOT = "/autograder"
@@ -95,6 +96,7 @@ def build(out, exercises=None, *, seed=None, timeout, memory_mb, held_out_visibi
                            "only the instructor's source checkout has (scratchlm/exercises/"
                            f"reference/; this installation lacks {REFERENCE_DIR}); build it "
                            "from a clone of the repository")
+    timeout, memory_mb = check_timeout(timeout, "timeout"), check_memory(memory_mb, "memory_mb")
     if held_out_visibility not in VISIBILITIES:
         raise ValueError(f"gradescope: visibility {held_out_visibility!r} is none of "
                          f"{', '.join(VISIBILITIES)}")
