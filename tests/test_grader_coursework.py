@@ -155,7 +155,7 @@ def test_grade_all_scores_and_reasons(gradebook):
     assert float(bob["softmax"]) == 0 and float(bob["rmsnorm"]) == 0
     cases = len(EXERCISES["top_k"].cases)
     assert float(bob["top_k"]) == pytest.approx(round(points["top_k"] * (cases - 1) / cases, 2))
-    assert "softmax -3: 4 of 4 cases fail; first: x (5,): the gradient of x" in bob["lost"]
+    assert "softmax -3: 4 of 4 cases fail; first: x (5,): gradient of x differs" in bob["lost"]
     assert "top_k -" in bob["lost"] and "ties at the k-th" in bob["lost"]
     assert "rmsnorm -4:" in bob["lost"] and "the gradient of x differs" in bob["lost"]
     # crashing: an error at import loses all; an error in the function loses each case
@@ -171,11 +171,10 @@ def test_grade_all_scores_and_reasons(gradebook):
     # cheating: delegating to the library, importing the hidden reference, patching NumPy
     erin = score["erin"]
     assert float(erin["total"]) == 0
-    assert "delegates to the library's implementation" in erin["lost"]
-    assert "may not import the hidden reference" in erin["lost"]
-    assert "the file replaced what the grader relies on (numpy.allclose" in erin["lost"]
+    assert "a graded file cannot import scratchlm.functional" in erin["lost"]
+    assert "rmsnorm -4: 4 of 4 cases fail" in erin["lost"]  # its patched NumPy was its own
     frank = score["frank"]
-    assert float(frank["top_k"]) == 0 and "delegates to the library" in frank["lost"]
+    assert float(frank["top_k"]) == 0 and "a graded file cannot import" in frank["lost"]
     assert "softmax -3: no file softmax.py" in frank["lost"]
 
 
