@@ -348,7 +348,8 @@ class Trainer:
             threads = stack.enter_context(fast.ThreadsFollowLoad())
             bar = stack.enter_context(progress_bar(last, self.step, progress and writer))
             started, first_step = time.perf_counter(), self.step
-            while self.step < last and self._stop_signal is None:
+            stopping = None
+            while self.step < last and stopping is None:
                 threads.check()
                 step_started = time.perf_counter()
                 loss = self.train_step()
@@ -361,19 +362,25 @@ class Trainer:
                     bar.update(1)  # redraws the bar once per step
                 if on_step is not None:
                     on_step(self, loss)
-                if self.data_parallel is not None:  # a signal on any rank stops them all
-                    signum = int(dist.all_reduce(self._stop_signal or 0, op="max")[0])
-                    self._stop_signal = signum or None
                 if self.val_data is not None and (self.step % cfg.eval_interval == 0
                                                   or self.step == cfg.max_steps):
                     self._validate(bar)
                 if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
                                                  or self.step == last):
                     self.save()
-            if self._stop_signal is not None:
+                stopping = self._agreed_stop()
+            if stopping is not None:
+                self._stop_signal = stopping
                 bar.close()
                 raise self._interrupted()
         return self.history
+
+    def _agreed_stop(self):
+        """The signal that ends training after this step, if any: this process's, or
+        data-parallel, any rank's — every rank gets the same answer, so all stop together."""
+        if self.data_parallel is None:
+            return self._stop_signal
+        return int(dist.all_reduce(self._stop_signal or 0, op="max")[0]) or None
 
     def _interrupted(self):
         """Save (unless this step is saved already) and say so, after a signal."""

@@ -492,8 +492,8 @@ def test_cli_grades_a_file(tmp_path, capsys):
 def test_cli_says_which_classes_a_file_defines(tmp_path):
     path = tmp_path / "answer.py"
     path.write_text(statement("sigmoid"), encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"defines no sl.Function subclass named Nope; it "
-                                         r"defines \['Sigmoid'\]"):
+    with pytest.raises(SystemExit, match=r"defines no Function subclass \(of sl.Function or a "
+                                         r"skeleton\) named Nope; it defines \['Sigmoid'\]"):
         main(["grade", "sigmoid", str(path), "--class", "Nope"])
     with pytest.raises(SystemExit, match="no file"):
         main(["grade", "sigmoid", str(tmp_path / "missing.py")])
