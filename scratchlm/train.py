@@ -24,7 +24,6 @@ kill — is :mod:`scratchlm.runs`.
 import contextlib
 import json
 import math
-import numbers
 import os
 import signal
 import sys
@@ -37,7 +36,8 @@ import numpy as np
 from scratchlm import backend, fast, optim, runs
 from scratchlm import distributed as dist
 from scratchlm.autograd.grad_mode import no_grad
-from scratchlm.errors import ConfigError, DivergenceError, TrainingInterrupted
+from scratchlm.checks import check_bool, check_choice, check_int, check_real
+from scratchlm.errors import ArgumentError, ConfigError, DivergenceError, TrainingInterrupted
 from scratchlm.metrics import perplexity
 from scratchlm.text import get_batch
 from scratchlm.time_estimate import StepTimeEstimate, core_use, fastest_of, format_duration
@@ -70,42 +70,25 @@ class TrainConfig:
         """Raise :class:`~scratchlm.errors.ConfigError` (a ValueError) naming the first
         field that cannot work and what it takes; the Trainer calls it again, since fields
         may be assigned after construction."""
-        def fail(name, wanted):
-            value = getattr(self, name)
-            raise ConfigError(f"TrainConfig: {name} must be {wanted}, got {value!r}")
-
-        def integer(value):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        def real(value):
-            return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                    and math.isfinite(value))
-
-        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval",
-                     "eval_batches", "checkpoint_interval"):
-            if not integer(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "an integer >= 1")
-        if not integer(self.warmup_steps) or self.warmup_steps < 0:
-            fail("warmup_steps", "an integer >= 0")
-        if not real(self.learning_rate) or self.learning_rate <= 0:
-            fail("learning_rate", "a finite number > 0 (try 1e-3)")
-        if not real(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            fail("min_lr_ratio", "a number in [0, 1]")
-        if not real(self.weight_decay) or self.weight_decay < 0:
-            fail("weight_decay", "a finite number >= 0")
-        for name in ("beta1", "beta2"):
-            if not real(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                fail(name, "a number in [0, 1)")
-        if not real(self.eps) or self.eps <= 0:
-            fail("eps", "a finite number > 0")
-        if not real(self.grad_clip) or self.grad_clip < 0:
-            fail("grad_clip", "a finite number >= 0 (0: no clipping)")
-        if not integer(self.seed):
-            fail("seed", "an integer")
-        if self.device not in ("cpu", "cuda"):
-            fail("device", "'cpu' or 'cuda'")
-        if not isinstance(self.skip_nonfinite, (bool, np.bool_)):
-            fail("skip_nonfinite", "True or False")
+        where = "TrainConfig"
+        try:
+            for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval",
+                         "eval_batches", "checkpoint_interval"):
+                check_int(where, name, getattr(self, name), 1)
+            check_int(where, "warmup_steps", self.warmup_steps, 0)
+            check_real(where, "learning_rate", self.learning_rate, 0, low_open=True,
+                       hint="(try 1e-3)")
+            check_real(where, "min_lr_ratio", self.min_lr_ratio, 0, 1)
+            check_real(where, "weight_decay", self.weight_decay, 0)
+            check_real(where, "beta1", self.beta1, 0, 1, high_open=True)
+            check_real(where, "beta2", self.beta2, 0, 1, high_open=True)
+            check_real(where, "eps", self.eps, 0, low_open=True)
+            check_real(where, "grad_clip", self.grad_clip, 0, hint="(0: no clipping)")
+            check_int(where, "seed", self.seed, 0, 2**32, hint="(NumPy's seeds)")
+            check_choice(where, "device", self.device, ("cpu", "cuda"))
+            check_bool(where, "skip_nonfinite", self.skip_nonfinite)
+        except ArgumentError as error:
+            raise ConfigError(str(error)) from None
 
     @classmethod
     def from_dict(cls, values):

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchlm import backend, generation
-from scratchlm.errors import ArgumentTypeError, bad_argument, check_int
+from scratchlm.checks import bad_argument, check_int
+from scratchlm.errors import ArgumentTypeError
 from scratchlm.metrics import bleu
 from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID, CharVocabulary

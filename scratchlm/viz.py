@@ -683,7 +683,7 @@ def beam_search_tree(model, prompt, max_new_tokens, beam_width=3):
     record its tree: a list of levels, level t the ``beam_width`` hypotheses kept after t + 1
     new tokens (:class:`BeamNode`, best first), the best final hypothesis' path marked."""
     from scratchlm import generation
-    from scratchlm.errors import check_int
+    from scratchlm.checks import check_int
 
     where = "beam_tree"
     max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 1)
@@ -806,7 +806,7 @@ def lr_schedule(schedule, steps=None, title=None, lang="en"):
                                 "(only a TrainConfig knows its own)", where=where,
                                 name="steps", value=steps)
         steps = max(lengths)
-    from scratchlm.errors import check_int
+    from scratchlm.checks import check_int
 
     steps = check_int(where, "steps", steps, 1)
     fig = _figure(7, 3.5)

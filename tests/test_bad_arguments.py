@@ -145,8 +145,8 @@ BAD_ARGUMENTS = {
     "gpt_n_embd_zero": (lambda: gpt_config(n_embd=0), I, r"GPTConfig: n_embd=0;", "n_embd"),
     "gpt_n_embd_not_divisible": (lambda: gpt_config(n_embd=10, n_head=3), I,
                                  r"GPTConfig: n_embd=10 is not divisible by n_head=3; expected "
-                                 r"n_embd a multiple of n_head \(for example n_embd=9 or "
-                                 r"n_embd=12\)", "n_embd"),
+                                 r"n_embd a multiple of n_head \(for example 9 or 12\), or "
+                                 r"a n_head that divides 10", "n_head"),
     "gpt_vocab_size_zero": (lambda: gpt_config(vocab_size=0), I,
                             r"GPTConfig: vocab_size=0; expected an integer ≥ 1", "vocab_size"),
     "gpt_vocab_size_str": (lambda: gpt_config(vocab_size="65"), T,

@@ -26,10 +26,9 @@ import numpy as np
 from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
+from scratchlm.checks import (
     bad_argument,
+    check_attention_sizes,
     check_bool,
     check_choice,
     check_int,
@@ -39,7 +38,8 @@ from scratchlm.errors import (
     is_integer,
     show,
 )
-from scratchlm.models.gpt import check_config, check_heads
+from scratchlm.errors import ArgumentError, ArgumentTypeError
+from scratchlm.models.gpt import check_config
 from scratchlm.nn.feedforward import ACTIVATIONS
 
 __all__ = ["Seq2SeqConfig", "SEQ2SEQ_PRESETS", "Seq2SeqTransformer", "trim_at_eos"]
@@ -72,7 +72,7 @@ class Seq2SeqConfig:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_head",
                      "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "max_len"):
             setattr(self, name, check_int(where, name, getattr(self, name), 1))
-        check_heads(where, "d_model", self.d_model, "n_head", self.n_head)
+        check_attention_sizes(where, "d_model", self.d_model, "n_head", self.n_head)
         check_probability(where, "dropout", self.dropout)
         check_choice(where, "activation", self.activation, sorted(ACTIVATIONS))
         self.norm_first = check_bool(where, "norm_first", self.norm_first)
