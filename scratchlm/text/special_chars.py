@@ -56,8 +56,8 @@ class SpecialCharTokenizer:
     def _set_chars(self, chars):
         single = all(isinstance(c, str) and len(c) == 1 for c in chars)
         if not single or len(set(chars)) != len(chars):
-            raise ValueError("SpecialCharTokenizer: the vocabulary must be distinct single "
-                             "characters")
+            raise ArgumentError("SpecialCharTokenizer: the vocabulary must be distinct single "
+                                "characters")
         self._chars = chars
         self._ids = {c: len(SPECIAL_TOKENS) + i for i, c in enumerate(chars)}
 
@@ -115,9 +115,9 @@ class SpecialCharTokenizer:
         if token in SPECIAL_TOKENS:
             return SPECIAL_TOKENS.index(token)
         if token not in self._ids:
-            raise ValueError(f"SpecialCharTokenizer: {token!r} is not a token of the "
-                             f"vocabulary ({self.vocab_size} tokens); choose a label word "
-                             "that is a single known character")
+            raise ArgumentError(f"SpecialCharTokenizer: {token!r} is not a token of the "
+                                f"vocabulary ({self.vocab_size} tokens); choose a label word "
+                                "that is a single known character")
         return self._ids[token]
 
     # ------------------------------------------------------------------ saving, loading
