@@ -13,7 +13,8 @@ scratchlm reports on purpose, and one class per kind of failure below it.
     │   ├── RunExistsError          a new run would overwrite an existing one
     │   ├── RunNotFoundError        no run (or no checkpoint) where one was named
     │   │                           (also a FileNotFoundError)
-    │   └── RunInUseError           another process is training into that run
+    │   ├── RunInUseError           another process is training into that run
+    │   └── CheckpointWriteError    a checkpoint that could not be written (disk full)
     ├── NotEnoughMemoryError        a run that would need more memory than there is
     ├── DivergenceError             training met a NaN or infinite loss or gradient
     └── TrainingInterrupted         SIGINT or SIGTERM stopped training (after saving)
@@ -84,6 +85,13 @@ class RunNotFoundError(RunError, FileNotFoundError):
 
 class RunInUseError(RunError):
     """Another process holds the run's lock: it is training into the same folder."""
+
+
+class CheckpointWriteError(RunError):
+    """A checkpoint that could not be written (a full disk, a file-size limit); the last
+    good checkpoint is left as it was."""
+
+    exit_status = 1
 
 
 class NotEnoughMemoryError(ScratchlmError):

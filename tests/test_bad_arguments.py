@@ -27,9 +27,7 @@ from scratchlm.models import (
     GPTConfig,
     Seq2SeqConfig,
     Seq2SeqTransformer,
-    TranslationRun,
     make_pretraining_batch,
-    train_translation,
     trim_at_eos,
 )
 from scratchlm.nn.transformer_init import init_transformer_weights
@@ -57,6 +55,7 @@ from scratchlm.text.sentiment import (
     load_sentiment,
 )
 from scratchlm.text.special_chars import SpecialCharTokenizer
+from scratchlm.translate import TranslationRun, train_translation
 
 NAN, INF = math.nan, math.inf
 V = 11  # the tiny models' vocabulary

@@ -27,14 +27,9 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, GPTConfig
+from scratchlm.runs import LOCK_FILE, STAGED_CHECKPOINT, recover_run
 from scratchlm.text import CharTokenizer, prepare_corpus
-from scratchlm.train import (
-    LOCK_FILE,
-    STAGED_CHECKPOINT,
-    TrainConfig,
-    Trainer,
-    recover_run,
-)
+from scratchlm.train import TrainConfig, Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 32
@@ -414,7 +409,7 @@ def test_one_process_at_a_time_trains_into_a_run(tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunInUseError, match="another process is training into"):
+        with pytest.raises(RunInUseError, match="another process is writing into"):
             trainer.train(progress=False)
     finally:
         holder.kill()
