@@ -485,7 +485,8 @@ def command_train(args):
                 warnings.filterwarnings("ignore", FLOATING_POINT_WARNINGS, RuntimeWarning)
             trainer.train(progress=not args.no_progress)
     except TrainingInterrupted as stop:
-        print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
+        if dist.rank() == 0:  # one report for the group
+            print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
     except DivergenceError as error:
         if error.checkpoint is None:
