@@ -41,17 +41,16 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
-from scratchlm.text import prepare_corpus, train_val_split
-from scratchlm.train import (
+from scratchlm.runs import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
     STAGED_CHECKPOINT,
-    TrainConfig,
-    Trainer,
     load_run_checkpoint,
     recover_run,
     run_lock,
 )
+from scratchlm.text import prepare_corpus, train_val_split
+from scratchlm.train import TrainConfig, Trainer
 
 #: Training settings of each preset that differ from TrainConfig's defaults.
 TRAIN_PRESETS = {
@@ -313,12 +312,7 @@ def _resumed_settings(args, state, run_dir):
              "--dropout": (args.dropout, saved_model.get("dropout")),
              "--seed": (args.seed, state["train_config"].get("seed"))}
     if args.preset is not None:
-        preset = extras.get("preset")
-        if preset is None:  # written before runs recorded their preset: compare shapes
-            shape = {k: PRESETS[args.preset][k] for k in ("n_layer", "n_head", "n_embd")}
-            same = all(saved_model.get(k) == v for k, v in shape.items())
-            preset = args.preset if same else "another preset"
-        given["--preset"] = (args.preset, preset)
+        given["--preset"] = (args.preset, extras.get("preset"))
     if args.vocab_size is not None:
         given["--vocab-size"] = (args.vocab_size, saved_model.get("vocab_size"))
     if args.reverse:
@@ -494,7 +488,8 @@ def command_train(args):
                 warnings.filterwarnings("ignore", FLOATING_POINT_WARNINGS, RuntimeWarning)
             trainer.train(progress=not args.no_progress)
     except TrainingInterrupted as stop:
-        print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
+        if dist.rank() == 0:  # one report for the group
+            print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
     except DivergenceError as error:
         if error.checkpoint is None:

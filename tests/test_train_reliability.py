@@ -27,14 +27,9 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, GPTConfig
+from scratchlm.runs import LOCK_FILE, STAGED_CHECKPOINT, recover_run
 from scratchlm.text import CharTokenizer, prepare_corpus
-from scratchlm.train import (
-    LOCK_FILE,
-    STAGED_CHECKPOINT,
-    TrainConfig,
-    Trainer,
-    recover_run,
-)
+from scratchlm.train import TrainConfig, Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 32
@@ -414,7 +409,7 @@ def test_one_process_at_a_time_trains_into_a_run(tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunInUseError, match="another process is training into"):
+        with pytest.raises(RunInUseError, match="another process is writing into"):
             trainer.train(progress=False)
     finally:
         holder.kill()
@@ -446,12 +441,12 @@ def test_a_signal_in_a_library_run_finishes_the_step_and_saves(tmp_path):
     ("weight_decay", -0.1), ("beta2", 1.0), ("eps", 0.0), ("grad_clip", math.nan),
     ("seed", 1.5), ("device", "tpu"), ("skip_nonfinite", "yes")])
 def test_train_config_refuses_what_cannot_work(field, value):
-    with pytest.raises(ConfigError, match=f"TrainConfig: {field} must be"):
+    with pytest.raises(ConfigError, match=f"TrainConfig: {field}=.*; expected"):
         TrainConfig(**{field: value})
     config = TrainConfig()
     setattr(config, field, value)  # assigned after construction: the Trainer checks again
     model = GPT(GPTConfig.from_preset("tiny", vocab_size=20, block_size=8))
-    with pytest.raises(ConfigError, match=f"TrainConfig: {field} must be"):
+    with pytest.raises(ConfigError, match=f"TrainConfig: {field}=.*; expected"):
         Trainer(model, np.arange(100) % 20, None, config)
 
 

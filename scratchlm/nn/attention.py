@@ -23,7 +23,7 @@ from scratchlm import backend
 from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import is_grad_enabled
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import ArgumentError, check_bool, check_int, check_probability
+from scratchlm.checks import check_attention_sizes, check_bool, check_probability
 from scratchlm.nn.heads import merge_heads, split_heads
 from scratchlm.nn.linear import Linear
 from scratchlm.nn.module import Module
@@ -31,21 +31,6 @@ from scratchlm.nn.module import Module
 
 def _array(value):
     return value.data if isinstance(value, Tensor) else value
-
-
-def check_attention_sizes(where, width_name, width, heads_name, heads):
-    """A width and a head count, both integers ≥ 1, the width a multiple of the heads (each
-    head gets width / heads features); returns them as ints."""
-    width = check_int(where, width_name, width, 1)
-    heads = check_int(where, heads_name, heads, 1, hint="(the number of attention heads)")
-    if width % heads:
-        near = width // heads * heads or heads
-        raise ArgumentError(f"{where}: {width_name}={width} is not divisible by "
-                            f"{heads_name}={heads}; expected {width_name} a multiple of "
-                            f"{heads_name} (for example {near} or {near + heads}), or a "
-                            f"{heads_name} that divides {width}", where=where, name=heads_name,
-                            value=heads)
-    return width, heads
 
 
 class MultiHeadAttention(Module):
