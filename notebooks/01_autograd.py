@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,26 +18,193 @@
 #
 # Training a language model means following the slope of a loss $L$ downhill: every parameter
 # $\theta$ moves by $\theta \leftarrow \theta - \eta\, \partial L/\partial\theta$. scratchlm
-# computes those
-# slopes with **reverse-mode automatic differentiation**: every operation remembers its inputs,
-# and `backward()` walks the recorded graph from the loss back to the parameters applying the
-# chain rule once per operation.
+# computes those slopes with **reverse-mode automatic differentiation**: every operation
+# remembers its inputs, and `backward()` walks the recorded graph from the loss back to the
+# parameters applying the chain rule once per operation.
 #
-# This notebook builds that picture step by step: tensors, the graph, `backward`, what
-# broadcasting does to gradients, writing your own operation, and checking it numerically.
+# We first write such an engine here, on single numbers, in about thirty lines (after
+# micrograd): a `Value`, addition, multiplication, tanh, a topological sort and `backward`.
+# Then we check it against scratchlm's `Tensor` on the same expression, and take the step to
+# arrays: broadcasting, writing an operation, checking it numerically.
 
 # %%
+import math
+
+import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchlm as sl
+from scratchlm import viz
 
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 rng = np.random.default_rng(0)
 
 # %% [markdown]
-# ## Tensors and `backward`
+# ## A scalar engine in thirty lines
 #
-# A `Tensor` wraps a NumPy array (`.data`). With `requires_grad=True` it is a *leaf* whose
-# gradient we want. For $y = \sum_i x_i^2$ the gradient is $\partial y/\partial x_i = 2x_i$:
+# A `Value` holds a number (`data`), its gradient (`grad` $= \partial L/\partial$ this value,
+# 0 until backward), the values it was computed from (`parents`) and a function
+# `_backward` that pushes its own gradient into its parents' by the chain rule. For
+# $c = a + b$ both local derivatives are 1; for $c = a\,b$ they are $b$ and $a$; for
+# $c = \tanh a$ it is $1 - c^2$. Each rule **adds** (`+=`) into a parent's gradient: a value
+# used twice receives both contributions.
+
+# %%
+class Value:
+    def __init__(self, data, parents=(), op=""):
+        self.data, self.grad = float(data), 0.0
+        self.parents, self.op = parents, op
+        self._backward = lambda: None  # a leaf passes nothing on
+
+    def __add__(self, other):
+        out = Value(self.data + other.data, (self, other), "+")
+
+        def _backward():  # ∂out/∂self = ∂out/∂other = 1
+            self.grad += out.grad
+            other.grad += out.grad
+
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other):
+        out = Value(self.data * other.data, (self, other), "×")
+
+        def _backward():  # ∂out/∂self = other, ∂out/∂other = self
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+
+        out._backward = _backward
+        return out
+
+    def tanh(self):
+        out = Value(math.tanh(self.data), (self,), "tanh")
+
+        def _backward():  # ∂tanh(a)/∂a = 1 − tanh(a)²
+            self.grad += (1 - out.data**2) * out.grad
+
+        out._backward = _backward
+        return out
+
+    def backward(self):
+        self.grad = 1.0  # ∂L/∂L
+        for node in reversed(topological_order(self)):
+            node._backward()
+
+    def __repr__(self):
+        return f"Value({self.data:.4f}, grad={self.grad:.4f})"
+
+
+def topological_order(root):
+    """Every value behind root, each after all the values it was computed from."""
+    order, seen = [], set()
+
+    def visit(node):
+        if id(node) not in seen:
+            seen.add(id(node))
+            for parent in node.parents:
+                visit(parent)
+            order.append(node)
+
+    visit(root)
+    return order
+
+# %% [markdown]
+# `backward` must call a node's `_backward` only once its gradient is complete, that is after
+# every node that used it. A **topological order** lists each value after its parents; its
+# reverse lists each value after everything computed from it. On $z = \tanh(wx + b)$:
+
+# %%
+w, x, b = Value(0.7), Value(-1.3), Value(0.2)
+wx = w * x
+u = wx + b
+z = u.tanh()
+names = {id(w): "w", id(x): "x", id(b): "b", id(wx): "wx", id(u): "u", id(z): "z"}
+print("topological order:", [names[id(node)] for node in topological_order(z)])
+z.backward()
+for name, node in [("w", w), ("x", x), ("b", b), ("wx", wx), ("u", u), ("z", z)]:
+    print(f"{name:>2}: {node}")
+
+# %% [markdown]
+# Going backward, each operation multiplies the incoming gradient by its own local derivative:
+#
+# $$\frac{\partial z}{\partial u} = 1 - z^2,\qquad \frac{\partial z}{\partial w} = (1 - z^2)\,x,
+# \qquad \frac{\partial z}{\partial x} = (1 - z^2)\,w, \qquad \frac{\partial z}{\partial b} =
+# 1 - z^2.$$
+#
+# The engine's gradients equal those formulas evaluated on plain floats:
+
+# %%
+local = 1 - z.data**2  # ∂tanh(u)/∂u at u = w x + b
+by_hand = {"w": local * x.data, "x": local * w.data, "b": local, "u": local}
+for name, node in [("w", w), ("x", x), ("b", b), ("u", u)]:
+    print(f"∂z/∂{name}: Value {node.grad: .6f}   by hand {by_hand[name]: .6f}")
+    assert math.isclose(node.grad, by_hand[name], rel_tol=1e-12)
+
+# %% [markdown]
+# A value used twice receives the **sum** of the gradients of both uses: for
+# $q = a \cdot a + a$, $\partial q/\partial a = 2a + 1$. That is why every `_backward` adds
+# with `+=` instead of assigning.
+
+# %%
+a = Value(3.0)
+q = a * a + a
+q.backward()
+print("∂q/∂a =", a.grad, "(2a + 1 =", 2 * 3.0 + 1, ")")
+assert a.grad == 7.0
+
+# %% [markdown]
+# ## The same expression in scratchlm
+#
+# scratchlm's `Tensor` records the same graph: each result remembers the operation (a
+# `Function`) that made it, and `backward()` visits those operations in reverse topological
+# order. A tensor created with `requires_grad=True` is a **leaf** (it was not computed from
+# anything): the engine keeps its gradient in `.grad`, and only the leaves'.
+# `viz.graph_gradients` runs the chain rule over the recorded graph once more and returns
+# $\partial z/\partial(\text{node})$ for every node, intermediate ones included. We build
+# $\tanh(wx + b)$ from the same numbers and compare every node with our `Value`s.
+# (`retain_graph=True` keeps the graph after backward, so that we can draw it; a plain
+# `backward()` frees it.)
+
+# %%
+ours = {"w": w, "x": x, "b": b, "wx": wx, "u": u, "z": z}  # the Values of the cell above
+
+w, x, b = (sl.tensor(value, requires_grad=True) for value in (0.7, -1.3, 0.2))
+wx = w * x
+u = wx + b
+z = u.tanh()
+z.backward(retain_graph=True)
+drawn = viz.graph_gradients(z)  # id(tensor) -> ∂z/∂tensor
+print("node     value: Value  scratchlm     gradient: Value  scratchlm")
+for name, tensor in [("w", w), ("x", x), ("b", b), ("wx", wx), ("u", u), ("z", z)]:
+    grad = tensor.grad if tensor.is_leaf else drawn[id(tensor)]  # .grad: leaves only
+    print(f"{name:>4}  {ours[name].data: 14.6f} {tensor.item(): 10.6f}"
+          f"  {ours[name].grad: 16.6f} {float(grad): 10.6f}")
+    assert math.isclose(ours[name].data, tensor.item(), rel_tol=1e-6)  # float32 tensors
+    assert math.isclose(ours[name].grad, float(grad), rel_tol=1e-5)
+
+# %% [markdown]
+# ### The graph, drawn
+#
+# `scratchlm.viz.draw_graph` walks the same record the engine walks: boxes are tensors (the
+# shaded ones are leaves), ellipses are the operations that made them, and each arrow runs
+# from an input into the operation that used it. Each box shows the tensor's value and its
+# gradient $\partial z/\partial(\text{node})$, the numbers of the table above.
+
+# %%
+nodes, edges = viz.graph_nodes(z)
+ops = sorted(node.label for node in nodes if node.kind == "op")
+print("ops:", ops, "|", len(nodes), "nodes,", len(edges), "edges")
+assert ops == ["Add", "Mul", "Tanh"]  # w·x, then + b, then tanh
+viz.draw_graph(z, names={"w": w, "x": x, "b": b, "wx": wx, "u": u, "z": z}, lang=LANG)
+
+# %% [markdown]
+# ## The step to arrays
+#
+# Our `Value` holds one number, so a model with a million parameters would be a million Python
+# objects. scratchlm's `Tensor` wraps a whole NumPy array (`.data`), and each operation's
+# backward works on whole arrays at once: for $y = \sum_i x_i^2$ one backward gives every
+# $\partial y/\partial x_i = 2x_i$.
 
 # %%
 x = sl.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -48,70 +215,15 @@ print("x.grad =\n", x.grad)
 assert np.allclose(x.grad, 2 * x.data)
 
 # %% [markdown]
-# ## The chain rule through a graph
-#
-# $z = \tanh(w x + b)$ is three recorded operations: a product, a sum and a tanh. Going
-# backward, each one multiplies the incoming gradient by its own local derivative:
-#
-# $$\frac{\partial z}{\partial w} = (1 - z^2)\,x, \qquad \frac{\partial z}{\partial x} = (1 -
-# z^2)\,w, \qquad \frac{\partial z}{\partial b} = 1 - z^2.$$
-#
-# Let us compare the engine with those formulas, evaluated by hand on plain floats.
+# As in our `Value`, gradients of leaves **accumulate**, here across `backward()` calls too
+# (as in PyTorch), so a training loop clears them between steps (`optimizer.zero_grad()` does
+# that).
 
 # %%
-w = sl.tensor(0.7, requires_grad=True)
-x = sl.tensor(-1.3, requires_grad=True)
-b = sl.tensor(0.2, requires_grad=True)
-z = (w * x + b).tanh()
-z.backward()
-
-local = 1 - z.item() ** 2  # d tanh(u)/du at u = w x + b
-by_hand = {"w": local * x.item(), "x": local * w.item(), "b": local}
-for name, leaf in [("w", w), ("x", x), ("b", b)]:
-    print(f"∂z/∂{name}: engine {leaf.grad.item(): .6f}   by hand {by_hand[name]: .6f}")
-    assert np.isclose(leaf.grad.item(), by_hand[name], rtol=1e-5)
-
-# %% [markdown]
-# ### The graph, drawn
-#
-# `scratchlm.viz.draw_graph` walks the same record the engine walks: boxes are tensors (the
-# shaded ones are leaves, the parameters), ellipses are the ops that made them. Draw a graph
-# before calling `backward()`: the backward pass frees the arrays each op kept, and with
-# them the record.
-
-# %%
-from scratchlm import viz
-
-w, x, b = (sl.tensor(value, requires_grad=True) for value in (0.7, -1.3, 0.2))
-z = (w * x + b).tanh()
-nodes, edges = viz.graph_nodes(z)
-ops = sorted(node.label for node in nodes if node.kind == "op")
-print("ops:", ops, "|", len(nodes), "nodes,", len(edges), "edges")
-assert ops == ["Add", "Mul", "Tanh"]  # w·x, then + b, then tanh
-viz.draw_graph(z, names={"w": w, "x": x, "b": b}, engine="matplotlib")
-
-# %% [markdown]
-# Each intermediate tensor remembers the operation that made it; the engine orders those
-# operations so that every one runs after all the operations that consumed its output.
-# A tensor used twice receives the **sum** of the gradients of both uses: for
-# $q = x \cdot x + x$, $\partial q/\partial x = 2x + 1$.
-
-# %%
-x = sl.tensor(3.0, requires_grad=True)
-q = x * x + x
-q.backward()
-print("∂q/∂x =", x.grad, "(2x + 1 =", 2 * 3.0 + 1, ")")
-assert x.grad == 7.0
-
-# %% [markdown]
-# Gradients of leaves **accumulate** across `backward()` calls, as in PyTorch, so a training
-# loop clears them between steps (`optimizer.zero_grad()` does that).
-
-# %%
-q = x * x + x
-q.backward()
-print("after a second backward:", x.grad, "= 7 + 7")
-assert x.grad == 14.0
+y = (x * x).sum()
+y.backward()
+print("after a second backward:\n", x.grad, "\n= 2 · 2x")
+assert np.allclose(x.grad, 4 * x.data)
 x.grad = None  # clear it
 
 # %% [markdown]
@@ -231,3 +343,28 @@ else:
 # `Function` like `Cube`, with its derivation in its docstring and a float64 gradient check in
 # the test suite. Notebook 3 turns that into exercises: you write the `backward`, the grader
 # checks it.
+#
+# ## Summary
+#
+# - Reverse-mode differentiation records each operation and its inputs while computing, then
+#   visits the operations in reverse topological order, each multiplying the gradient that
+#   reaches its output by its local derivative and adding the result into its inputs.
+# - Thirty lines make a working scalar engine (`Value`); on $	anh(wx + b)$ its gradients equal
+#   the hand formulas and scratchlm's to float32 precision.
+# - A value used twice, or broadcast over rows, receives the **sum** of its gradients; leaves
+#   accumulate across `backward()` calls until cleared.
+# - scratchlm does the same on arrays: every op is a `Function` whose `backward` is its derived
+#   formula, checked against central differences (`sl.gradcheck_op`, `sl.gradcheck`).
+#
+# ## Exercises
+#
+# 1. Extend `Value` with `__pow__` (a number exponent) and `exp`, and check
+#    $\partial/\partial x\,(x^3 e^{x})$ against central differences.
+# 2. The `topological_order` above is recursive: a chain of 10,000 additions exceeds Python's
+#    recursion limit. The graded exercise **`engine_topo`** asks for the order without
+#    recursion; **`engine_unbroadcast`** for the sum over broadcast axes shown above
+#    (`python -m scratchlm.exercises show engine_topo`). Both are week 1 of
+#    [COURSE.md](COURSE.md).
+# 3. Draw the graph of $q = a \cdot a + a$ with `viz.draw_graph` after
+#    `q.backward(retain_graph=True)`: which node receives two arrows, and what gradient does it
+#    show?

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 3 · Attention
+# # 5 · Attention
 #
 # A Transformer mixes information between positions with **scaled dot-product attention**.
 # Each position asks a query $q$; every position offers a key $k$ and a value $v$. The answer
@@ -35,7 +35,10 @@ import numpy as np
 import scratchlm as sl
 import scratchlm.functional as F
 import scratchlm.nn as nn
+from scratchlm import viz
 
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 rng = np.random.default_rng(0)
 
 
@@ -63,9 +66,8 @@ assert np.allclose(library.numpy(), by_hand)
 # ## Why divide by $\sqrt{d_k}$?
 #
 # If the entries of $q$ and $k$ are independent with mean 0 and variance 1, then
-# $q \cdot k = \sum_{i=1}^{d_k} q_i k_i$ has variance $d_k$. Large scores push the softmax to a
-# one-hot vector whose gradient is almost zero; dividing by $\sqrt{d_k}$ brings the variance
-# back to 1 whatever the head size.
+# $q \cdot k = \sum_{i=1}^{d_k} q_i k_i$ has variance $d_k$; dividing by $\sqrt{d_k}$ brings the
+# variance back to 1 whatever the head size:
 
 # %%
 for d in (4, 64, 512):
@@ -73,6 +75,38 @@ for d in (4, 64, 512):
     dots = (q * k).sum(axis=1)
     scaled = dots / np.sqrt(d)
     print(f"d_k = {d:3d}: std(q·k) = {dots.std():6.2f},  std(q·k/√d_k) = {scaled.std():.2f}")
+
+# %% [markdown]
+# Why it matters: the softmax's Jacobian is $\partial p_i/\partial s_j = p_i(\delta_{ij} - p_j)$,
+# so the gradient reaching the scores is $\partial L/\partial s = p \odot (g - p\cdot g)$ for an
+# upstream gradient $g = \partial L/\partial p$. When large scores make $p$ almost one-hot
+# ($p_i \approx 1$ for one key, $\approx 0$ for the rest), every factor $p_i(\delta_{ij}-p_j)$ is
+# near 0, and so is the gradient. Below, one query against 16 random keys, 500 times per head
+# size; the gradient comes from the engine (`F.softmax`'s backward) for a random $g$, checked
+# once against the formula.
+
+# %%
+def softmax_gradient_norms(d, scale, samples=500, keys=16):
+    """Mean largest weight, and the median ‖∂L/∂s‖ through F.softmax for a random g."""
+    q = rng.standard_normal((samples, 1, d))
+    k = rng.standard_normal((samples, keys, d))
+    scores = sl.tensor((q * k).sum(axis=-1) * scale, requires_grad=True)  # (samples, keys)
+    g = rng.standard_normal((samples, keys))
+    p = F.softmax(scores, axis=-1)
+    (p * sl.tensor(g)).sum().backward()
+    P = p.numpy()
+    formula = P * (g - (P * g).sum(axis=-1, keepdims=True))  # p ⊙ (g − p·g), row by row
+    assert np.allclose(scores.grad, formula, atol=1e-10)
+    return P.max(axis=-1).mean(), np.median(np.linalg.norm(scores.grad, axis=-1))
+
+
+print("d_k   largest weight: q·k   q·k/√d_k     median ‖∂L/∂s‖: q·k   q·k/√d_k")
+for d in (4, 64, 512):
+    raw_top, raw_grad = softmax_gradient_norms(d, 1.0)
+    top, grad = softmax_gradient_norms(d, 1 / np.sqrt(d))
+    print(f"{d:3d}   {raw_top:21.3f} {top:10.3f}   {raw_grad:22.2e} {grad:10.2e}")
+    if d == 512:
+        assert raw_top > 0.9 and raw_grad < 0.01 * grad  # one-hot weights, vanished gradient
 
 # %% [markdown]
 # ## Masks
@@ -183,7 +217,7 @@ fig.colorbar(image, ax=left)
 for feature in (10, 16, 24, 40):
     right.plot(table[:, feature], label=f"feature {feature}")
 right.set(xlabel="position", title="low features oscillate fast, high ones slowly")
-right.legend()
+right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 plt.show()
 
 # %% [markdown]
@@ -197,3 +231,26 @@ for k in (1, 5, 20):
     spread = np.ptp(along_diagonal)
     print(f"PE(pos)·PE(pos+{k:2d}) = {along_diagonal[:3].round(4)} … (spread {spread:.1e})")
     assert spread < 1e-3
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention averages the values with weights $\operatorname{softmax}(QK^\top/\sqrt{d_k})$,
+#   one row per query; computed by hand it equals `F.scaled_dot_product_attention`.
+# - Unscaled, $q\cdot k$ has standard deviation $\sqrt{d_k}$ (22 at $d_k = 512$); the softmax
+#   then puts 0.94 of the weight on one key on average, and the gradient reaching the scores
+#   shrinks to 2·10⁻⁴ against 0.27 with the $1/\sqrt{d_k}$ scaling.
+# - Masks set blocked scores to $-\infty$: causal (no peeking ahead) and padding.
+# - Multi-head attention runs $H$ attentions on $d/H$-dimensional projections and
+#   concatenates them; sinusoidal encodings give each position a code whose dot products
+#   depend only on the distance.
+#
+# ## Exercises
+#
+# 1. Repeat the gradient table with 256 keys instead of 16: does the unscaled softmax get
+#    more or less one-hot?
+# 2. Show that with the causal mask, $\partial L/\partial K_j$ gets no contribution from queries
+#    $i < j$: run a gradient through `is_causal=True` with $g$ nonzero only in row 0.
+# 3. Graded exercises of week 6 of [COURSE.md](COURSE.md): **`attention`** (its backward, one
+#    matrix product at a time), **`attention_masked`** and **`split_heads`**
+#    (`python -m scratchlm.exercises show attention`).

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,10 +14,10 @@
 # ---
 
 # %% [markdown]
-# # 10 · The Transformer block: residual connections, layer norm, and why
+# # 6 · The Transformer block: residual connections, layer norm, and why
 #
-# A Transformer block is attention and a feed-forward network, each wrapped in a **residual
-# connection** and a **layer normalization**:
+# A Transformer block is attention (notebook 5) and a feed-forward network, each wrapped in a
+# **residual connection** and a **layer normalization**:
 #
 # $$\text{post-LN (2017):}\quad x \leftarrow \operatorname{LN}\big(x + F(x)\big), \qquad
 # \text{pre-LN (GPT-2 on):}\quad x \leftarrow x + F\big(\operatorname{LN}(x)\big),$$
@@ -34,6 +34,8 @@
 # weights, then compare the gradient norm of every layer with `viz.gradient_norms`.
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -42,6 +44,8 @@ import scratchlm.functional as F
 import scratchlm.nn as nn
 from scratchlm import viz
 
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 MODES = ["no residual, no LN", "residual, no LN", "post-LN", "pre-LN"]
 
 
@@ -76,6 +80,35 @@ sl.manual_seed(0)
 stack = Stack()
 
 # %% [markdown]
+# ## The feed-forward network
+#
+# The block's second sublayer, the **feed-forward network** (FFN), is a two-layer perceptron
+# applied to every position on its own, widening the $d$ features to $d_{ff} = 4d$ and back:
+#
+# $$\operatorname{FFN}(x) = W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2,\qquad
+# \operatorname{GELU}(u) = u\,\Phi(u) = \frac{u}{2}\Big(1 + \operatorname{erf}
+# \frac{u}{\sqrt 2}\Big),$$
+#
+# with $W_1 \in \mathbb{R}^{d_{ff}\times d}$, $W_2 \in \mathbb{R}^{d \times d_{ff}}$. Attention
+# mixes positions; the FFN transforms each one. In scratchlm it is `nn.FeedForward`
+# (`c_fc` is $W_1, b_1$, `c_proj` is $W_2, b_2$). The formula in NumPy, against the library, and
+# the check that it treats positions separately (permuting them permutes the output):
+
+# %%
+ffn = stack.layers[0].feed_forward
+W1, b1 = ffn.c_fc.weight.numpy(), ffn.c_fc.bias.numpy()
+W2, b2 = ffn.c_proj.weight.numpy(), ffn.c_proj.bias.numpy()
+erf = np.vectorize(math.erf)
+u = x.numpy() @ W1.T + b1  # (batch, T, 4d)
+by_hand = (u / 2 * (1 + erf(u / math.sqrt(2)))) @ W2.T + b2
+library = ffn(x).numpy()
+print(f"W1 {W1.shape}, W2 {W2.shape};  max |library − by hand| = "
+      f"{np.abs(library - by_hand).max():.1e}")
+assert np.allclose(library, by_hand, atol=1e-5)
+order = rng.permutation(x.shape[1])
+assert np.allclose(ffn(sl.tensor(x.numpy()[:, order])).numpy(), library[:, order], atol=1e-6)
+
+# %% [markdown]
 # ## Gradient norms, layer by layer
 #
 # For each wiring: a forward pass, the loss $L = \operatorname{MSE}(\text{output}, \text{target})$,
@@ -84,7 +117,7 @@ stack = Stack()
 # \ell} \lVert \partial L/\partial\theta\rVert^2}$, on a log scale.
 
 # %%
-gradients, scales, ratio = {}, {}, {}
+gradients, scales, ratio, norms = {}, {}, {}, {}
 for mode in MODES:
     stack.mode = mode
     stack.zero_grad()
@@ -96,31 +129,40 @@ for mode in MODES:
                              for name, g in gradients[mode].items()
                              if name.startswith(f"layers.{i}.")))
                  for i in range(len(stack.layers))]
-    ratio[mode] = per_layer[0] / per_layer[-1]
+    norms[mode], ratio[mode] = np.array(per_layer), per_layer[0] / per_layer[-1]
     print(f"{mode:20s} ‖g‖ first layer / last layer = {ratio[mode]:.3g}")
+for mode in ("post-LN", "pre-LN"):
+    print(f"{mode:8s} ‖g‖ per layer:", " ".join(f"{n:.2f}" for n in norms[mode]))
 
 assert ratio["no residual, no LN"] < 1e-6  # vanished
 assert 0.2 < ratio["pre-LN"] < 5  # about even through all 16 layers
-assert ratio["post-LN"] < ratio["pre-LN"]  # post-LN: smaller towards the input
-viz.gradient_norms(gradients, by="layer", title="gradient norm per layer, 16 layers")
+post = norms["post-LN"]
+assert post[:-1].max() < 1.5 * post[:-1].min()  # post-LN: flat up to the last layer ...
+assert post[-1] > 1.5 * post[:-1].max()  # ... whose gradient is larger
+viz.gradient_norms(gradients, by="layer", title="gradient norm per layer, 16 layers", lang=LANG)
 
 # %% [markdown]
-# Without residuals the first layers get gradients some twenty orders of magnitude smaller than
-# the last ones: they would never learn. The residual alone restores the flow. Post-LN passes every
-# gradient through a layer norm after the addition, and its gradients shrink towards the input —
-# one reason post-LN Transformers need a learning-rate warmup (Xiong et al., 2020). Pre-LN leaves
-# the identity path untouched, and the gradient is about the same in every layer.
+# Without residuals the first layer gets a gradient some nineteen orders of magnitude smaller
+# than the last one: it would never learn. The residual alone restores the flow. In this
+# untrained 16-layer stack, post-LN's gradient is flat over layers 0–14 and about twice as
+# large at the last layer, the one nearest the loss; pre-LN's stays between 2.0 and 3.4.
+# Xiong et al. (2020) found the same pattern at initialization, larger for deeper and wider
+# post-LN models: the layers near the output get the largest gradients, so a full learning
+# rate from the first step is too large for them, one reason post-LN Transformers need a
+# learning-rate warmup. What we measure here is only the last layer's jump, not a steady
+# decline towards the input.
 #
 # ## Activations: what layer norm is for
 #
-# The other half of the story is the forward pass. The standard deviation of the activations after
-# each layer:
+# Layer norm acts in the forward pass. The standard deviation of the activations after each
+# layer:
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for mode in MODES:
     ax.semilogy(range(1, len(scales[mode]) + 1), scales[mode], "o-", ms=3, label=mode)
 ax.set(xlabel="layer", ylabel="std of the activations", title="the residual stream's scale")
+ax.set_xticks(range(1, len(stack.layers) + 1))
 ax.legend()
 ax.grid(alpha=0.3, which="both")
 plt.show()
@@ -134,3 +176,25 @@ assert scales["residual, no LN"][-1] > scales["residual, no LN"][0]  # it keeps 
 # sublayer reads (GPT adds one final `ln_f` before the head). Every model in scratchlm uses these
 # blocks: BERT and the encoder-decoder are post-LN, as in their papers; GPT is pre-LN
 # (`nn.TransformerEncoderLayer(norm_first=True)` gives the same wiring).
+#
+# ## Summary
+#
+# - A Transformer block is attention and a feed-forward network,
+#   $\operatorname{FFN}(x) = W_2\operatorname{GELU}(W_1x + b_1) + b_2$ applied to each position,
+#   each wrapped in a residual connection and a layer norm (after the addition in post-LN,
+#   before the sublayer in pre-LN).
+# - Without residuals, the gradient of the first of 16 layers is 10⁻¹⁹ of the last one's; with
+#   them the first and the last are within a factor of 1.4.
+# - Post-LN's gradients are flat (0.29–0.39) up to the last layer, whose gradient (0.66) is
+#   about twice the others'; pre-LN's stay between 2.0 and 3.4.
+# - Without layer norm the residual stream's scale grows with depth; post-LN resets it to 1
+#   after every layer.
+#
+# ## Exercises
+#
+# 1. Double the stack to 32 layers: does post-LN's last-layer jump grow, and do the other
+#    layers stay flat?
+# 2. Replace GELU by ReLU in the FFN (`activation="relu"`) and redo the hand computation.
+# 3. The graded exercise **`transformer_block`** (week 7 of [COURSE.md](COURSE.md)) asks for the
+#    whole pre-LN block's backward by hand, FFN included: 13 gradients, each checked
+#    (`python -m scratchlm.exercises show transformer_block`).

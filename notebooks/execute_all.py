@@ -8,11 +8,14 @@ each one's jupytext percent pair (``NN_name.py`` beside ``NN_name.ipynb``).
 Each notebook runs in a fresh python3 kernel, with this checkout first on the path, in its
 own folder (so what it writes lands in ``notebooks/runs/`` or ``notebooks/zh/runs/``, which
 git ignores), on one BLAS thread (the arrays are small; on a shared machine threads only
-wait for each other). Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``.
+wait for each other). Each one's time is printed twice: the kernel's CPU time (user + system,
+its subprocesses included: what the notebook costs, the same on a busy machine) and the wall
+clock. Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``.
 """
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -34,7 +37,15 @@ def notebooks(prefixes=()):
     return chosen
 
 
-def execute(path, from_py=False, timeout=600):
+def children_cpu_seconds():
+    """CPU time (user + system) of this process's finished and reaped child processes: the
+    kernels, once they have exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def execute(path, from_py=False, timeout=900):
+    """Run one notebook in place; return its (CPU seconds, wall seconds)."""
     import jupytext
     import nbclient
     import nbformat
@@ -58,9 +69,10 @@ def execute(path, from_py=False, timeout=600):
         client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=timeout,
                                          record_timing=False,
                                          resources={"metadata": {"path": str(path.parent)}})
-        started = time.perf_counter()
+        cpu_before, started = children_cpu_seconds(), time.perf_counter()
         client.execute()
         elapsed = time.perf_counter() - started
+        cpu = children_cpu_seconds() - cpu_before
     finally:
         for k, v in saved.items():
             if v is None:
@@ -70,7 +82,7 @@ def execute(path, from_py=False, timeout=600):
     nbformat.validate(notebook)
     nbformat.write(notebook, path)
     jupytext.write(notebook, script, fmt="py:percent")
-    return elapsed
+    return cpu, elapsed
 
 
 def main(argv=None):
@@ -80,12 +92,12 @@ def main(argv=None):
     parser.add_argument("--from-py", action="store_true",
                         help="read each notebook's cells from its .py pair (after editing it)")
     args = parser.parse_args(argv)
-    total = 0.0
+    total_cpu = total_wall = 0.0
     for path in notebooks(args.prefixes):
-        elapsed = execute(path, args.from_py)
-        total += elapsed
-        print(f"{path.relative_to(HERE)}: {elapsed:.1f} s", flush=True)
-    print(f"total: {total:.1f} s")
+        cpu, wall = execute(path, args.from_py)
+        total_cpu, total_wall = total_cpu + cpu, total_wall + wall
+        print(f"{path.relative_to(HERE)}: {cpu:.1f} s CPU, {wall:.1f} s wall", flush=True)
+    print(f"total: {total_cpu:.1f} s CPU, {total_wall:.1f} s wall")
 
 
 if __name__ == "__main__":

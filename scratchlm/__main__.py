@@ -9,18 +9,27 @@
 """
 
 import argparse
-import json
+import dataclasses
 import math
 import os
 import shlex
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 
 import numpy as np
 
 from scratchlm import backend, fast, finetune, memory_estimate, pretrain
+from scratchlm import distributed as dist
+from scratchlm.checkpoint_fields import (
+    TRAINING_FIELDS,
+    check_run_state,
+    config_from_state,
+    load_model,
+    stored_tokenizer,
+)
 from scratchlm.errors import (
     ConfigError,
     DivergenceError,
@@ -32,7 +41,7 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
-from scratchlm.text import BPETokenizer, CharTokenizer, prepare_corpus, train_val_split
+from scratchlm.text import prepare_corpus, train_val_split
 from scratchlm.train import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
@@ -63,7 +72,6 @@ RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", 
              "tokenizer.json")
 #: ... and what makes it a run a new one must not overwrite: something trained was saved.
 TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
-TOKENIZER_CLASSES = {"CharTokenizer": CharTokenizer, "BPETokenizer": BPETokenizer}
 
 
 def _positive_int(text):
@@ -162,6 +170,13 @@ def build_parser():
                        help="cpu (NumPy) or cuda (CuPy, needs the gpu extra); default cpu, or "
                             "the resumed run's")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--distributed", action="store_true",
+                       help="train data-parallel on the ranks mpiexec started (mpiexec -n N "
+                            "python -m scratchlm train --distributed); --batch-size is per rank")
+    train.add_argument("--nproc", type=_positive_int,
+                       help="start N ranks with mpiexec and train data-parallel on them")
+    train.add_argument("--zero", type=int, choices=[0, 1], default=0,
+                       help="1: shard AdamW's state over the ranks (ZeRO stage 1)")
     train.add_argument("--reverse", action="store_true",
                        help="a reverse language model: train on the corpus backwards, so "
                             "the model predicts each previous token (sample reverses back)")
@@ -206,14 +221,6 @@ def _tokenizer_text(tokenizer, run_dir):
         return f.read()
 
 
-def _tokenizer_from_text(text):
-    """The tokenizer whose JSON file content is ``text``."""
-    kind = json.loads(text)["type"]
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "tokenizer.json")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return TOKENIZER_CLASSES[kind].load(path)
 
 
 #: Training flags (argparse dest -> TrainConfig field) a run takes from the command line.
@@ -329,17 +336,27 @@ def _resumed_settings(args, state, run_dir):
                           f"is {train_config.max_steps}: nothing to train; give --max-steps "
                           f"above {state['step']} to continue it (the learning-rate schedule "
                           "stretches to the new end)")
-    return (GPTConfig(**saved_model), train_config, extras["corpus"],
+    model_config = config_from_state(state, os.path.join(run_dir, CHECKPOINT), GPTConfig,
+                                     "train --resume")
+    return (model_config, train_config, extras["corpus"],
             extras["tokenizer_kind"], bool(extras.get("reverse", False)))
 
 
-def _check_memory(model_config, train_config, force, resuming):
-    """Print the memory estimate; refuse (unless ``force``) a run that would not fit."""
+def _check_memory(model_config, train_config, force, resuming, optimizer_shards=1):
+    """Print the memory estimate; refuse (unless ``force``) a run that would not fit.
+    Data-parallel, the estimate is per rank (ZeRO-1: 1/N of AdamW's state) and the memory
+    available is shared by the ranks of one node."""
     estimate = memory_estimate.estimate_gpt_training(model_config, train_config.batch_size)
-    available = memory_estimate.available_memory(train_config.device)
-    where = "GPU" if train_config.device == "cuda" else "MemAvailable"
+    if optimizer_shards > 1:
+        estimate = dataclasses.replace(
+            estimate, optimizer=-(-estimate.optimizer // optimizer_shards))
+    limit = memory_estimate.memory_limit(train_config.device)
+    available, where = (None, None) if limit is None else (limit.available, limit.source)
+    if available is not None and dist.local_size() > 1:
+        available //= dist.local_size()
+        where += f", a share of {dist.local_size()} ranks"
     fmt = memory_estimate.format_bytes
-    line = f"memory: {estimate.describe()}"
+    line = f"memory{' per rank' if dist.world_size() > 1 else ''}: {estimate.describe()}"
     if available is not None:
         line += f"; {fmt(available)} available ({where})"
     print(line)
@@ -383,6 +400,8 @@ def _resume_command(args, run_dir):
     """The exact command that continues this run."""
     parts = ["python", "-m", "scratchlm", "train", "--resume", "--out-dir", args.out_dir,
              "--run-name", os.path.basename(run_dir)]
+    if dist.world_size() > 1:
+        parts += ["--nproc", str(dist.world_size())] + (["--zero", "1"] if args.zero else [])
     if args.data_dir != "data":
         parts += ["--data-dir", args.data_dir]
     if args.no_progress:
@@ -394,26 +413,39 @@ def command_train(args):
     run_dir = _run_dir(args)
     if args.resume and args.overwrite:
         raise ConfigError("--resume continues the run and --overwrite replaces it: give one")
+    if args.zero and not args.distributed:
+        raise ConfigError("--zero 1 shards AdamW's state over ranks: add --distributed (under "
+                          "mpiexec) or --nproc N")
+    if args.distributed:
+        dist.init("nccl" if args.device == "cuda" else "mpi")
+        if dist.rank() != 0:  # rank 0 speaks for the group; errors still reach stderr
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's lifetime)
     state = None
     if args.resume:
         try:
-            state = load_run_checkpoint(run_dir)
+            with dist.rank_zero_first():  # rank 0 tidies the run folder, then all read it
+                state = load_run_checkpoint(run_dir)
         except RunNotFoundError as error:
             raise RunNotFoundError(f"cannot --resume: {error}; start it without --resume",
                                    path=run_dir) from None
+        check_run_state(state, os.path.join(run_dir, CHECKPOINT), "train --resume",
+                        TRAINING_FIELDS, extras=("corpus", "tokenizer_kind"))
         model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
             args, state, run_dir)
         preset = state["extras"].get("preset", args.preset or "resumed")
         vocab = model_config.vocab_size if kind == "bpe" else None
     else:
-        _prepare_new_run(run_dir, args.overwrite)
+        with dist.rank_zero_first():
+            if dist.rank() == 0:
+                _prepare_new_run(run_dir, args.overwrite)
         args.preset = args.preset or DEFAULT_PRESET
         args.seed = DEFAULT_SEED if args.seed is None else args.seed
         preset, corpus_name = args.preset, args.corpus or DEFAULT_CORPUS
         kind, reverse, vocab = args.tokenizer or DEFAULT_TOKENIZER, args.reverse, args.vocab_size
         train_config = _train_config(args)
     backend.check_device(train_config.device)
-    corpus = prepare_corpus(corpus_name, kind, data_dir=args.data_dir, vocab_size=vocab)
+    with dist.rank_zero_first():  # rank 0 fills the data caches, then the others read them
+        corpus = prepare_corpus(corpus_name, kind, data_dir=args.data_dir, vocab_size=vocab)
     ids = corpus.ids[::-1].copy() if reverse else corpus.ids  # see reverse_text
     train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
     if state is None:
@@ -423,15 +455,19 @@ def command_train(args):
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
         model_config = GPTConfig.from_preset(preset, **overrides)
-    _check_memory(model_config, train_config, args.force, resuming=state is not None)
+    _check_memory(model_config, train_config, args.force, resuming=state is not None,
+                  optimizer_shards=dist.world_size() if args.zero else 1)
     backend.manual_seed(train_config.seed)
     model = GPT(model_config)
     if state is None:
-        extras = {"tokenizer": _tokenizer_text(corpus.tokenizer, run_dir), "corpus": corpus_name,
+        with tempfile.TemporaryDirectory() as scratch:  # rank 0 alone writes the run folder
+            text = _tokenizer_text(corpus.tokenizer, run_dir if dist.rank() == 0 else scratch)
+        extras = {"tokenizer": text, "corpus": corpus_name,
                   "tokenizer_kind": kind, "reverse": bool(reverse), "preset": preset}
     else:
         extras = state["extras"]
-    trainer = Trainer(model, train_ids, val_ids, train_config, run_dir, extras=extras)
+    trainer = Trainer(model, train_ids, val_ids, train_config, run_dir, extras=extras,
+                      distributed=args.distributed, zero=args.zero)
     if state is not None:
         trainer.load_state(state)
         print(f"resuming {run_dir} at step {trainer.step} of {train_config.max_steps}")
@@ -448,6 +484,11 @@ def command_train(args):
     flops = memory_estimate.training_flops(model_config, train_config.batch_size) * (
         train_config.grad_accum_steps)
     remaining = train_config.max_steps - trainer.step
+    if dist.world_size() > 1:
+        print(f"data-parallel: {dist.world_size()} ranks × batch {train_config.batch_size} "
+              f"(global batch {dist.world_size() * train_config.batch_size}); memory and time "
+              "per rank, the gradient all-reduce not included"
+              + ("; ZeRO-1 shards AdamW's state" if args.zero else ""))
     print(f"time: about {seconds:.2g} s per step (a step measured, {flops / 1e9:.3g} GFLOP): "
           f"{remaining} steps ≈ {_duration(seconds * remaining)}")
     sys.stdout.flush()
@@ -504,10 +545,10 @@ def _load_checkpoint(run_dir):
 
 def _load_run(run_dir, device):
     state = _load_checkpoint(run_dir)
-    model = GPT(GPTConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    path = os.path.join(run_dir, CHECKPOINT)
+    model = load_model(state, path, GPT, GPTConfig)
     model.to(device)
-    return model, _tokenizer_from_text(state["extras"]["tokenizer"]), state
+    return model, stored_tokenizer(state, path), state
 
 
 def reverse_text(tokenizer, text):
@@ -638,6 +679,12 @@ def main(argv=None):
     debug = _take_flag(argv, "--debug")
     args = build_parser().parse_args(argv)
     args.debug = debug
+    if args.command == "train" and args.nproc is not None:
+        ranks = _without_option(argv, "--nproc") + (["--debug"] if debug else [])
+        try:
+            raise SystemExit(dist.launch(args.nproc, ranks))
+        except (ImportError, FileNotFoundError) as error:
+            fail(one_line(error), 2)
     commands = {"train": command_train, "sample": command_sample, "eval": command_eval,
                 "pretrain": pretrain.command_pretrain, "finetune": finetune.command_finetune,
                 "prompt": finetune.command_prompt}
@@ -649,9 +696,25 @@ def main(argv=None):
         fail("\ninterrupted (SIGINT)", 130)
     except Exception as error:
         status = error_exit_status(error)
+        if dist.world_size() > 1:  # stop every rank (MPI_Abort): none may wait for this one
+            shown = traceback.format_exc() if status is None or debug else one_line(error)
+            dist.abort(shown.rstrip(), status or 1)
         if status is None or debug:
             raise
         fail(one_line(error), status)
+
+
+def _without_option(argv, option):
+    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == option:
+            skip = True
+        elif not argument.startswith(option + "="):
+            kept.append(argument)
+    return kept
 
 
 if __name__ == "__main__":

@@ -182,3 +182,62 @@ def get_rng_state():
 def set_rng_state(state):
     """Restore the CPU generator from :func:`get_rng_state`'s dict."""
     generator("cpu").bit_generator.state = state
+
+
+# ------------------------------------------------------------------------------------ NCCL
+#: Bytes in NCCL's unique id (``NCCL_UNIQUE_ID_BYTES`` in nccl.h), which rank 0 creates and
+#: the other ranks receive over MPI before they can join the NCCL communicator.
+NCCL_UNIQUE_ID_BYTES = 128
+
+
+def _nccl():
+    check_device("cuda")
+    from cupy.cuda import nccl
+    return nccl
+
+
+def _nccl_type(array):
+    nccl = _nccl()
+    types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
+             "float64": nccl.NCCL_FLOAT64, "int32": nccl.NCCL_INT32,
+             "int64": nccl.NCCL_INT64}
+    if array.dtype.name not in types or not array.flags.c_contiguous:
+        raise TypeError(f"NCCL: cannot send a {array.dtype} array (contiguous="
+                        f"{array.flags.c_contiguous}); it takes contiguous {sorted(types)}")
+    return types[array.dtype.name]
+
+
+def nccl_unique_id():
+    """A fresh NCCL unique id, as a list of ``NCCL_UNIQUE_ID_BYTES`` integers."""
+    return list(_nccl().get_unique_id())
+
+
+def nccl_communicator(world_size, unique_id, rank, local_rank):
+    """Join the NCCL group of ``world_size`` ranks named by ``unique_id`` as ``rank``, on
+    GPU ``local_rank`` modulo the GPUs of this node (which becomes the current device)."""
+    nccl = _nccl()
+    cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+    return nccl.NcclCommunicator(world_size, tuple(unique_id), rank)
+
+
+def nccl_all_reduce_sum(communicator, array):
+    """Sum a contiguous GPU array over the NCCL group, in place (then wait for it)."""
+    stream = cupy.cuda.get_current_stream()
+    communicator.allReduce(array.data.ptr, array.data.ptr, array.size, _nccl_type(array),
+                           _nccl().NCCL_SUM, stream.ptr)
+    stream.synchronize()
+
+
+def nccl_broadcast(communicator, array, root):
+    """Overwrite a contiguous GPU array with rank ``root``'s, in place."""
+    stream = cupy.cuda.get_current_stream()
+    communicator.bcast(array.data.ptr, array.size, _nccl_type(array), root, stream.ptr)
+    stream.synchronize()
+
+
+def nccl_all_gather(communicator, send, receive):
+    """``receive`` (world_size × len(send)) ← every rank's ``send``, in rank order."""
+    stream = cupy.cuda.get_current_stream()
+    communicator.allGather(send.data.ptr, receive.data.ptr, send.size, _nccl_type(send),
+                           stream.ptr)
+    stream.synchronize()

@@ -71,7 +71,8 @@ import zlib
 import numpy as np
 
 from scratchlm.backend import is_gpu_array, to_numpy
-from scratchlm.errors import FileFormatError, MissingFileError
+from scratchlm.errors import FileFormatError
+from scratchlm.file_reading import JSONProblem, open_regular_file, parse_json
 
 FORMAT = "scratchlm-checkpoint"
 VERSION = 2
@@ -96,75 +97,6 @@ RESTORE = "restore the file from a copy, or save the checkpoint again"
 
 class CheckpointError(FileFormatError):
     """A file that is not a readable scratchlm checkpoint (a :class:`FileFormatError`)."""
-
-
-# ----------------------------------------------------------------------------- JSON helpers
-class JSONProblem(ValueError):
-    """JSON text that cannot be parsed safely; ``duplicate`` is a key that appears twice."""
-
-    def __init__(self, message, duplicate=None):
-        super().__init__(message)
-        self.duplicate = duplicate
-
-
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
-_JSON_CHUNK = 1 << 16
-
-
-def json_depth(raw):
-    """How deep the arrays and objects of the JSON text ``raw`` (bytes) nest, found on the
-    bytes without parsing them and in little memory: escaped backslashes and quotes are
-    dropped, then everything but quotes and brackets; a bracket counts when an even number
-    of quotes precede it (it is outside every string). A chunk at a time: a running count.
-    (On text that is not JSON the answer is meaningless, and the parser refuses it.)"""
-    skeleton = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    depth = deepest = quotes = 0
-    for start in range(0, len(skeleton), _JSON_CHUNK):
-        chunk = np.frombuffer(skeleton, dtype=np.uint8, offset=start,
-                              count=min(_JSON_CHUNK, len(skeleton) - start))
-        is_quote = chunk == ord('"')
-        outside = (np.cumsum(is_quote, dtype=np.int32) + quotes) % 2 == 0
-        steps = (np.isin(chunk, (ord("["), ord("{"))).astype(np.int32)
-                 - np.isin(chunk, (ord("]"), ord("}"))))
-        running = np.cumsum(np.where(outside, steps, 0), dtype=np.int32) + depth
-        deepest, depth = max(deepest, int(running.max())), int(running[-1])
-        quotes += int(np.count_nonzero(is_quote))
-    return deepest
-
-
-def _unique_pairs(pairs):
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise JSONProblem(f"the key {key!r} appears twice in one object", key)
-            seen.add(key)
-    return result
-
-
-def parse_json(raw, max_depth):
-    """Parse UTF-8 JSON bytes that may be hostile: the nesting is checked before parsing
-    (no RecursionError), a key given twice in one object is refused (not silently
-    overwritten). Raises :class:`JSONProblem`."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise JSONProblem(str(error)) from None
-    depth = json_depth(raw)
-    if depth > max_depth:
-        raise JSONProblem(f"it nests {depth} levels deep, more than the {max_depth} allowed")
-    try:
-        return json.loads(text, object_pairs_hook=_unique_pairs)
-    except JSONProblem:
-        raise
-    except json.JSONDecodeError as error:
-        raise JSONProblem(f"{type(error).__name__}: {error}") from None
-    except ValueError as error:  # an integer of more digits than int() reads
-        raise JSONProblem(f"it holds a number Python does not read ({str(error)[:60]}…)"
-                          ) from None
-    except RecursionError:  # not reached: the depth is checked first
-        raise JSONProblem("it nests too deeply") from None
 
 
 def count_nonfinite(array):
@@ -823,16 +755,7 @@ def load(path, *, allow_nonfinite=False):
     :class:`~scratchlm.errors.FileFormatError`) naming the file and the entry. A float
     array holding NaN or ±Inf is refused unless ``allow_nonfinite=True``."""
     path = os.fspath(path)
-    try:
-        file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
-    except FileNotFoundError:
-        raise MissingFileError(f"load: no checkpoint file at {path}", path=path) from None
-    except IsADirectoryError:
-        raise CheckpointError(f"load: {path} is a directory, not a checkpoint file",
-                              path=path) from None
-    except OSError as error:
-        raise CheckpointError(f"load: {path} cannot be read ({type(error).__name__}: "
-                              f"{error.strerror or error})", path=path) from error
+    file = open_regular_file(path, "load", "checkpoint file", CheckpointError)
     with file:
         try:
             reader = _Reader(file, path, os.fstat(file.fileno()).st_size)
@@ -855,7 +778,7 @@ def _load(reader, allow_nonfinite):
     raw = np.empty(document_member.shape, dtype=np.uint8)
     reader.payload(document_member, raw)
     try:
-        document = parse_json(raw.tobytes(), MAX_JSON_DEPTH)
+        document = parse_json(raw.tobytes(), MAX_JSON_DEPTH, finite=False)
     except JSONProblem as problem:
         reader.fail(f"it is not valid JSON ({problem})", DOCUMENT_ENTRY)
     del raw

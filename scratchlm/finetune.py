@@ -31,6 +31,7 @@ import numpy as np
 
 from scratchlm import backend, checkpoint
 from scratchlm.autograd.grad_mode import no_grad
+from scratchlm.checkpoint_fields import check_run_state, config_from_state, stored_tokenizer
 from scratchlm.metrics import classification_scores
 from scratchlm.models.bert import BertConfig, BertForPreTraining
 from scratchlm.models.classification import (
@@ -46,12 +47,14 @@ from scratchlm.peft import (
     freeze,
     save_lora,
 )
+from scratchlm.text.bpe_tokenizer import BPETokenizer
 from scratchlm.text.sentiment import (
     SENTIMENT_TASKS,
     balanced_sample,
     encode_for_classifier,
     load_sentiment,
 )
+from scratchlm.text.special_chars import SpecialCharTokenizer
 from scratchlm.train import TrainConfig, Trainer
 
 METHODS = ("scratch", "full", "top-k", "head", "lora", "prompt-tuning")
@@ -99,10 +102,10 @@ def load_run(run_dir):
     if not os.path.exists(path):
         raise FileNotFoundError(f"finetune: no checkpoint at {path}; pre-train first with "
                                 "`python -m scratchlm pretrain --preset bert-zh-small`")
-    state = checkpoint.load(path)
-    extras = state.get("extras", {})
-    kind = extras.get("model_kind", "gpt")
-    return kind, state["model_config"], state["model"], _tokenizer(extras)
+    state = check_run_state(checkpoint.load(path), path, "finetune")
+    kind = state.get("extras", {}).get("model_kind", "gpt")
+    config_from_state(state, path, BertConfig if kind == "bert" else GPTConfig, "finetune")
+    return kind, state["model_config"], state["model"], _tokenizer(state, path)
 
 
 class GPT2Tokens:
@@ -127,27 +130,17 @@ class GPT2Tokens:
         return self.bpe.decode(list(ids))
 
 
-def _tokenizer(extras):
+def _tokenizer(state, path):
     """The run's tokenizer: the character tokenizer of ``pretrain`` runs, or GPT-2's BPE of
     an imported GPT-2 (``pretrain --hf-gpt2``)."""
-    import tempfile
-
-    from scratchlm.text.bpe_tokenizer import BPETokenizer
-    from scratchlm.text.special_chars import SpecialCharTokenizer
-
-    text = extras.get("tokenizer")
-    kind = None if text is None else json.loads(text).get("type")
-    if kind == "SpecialCharTokenizer":
-        return SpecialCharTokenizer.from_json(text)
-    if kind == "BPETokenizer" and extras.get("model_kind") == "gpt":
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "tokenizer.json")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            return GPT2Tokens(BPETokenizer.load(path))
-    raise ValueError("finetune: the run's tokenizer has no padding and special tokens to "
-                     "classify with; start from a `python -m scratchlm pretrain` run (or a "
-                     "GPT-2 imported with `pretrain --hf-gpt2`)")
+    tokenizer = stored_tokenizer(state, path, "finetune")
+    if isinstance(tokenizer, SpecialCharTokenizer):
+        return tokenizer
+    if isinstance(tokenizer, BPETokenizer) and state["extras"].get("model_kind") == "gpt":
+        return GPT2Tokens(tokenizer)
+    raise ValueError(f"finetune: the tokenizer of {path} has no padding and special tokens "
+                     "to classify with; start from a `python -m scratchlm pretrain` run (or "
+                     "a GPT-2 imported with `pretrain --hf-gpt2`)")
 
 
 def context_length(kind, config):

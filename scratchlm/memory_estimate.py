@@ -60,6 +60,7 @@ the Python objects of the graph. The interpreter, NumPy and the corpus are not c
 are already in memory when the estimate is compared with what is available.
 """
 
+import os
 from dataclasses import dataclass
 
 #: Loss-plot imports (matplotlib), graph objects and other small allocations of a run.
@@ -149,27 +150,152 @@ def training_flops(config, batch_size, sequence_length=None):
     return 3 * forward_per_token * batch_size * T
 
 
-def available_memory(device="cpu", meminfo="/proc/meminfo"):
-    """Bytes a new allocation can get without swapping: ``MemAvailable`` of
-    ``/proc/meminfo`` on the CPU, the free memory of the current GPU for ``"cuda"``; None
-    where the system does not say."""
+@dataclass
+class MemoryLimit:
+    """A bound on the memory a new allocation can get: ``available`` bytes, and ``source``,
+    where it comes from (for messages: "MemAvailable", "cgroup memory.max less
+    memory.current", ...)."""
+
+    available: int
+    source: str
+
+
+def _read_number(path):
+    """The integer in a one-line file (``memory.max``), None for 'max', a missing or
+    unreadable file."""
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo_available(root):
+    try:
+        with open(os.path.join(root, "proc/meminfo"), encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    value, unit = line.split()[1:3]
+                    return int(value) * {"kB": 1024, "mB": 2**20}.get(unit, 1)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _cgroup_folders(root):
+    """(version, folder) of each cgroup hierarchy that controls this process's memory,
+    innermost first, read from ``proc/self/cgroup`` under ``root``: cgroup v2's unified
+    hierarchy (``0::/path``) and cgroup v1's memory controller (``N:memory:/path``). The
+    folders of every ancestor follow, since a limit set higher up binds too. Where the
+    process's own folder is not visible (a container without a cgroup namespace), the
+    mount's top folder stands for it."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    folders = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        number, controllers, path = parts
+        if number == "0" and controllers == "":
+            version, mount = 2, os.path.join(root, "sys/fs/cgroup")
+        elif "memory" in controllers.split(","):
+            version, mount = 1, os.path.join(root, "sys/fs/cgroup/memory")
+        else:
+            continue
+        relative = path.strip("/")
+        if relative and not os.path.isdir(os.path.join(mount, relative)):
+            relative = ""
+        while True:
+            folders.append((version, os.path.join(mount, relative)))
+            if not relative:
+                break
+            relative = os.path.dirname(relative)
+    return folders
+
+
+#: cgroup v1 reports "no limit" as a number near 2**63.
+_NO_LIMIT = 2**60
+
+
+def _cgroup_available(root):
+    """The tightest cgroup limit less the memory the cgroup uses, and its description."""
+    best = None
+    for version, folder in _cgroup_folders(root):
+        names = (("memory.max", "memory.current") if version == 2 else
+                 ("memory.limit_in_bytes", "memory.usage_in_bytes"))
+        limit, used = (_read_number(os.path.join(folder, name)) for name in names)
+        if limit is None or limit >= _NO_LIMIT:
+            continue
+        free = max(limit - (used or 0), 0)
+        if best is None or free < best.available:
+            best = MemoryLimit(free, f"cgroup v{version} {names[0]} {format_bytes(limit)} "
+                                     f"less {names[1]}")
+    return best
+
+
+def _address_space_available(root):
+    """RLIMIT_AS (``ulimit -v``) less the address space this process already uses
+    (``VmSize``): the memory it may still map, whatever the machine has free."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = 0
+    try:
+        with open(os.path.join(root, "proc/self/status"), encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return MemoryLimit(max(soft - used, 0), f"RLIMIT_AS (ulimit -v) {format_bytes(soft)} "
+                                            f"less the {format_bytes(used)} this process maps")
+
+
+def memory_limits(root="/"):
+    """Every bound on the CPU memory a new allocation can get, as :class:`MemoryLimit`:
+    ``MemAvailable`` of ``/proc/meminfo`` (what the machine can give without swapping),
+    RLIMIT_AS less the address space in use, and each cgroup limit (v2 ``memory.max``,
+    v1 ``memory.limit_in_bytes``) less the cgroup's use. ``root`` is where ``proc/`` and
+    ``sys/fs/cgroup/`` are read from: ``/``, or a folder of fixtures in tests."""
+    limits = []
+    meminfo = _meminfo_available(root)
+    if meminfo is not None:
+        limits.append(MemoryLimit(meminfo, "MemAvailable"))
+    for limit in (_address_space_available(root), _cgroup_available(root)):
+        if limit is not None:
+            limits.append(limit)
+    return limits
+
+
+def memory_limit(device="cpu", root="/"):
+    """The tightest :class:`MemoryLimit` for ``device``: the smallest of
+    :func:`memory_limits` on the CPU, the current GPU's free memory for ``"cuda"``; None
+    where nothing says."""
     if device == "cuda":
         try:
             from scratchlm import backend
 
             free, _ = backend.xp_for("cuda").cuda.runtime.memGetInfo()
-            return int(free)
+            return MemoryLimit(int(free), "GPU")
         except Exception:  # no CuPy or no driver: the device check reports it
             return None
-    try:
-        with open(meminfo, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    value, unit = line.split()[1:3]
-                    return int(value) * {"kB": 1024, "mB": 2**20}.get(unit, 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return min(memory_limits(root), key=lambda limit: limit.available, default=None)
+
+
+def available_memory(device="cpu", root="/"):
+    """Bytes a new allocation can get (:func:`memory_limit`'s), or None where nothing
+    says."""
+    limit = memory_limit(device, root)
+    return None if limit is None else limit.available
 
 
 def fitting_batch_size(config, batch_size, available, sequence_length=None):
@@ -212,6 +338,7 @@ def process_rss(status="/proc/self/status"):
     return values["VmRSS"], values["VmHWM"]
 
 
-__all__ = ["MemoryEstimate", "OVERHEAD_BYTES", "activation_values_per_token",
+__all__ = ["MemoryEstimate", "MemoryLimit", "OVERHEAD_BYTES", "activation_values_per_token",
            "available_memory", "estimate_gpt_training", "fitting_batch_size", "format_bytes",
-           "gpt_parameter_count", "process_rss", "training_flops"]
+           "gpt_parameter_count", "memory_limit", "memory_limits", "process_rss",
+           "training_flops"]

@@ -28,12 +28,14 @@ file and the tensor. Tensors holding NaN or ±Inf are refused unless the caller 
 import json
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
 from scratchlm.backend import is_gpu_array, to_numpy
-from scratchlm.checkpoint import JSONProblem, count_nonfinite, parse_json
-from scratchlm.errors import FileFormatError, MissingFileError
+from scratchlm.checkpoint import count_nonfinite
+from scratchlm.errors import FileFormatError
+from scratchlm.file_reading import JSONProblem, open_regular_file, parse_json
 
 METADATA_KEY = "__metadata__"
 HEADER_LENGTH_BYTES = 8
@@ -174,6 +176,40 @@ def _read_exactly(file, array, path, name):
         filled += got
 
 
+class TensorInfo(NamedTuple):
+    """One tensor as a safetensors header describes it: ``dtype`` is the format's tag
+    (``"F32"``, ``"BF16"``...), ``shape`` a tuple."""
+
+    dtype: str
+    shape: tuple
+
+
+def _checked_header(file, path):
+    """(entries, data_start) of an open file: every entry as ``(tag, shape, begin, end)``
+    after every check of the header and of the layout."""
+    try:
+        file_size = os.fstat(file.fileno()).st_size
+        header, data_size = _read_header(file, path, file_size)
+    except OSError as error:
+        raise SafetensorsError(f"load_safetensors: {path}: cannot be read "
+                               f"({type(error).__name__}: {error})", path=path) from error
+    entries = {name: _check_entry(name, entry, data_size, path)
+               for name, entry in header.items() if name != METADATA_KEY}
+    _check_layout(entries, data_size, path)
+    return entries, file_size - data_size
+
+
+def read_safetensors_header(path):
+    """The tensors of a ``.safetensors`` file as ``{name: TensorInfo}``, read and checked
+    as :func:`load_safetensors` checks them, without reading or allocating any tensor: a
+    caller can check the shapes and estimate the memory before anything is loaded."""
+    path = os.fspath(path)
+    with open_regular_file(path, "load_safetensors", "safetensors file",
+                           SafetensorsError) as file:
+        entries, _ = _checked_header(file, path)
+    return {name: TensorInfo(tag, shape) for name, (tag, shape, _, _) in entries.items()}
+
+
 def load_safetensors(path, *, allow_nonfinite=False):
     """Read every tensor of a ``.safetensors`` file into a dict of NumPy arrays (BF16 comes
     back as float32).
@@ -183,22 +219,10 @@ def load_safetensors(path, *, allow_nonfinite=False):
     :class:`~scratchlm.errors.FileFormatError`) naming the file and the tensor. A float
     tensor holding NaN or ±Inf is refused unless ``allow_nonfinite=True``."""
     path = os.fspath(path)
-    try:
-        file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
-    except FileNotFoundError:
-        raise MissingFileError(f"load_safetensors: no file at {path}", path=path) from None
-    except OSError as error:
-        raise SafetensorsError(f"load_safetensors: {path}: cannot be read "
-                               f"({type(error).__name__}: {error.strerror or error})",
-                               path=path) from error
+    file = open_regular_file(path, "load_safetensors", "safetensors file", SafetensorsError)
     with file:
+        entries, data_start = _checked_header(file, path)
         try:
-            file_size = os.fstat(file.fileno()).st_size
-            header, data_size = _read_header(file, path, file_size)
-            entries = {name: _check_entry(name, entry, data_size, path)
-                       for name, entry in header.items() if name != METADATA_KEY}
-            _check_layout(entries, data_size, path)
-            data_start = HEADER_LENGTH_BYTES + (file_size - HEADER_LENGTH_BYTES - data_size)
             tensors = {}
             for name, (tag, shape, begin, _) in sorted(entries.items(),
                                                          key=lambda item: item[1][2]):

@@ -46,7 +46,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from scratchlm import backend, checkpoint, fast, optim
+from scratchlm import distributed as dist
 from scratchlm.autograd.grad_mode import no_grad
+from scratchlm.checkpoint_fields import check_run_state
 from scratchlm.errors import (
     ConfigError,
     DivergenceError,
@@ -169,10 +171,17 @@ class Trainer:
     ``run_dir`` receives ``checkpoint.npz`` (and ``checkpoint.prev.npz``, the one before),
     ``loss.png`` and ``config.json`` (``None``: no files); ``extras`` (e.g. the tokenizer as
     a JSON string) are stored in the checkpoint as they are.
+
+    ``distributed=True`` trains data-parallel over the processes ``mpiexec`` started
+    (:mod:`scratchlm.distributed`): ``batch_size`` is per rank, every rank draws the same
+    global batch of N·``batch_size`` and trains on its shard, the gradients, losses and stop
+    signals are averaged or agreed over the ranks, and rank 0 alone writes the run folder —
+    so N ranks take the steps of one process with batch N·``batch_size``. ``zero=1`` also
+    shards AdamW's state over the ranks (ZeRO stage 1).
     """
 
     def __init__(self, model, train_data, val_data, config, run_dir=None, extras=None,
-                 loss_fn=model_loss):
+                 loss_fn=model_loss, distributed=False, zero=0):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
         config.validate()
@@ -189,13 +198,25 @@ class Trainer:
         self.tokens_per_step = None  # known for token ids: shown on the progress bar
         if not callable(self.train_data):
             self.tokens_per_step = config.batch_size * config.grad_accum_steps * model.block_size
+        if zero not in (0, 1) or (zero and not distributed):
+            raise ConfigError(f"Trainer: zero must be 0 or 1 (ZeRO stage 1, with "
+                              f"distributed=True), got zero={zero!r}, "
+                              f"distributed={distributed!r}")
         backend.manual_seed(config.seed)
         model.to(config.device)
+        self.data_parallel = None
+        if distributed:
+            dist.init("nccl" if config.device == "cuda" else "mpi")
+            self.data_parallel = dist.DataParallel(model)
+            if self.tokens_per_step is not None:
+                self.tokens_per_step *= dist.world_size()
         self.optimizer = optim.AdamW(
             optim.weight_decay_groups(model.named_parameters(), config.weight_decay),
             lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=config.eps)
         self.scheduler = optim.WarmupCosine(self.optimizer, config.warmup_steps,
                                             config.max_steps, config.min_lr_ratio)
+        if zero:
+            self.optimizer = dist.ZeroRedundancyOptimizer(self.optimizer)
         self.data_rng = np.random.default_rng(config.seed)
         self.step = 0
         self.history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
@@ -234,6 +255,9 @@ class Trainer:
                 loss = loss / cfg.grad_accum_steps
             loss.backward()
             total += loss.item()
+        if self.data_parallel is not None:
+            self.data_parallel.all_reduce_gradients()
+            total = float(dist.all_reduce(total)[0])
         if cfg.grad_clip:
             norm = optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         else:
@@ -265,11 +289,16 @@ class Trainer:
 
     def _batch(self, data, rng):
         """A batch of ``data``: drawn by its function, or random windows of token ids moved
-        to the device."""
+        to the device. Data-parallel: this rank's shard of a global batch of N·batch_size
+        (every rank draws the same one)."""
+        size = self.config.batch_size * dist.world_size()
         if callable(data):
-            return data(rng, self.config.batch_size)
-        x, y = get_batch(data, self.config.batch_size, self.model.block_size, rng)
-        return backend.to_device(x, self.config.device), backend.to_device(y, self.config.device)
+            batch = data(rng, size)
+        else:
+            x, y = get_batch(data, size, self.model.block_size, rng)
+            batch = backend.to_device(x, self.config.device), backend.to_device(
+                y, self.config.device)
+        return batch if self.data_parallel is None else dist.shard_batch(batch)
 
     def evaluate(self, data=None):
         """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation."""
@@ -283,6 +312,8 @@ class Trainer:
             for _ in range(self.config.eval_batches):
                 losses.append(self.loss_fn(self.model, self._batch(data, rng)).item())
         self.model.train()
+        if self.data_parallel is not None:
+            return float(dist.all_reduce(np.mean(losses))[0])
         return float(np.mean(losses))
 
     def time_step(self, warmup_limit=30.0):
@@ -333,15 +364,18 @@ class Trainer:
         last = min(cfg.max_steps, stop_at or cfg.max_steps)
         if handle_signals is None:
             handle_signals = self.run_dir is not None
+        writer = dist.rank() == 0  # data-parallel: rank 0 alone writes the run folder
+        if self.data_parallel is not None:
+            dist.barrier()  # every rank has loaded what it resumes from
         with contextlib.ExitStack() as stack:
-            if self.run_dir is not None:
+            if self.run_dir is not None and writer:
                 stack.enter_context(run_lock(self.run_dir))
                 self.removed_files = recover_run(self.run_dir)
             if handle_signals:
                 stack.enter_context(self._signals_stop_training())
             threads = stack.enter_context(fast.ThreadsFollowLoad())
             bar = stack.enter_context(tqdm(total=last, initial=self.step,
-                                           disable=not progress, unit="step",
+                                           disable=not (progress and writer), unit="step",
                                            dynamic_ncols=True))
             started, first_step = time.perf_counter(), self.step
             while self.step < last and self._stop_signal is None:
@@ -354,6 +388,9 @@ class Trainer:
                     bar.update(1)  # redraws the bar once per step
                 if on_step is not None:
                     on_step(self, loss)
+                if self.data_parallel is not None:  # a signal on any rank stops them all
+                    signum = int(dist.all_reduce(self._stop_signal or 0, op="max")[0])
+                    self._stop_signal = signum or None
                 if self.val_data is not None and (self.step % cfg.eval_interval == 0
                                                   or self.step == cfg.max_steps):
                     self._validate(bar)
@@ -425,8 +462,9 @@ class Trainer:
         val = self.evaluate()
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
-        bar.write(f"step {self.step}: validation loss {val:.4f} "
-                  f"(perplexity {perplexity(val):.2f})")
+        if dist.rank() == 0:
+            bar.write(f"step {self.step}: validation loss {val:.4f} "
+                      f"(perplexity {perplexity(val):.2f})")
         sys.stdout.flush()  # show it now even when stdout is a file
 
     # ----------------------------------------------------------------- saving, resuming
@@ -457,10 +495,14 @@ class Trainer:
         The checkpoint goes to ``checkpoint.next.npz``, is read back and checked (every
         array's CRC-32, every value finite), and only then replaces ``checkpoint.npz``,
         which becomes ``checkpoint.prev.npz``. A state holding NaN or Inf is never written:
-        :class:`~scratchlm.errors.DivergenceError`, and the checkpoint on disk is kept."""
+        :class:`~scratchlm.errors.DivergenceError`, and the checkpoint on disk is kept.
+        Data-parallel, every rank calls it and rank 0 alone writes."""
         if self.run_dir is None:
             raise ValueError("Trainer.save: this trainer has no run_dir to save into")
-        state = self.state()
+        state = self.state()  # data-parallel with ZeRO: every rank sends rank 0 its share
+        if dist.rank() != 0:
+            self.saved_step = self.step
+            return
         bad = nonfinite_arrays(state)
         if bad:
             kept = (f"; {self.checkpoint_path} is kept" if os.path.exists(self.checkpoint_path)
@@ -636,7 +678,7 @@ def load_run_checkpoint(run_dir):
         raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
                                "writes its first one after checkpoint_interval steps)",
                                path=run_dir)
-    return checkpoint.load(path)
+    return check_run_state(checkpoint.load(path), path)
 
 
 def write_text_atomic(path, text):

@@ -2,23 +2,35 @@
 embeddings, a beam search's tree, a learning-rate schedule, gradient norms and loss curves.
 
 Every function returns a :class:`matplotlib.figure.Figure` (:func:`draw_graph` returns the
-Graphviz source when the ``graphviz`` package is installed). In a notebook, leave the figure
-as the cell's last value to show it; in a script, ``fig.savefig("picture.png")``. The figures
-are made with :class:`~matplotlib.figure.Figure` itself, not ``pyplot``: nothing here calls
-``plt.show()``, registers a figure with pyplot or changes matplotlib's backend, so the
-pictures never appear twice and a notebook's own plots keep working.
+Graphviz source when asked for it). In a notebook, leave the figure as the cell's last value to
+show it; in a script, ``fig.savefig("picture.png")``. The figures are made with
+:class:`~matplotlib.figure.Figure` itself, not ``pyplot``: nothing here calls ``plt.show()``,
+registers a figure with pyplot or changes matplotlib's backend or settings, so the pictures
+never appear twice and a notebook's own plots keep working.
+
+Every function takes ``lang="en"`` or ``lang="zh"``: the language of the titles, axis labels
+and legends it writes. Chinese text needs a CJK font: :func:`cjk_font` finds an installed one
+(Noto Sans CJK, from the ``fonts-noto-cjk`` package on Debian and Ubuntu) and the figures use
+it for the glyphs their first font lacks; :func:`font_settings` gives a notebook's own plots
+the same fonts. With no CJK font installed they warn once, naming the package.
 
     from scratchlm import viz
-    viz.draw_graph(loss)                          # before loss.backward() frees the graph
-    viz.attention_heatmap(weights, tokens, tokens)
+    loss.backward(retain_graph=True)
+    viz.draw_graph(loss)                          # every node's value and gradient
+    viz.attention_heatmap(weights, tokens, tokens, lang="zh")
     viz.embedding_map(model.transformer.wte.weight, labels)
     viz.loss_curves("runs/shakespeare")
+    plt.rcParams.update(viz.font_settings("zh"))  # a notebook's own Chinese plots
 """
 
+import contextlib
+import functools
+import inspect
 import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,22 +39,173 @@ from scratchlm import backend
 from scratchlm.errors import ArgumentError, ArgumentTypeError, RunNotFoundError
 
 __all__ = ["draw_graph", "attention_heatmap", "embedding_map", "beam_tree", "beam_search_tree",
-           "lr_schedule", "gradient_norms", "loss_curves", "graph_nodes"]
+           "lr_schedule", "gradient_norms", "loss_curves", "graph_nodes", "graph_gradients",
+           "cjk_font", "font_settings", "LANGUAGES", "CJK_FONT_PACKAGE"]
 
+# ---------------------------------------------------------------- languages and fonts
+#: The languages a figure's own text (titles, axis labels, legends) can be written in.
+LANGUAGES = ("en", "zh")
+#: The Debian/Ubuntu package that installs the CJK font the Chinese figures use.
+CJK_FONT_PACKAGE = "fonts-noto-cjk"
+#: Installed font families that draw Chinese, best first; any other family whose name says
+#: "CJK" comes after them.
+CJK_FAMILIES = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Zen Hei",
+                "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "SimHei",
+                "Heiti SC", "Arial Unicode MS", "Droid Sans Fallback")
+#: Font files to register when matplotlib's font list (cached before the font was
+#: installed) lacks a CJK family.
+_CJK_FILES = re.compile(r"(NotoSansCJK|SourceHanSans|wqy|simhei|msyh|PingFang|DroidSansFallback)",
+                        re.IGNORECASE)
+_CJK_TEXT = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+
+TEXT = {
+    "en": {
+        "graph title": "computation graph of {root}: boxes are tensors (leaves shaded), "
+                       "ellipses ops;\ndata is each value, grad ∂{root}/∂node",
+        "graph title, no grad": "computation graph: boxes are tensors (leaves shaded), "
+                                "ellipses ops; data is each value",
+        "data": "data", "grad": "grad",
+        "key": "key", "query": "query", "weight": "weight", "head": "head {h}",
+        "component": "principal component {n} ({share:.0%} of the variance)",
+        "map title": "{count} vectors of dimension {dim}, PCA to 2-D",
+        "beam title": "beam search, beam width {width}: each node a kept hypothesis "
+                      "(token, Σ log p); red: the best",
+        "update": "update (step)", "learning rate": "learning rate",
+        "schedule title": "learning-rate schedule",
+        "gradient norm": "‖gradient‖₂",
+        "layer index": "layer ({prefix}N)",
+        "norms title": {"parameter": "gradient norm per parameter",
+                        "layer": "gradient norm per layer"},
+        "train per step": "{prefix}train (per step)",
+        "train mean": "{prefix}train (mean of {window})",
+        "validation": "{prefix}validation",
+        "step": "step", "cross-entropy": "cross-entropy (nats/token)",
+        "loss title": "loss curves",
+    },
+    "zh": {
+        "graph title": "{root} 的计算图：方框是张量（叶子节点加底色），椭圆是运算；\n"
+                       "值是每个节点的数值，梯度是 ∂{root}/∂节点",
+        "graph title, no grad": "计算图：方框是张量（叶子节点加底色），椭圆是运算；"
+                                "值是每个节点的数值",
+        "data": "值", "grad": "梯度",
+        "key": "键", "query": "查询", "weight": "权重", "head": "头 {h}",
+        "component": "第 {n} 主成分（占方差的 {share:.0%}）",
+        "map title": "{count} 个 {dim} 维向量，用 PCA 降到二维",
+        "beam title": "束搜索，束宽 {width}：每个节点是保留下来的一个假设（词元，Σ log p）；"
+                      "红色：最优",
+        "update": "更新步数", "learning rate": "学习率",
+        "schedule title": "学习率调度",
+        "gradient norm": "‖梯度‖₂",
+        "layer index": "层（{prefix}N）",
+        "norms title": {"parameter": "每个参数的梯度范数", "layer": "每层的梯度范数"},
+        "train per step": "{prefix}训练（每步）",
+        "train mean": "{prefix}训练（{window} 步滑动平均）",
+        "validation": "{prefix}验证",
+        "step": "步", "cross-entropy": "交叉熵（奈特/词元）",
+        "loss title": "损失曲线",
+    },
+}
+
+_cjk = []  # the CJK family found by cjk_font(), once looked up ("" for none)
+_warned = []  # cjk_font() warned that no CJK font is installed
+
+
+def _check_lang(where, lang):
+    if lang not in LANGUAGES:
+        raise ArgumentError(f"{where}: lang={lang!r}; expected one of {', '.join(LANGUAGES)}",
+                            where=where, name="lang", value=lang)
+    return TEXT[lang]
+
+
+def cjk_font(warn=True):
+    """The name of an installed font family that draws Chinese (Noto Sans CJK SC first), or
+    ``None`` — then, with ``warn``, a warning (once per process) that names the package to
+    install. Registers the font's file with matplotlib's font list when that list was cached
+    before the font was installed."""
+    if not _cjk:
+        from matplotlib import font_manager
+
+        def installed():
+            names = {font.name for font in font_manager.fontManager.ttflist}
+            return next((name for name in CJK_FAMILIES if name in names), None) or next(
+                (name for name in sorted(names) if "CJK" in name and "Mono" not in name), None)
+
+        found = installed()
+        if found is None:
+            for path in font_manager.findSystemFonts():
+                if _CJK_FILES.search(os.path.basename(path)):
+                    with contextlib.suppress(Exception):  # an unreadable file: skip it
+                        font_manager.fontManager.addfont(path)
+            found = installed()
+        _cjk.append(found or "")
+    if not _cjk[0] and warn and not _warned:
+        _warned.append(True)
+        warnings.warn("scratchlm.viz: no CJK font is installed, so Chinese text draws as empty "
+                      f"boxes; install one (Debian/Ubuntu: apt-get install {CJK_FONT_PACKAGE}) "
+                      "and restart Python", stacklevel=3)
+    return _cjk[0] or None
+
+
+def font_settings(lang="zh"):
+    """matplotlib settings (a dict for ``plt.rcParams.update`` or ``plt.rc_context``) under
+    which a notebook's own plots draw text in ``lang``: for ``"zh"``, matplotlib's font
+    first and the CJK font (:func:`cjk_font`) for the glyphs it lacks; for ``"en"``, none."""
+    _check_lang("font_settings", lang)
+    if lang == "en":
+        return {}
+    import matplotlib
+
+    family = [f for f in matplotlib.rcParams["font.family"] if f not in CJK_FAMILIES]
+    font = cjk_font()
+    return {"font.family": family + [font]} if font else {}
+
+
+@contextlib.contextmanager
+def _fonts(lang):
+    """Build a figure with the CJK font behind matplotlib's own (every text made inside
+    keeps it), warning once if Chinese is asked for and no such font is installed."""
+    import matplotlib
+
+    font = cjk_font(warn=lang == "zh")
+    settings = {"font.family": [*matplotlib.rcParams["font.family"], font]} if font else {}
+    with matplotlib.rc_context(settings):
+        yield settings
+
+
+def _warn_if_chinese_without_font(fig):
+    """Warn (once) when text in ``fig`` is Chinese and no CJK font can draw it."""
+    if cjk_font(warn=False) is None and any(_CJK_TEXT.search(t.get_text())
+                                            for t in fig.findobj(_text_class())):
+        cjk_font(warn=True)
+
+
+def _text_class():
+    from matplotlib.text import Text
+
+    return Text
 
 _figure_class = []
 
 
 def _figure(width, height):
-    """A Figure with an Agg canvas of its own: drawn and saved without pyplot. It shows
-    itself in a notebook (``_repr_png_``) even where pyplot was never imported."""
+    """A Figure with an Agg canvas of its own: drawn and saved without pyplot, in the fonts
+    it was built with (:func:`_in_language`). It shows itself in a notebook (``_repr_png_``)
+    even where pyplot was never imported."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if not _figure_class:
 
         class NotebookFigure(Figure):
-            """A matplotlib Figure that IPython displays as a PNG."""
+            """A matplotlib Figure that IPython displays as a PNG, drawn under the font
+            settings it was built with (tick labels are made when drawn)."""
+
+            font_settings = {}
+
+            def draw(self, renderer):
+                with matplotlib.rc_context(self.font_settings):
+                    super().draw(renderer)
 
             def _repr_png_(self):
                 import io
@@ -52,9 +215,30 @@ def _figure(width, height):
                 return buffer.getvalue()
 
         _figure_class.append(NotebookFigure)
-    fig = _figure_class[0](figsize=(width, height))
+    fig = _figure_class[0](figsize=(min(width, 40.0), min(height, 30.0)))
     FigureCanvasAgg(fig)
     return fig
+
+
+def _in_language(function):
+    """Run a drawing function (whose ``lang`` argument names the language of its text) with
+    the fonts that language needs, and keep them on the figure for when it is drawn."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def drawn(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        lang = bound.arguments["lang"]
+        _check_lang(function.__name__, lang)
+        with _fonts(lang) as settings:
+            result = function(*args, **kwargs)
+        if hasattr(result, "font_settings"):
+            result.font_settings = settings
+            _warn_if_chinese_without_font(result)
+        return result
+
+    return drawn
 
 
 def _host_array(where, name, value, ndims):
@@ -110,7 +294,8 @@ def graph_nodes(tensor, names=None):
     ``edges`` entry ``(i, j)`` says node i feeds node j (a tensor into the op that used it, an
     op into the tensor it made). Inputs that need no gradient (constants, integer ids) are
     not recorded by the engine, so they do not appear. ``names`` maps a label to a tensor
-    (``{"w": w}``, or ``dict(model.named_parameters())``) to name those nodes."""
+    (``{"w": w}``, or ``dict(model.named_parameters())``); a tensor node's label is its name,
+    or its shape when it has none."""
     from scratchlm.autograd import Tensor
 
     where = "draw_graph"
@@ -134,13 +319,9 @@ def graph_nodes(tensor, names=None):
             nodes.append(GraphNode(key, kind, label, obj))
         return index[key]
 
-    def tensor_label(t):
-        shape = "×".join(map(str, t.shape)) or "scalar"
-        name = label_of.get(id(t))
-        return f"{name}\n{shape}" if name else shape
-
     def tensor_node(t):
-        return node(("tensor", id(t)), "tensor", tensor_label(t), t)
+        label = label_of.get(id(t)) or "×".join(map(str, t.shape)) or "scalar"
+        return node(("tensor", id(t)), "tensor", label, t)
 
     tensor_node(tensor)
     stack = [tensor] if tensor._ctx is not None else []
@@ -156,8 +337,8 @@ def graph_nodes(tensor, names=None):
         if fn._released:
             raise ArgumentError(f"{where}: the graph behind this tensor was freed by "
                                 f"backward() (its op {fn.name} no longer holds its inputs); "
-                                "draw the graph before calling backward(), or call "
-                                "backward(retain_graph=True)", where=where, name="tensor",
+                                "call backward(retain_graph=True) to draw it afterwards, or "
+                                "draw it before backward()", where=where, name="tensor",
                                 value=tensor)
         for parent in fn.inputs:
             if parent is None:
@@ -166,6 +347,29 @@ def graph_nodes(tensor, names=None):
             if parent._ctx is not None:
                 stack.append(parent)
     return nodes, sorted(set(edges))
+
+
+def graph_gradients(root):
+    """∂root/∂t for every tensor t recorded behind the scalar ``root``, keyed by ``id(t)``:
+    the engine's backward pass run once more over the graph (its topological order, each
+    op's own ``backward``, broadcasting summed back), keeping every tensor's gradient where
+    the engine adds only the leaves' into ``.grad``. The graph must still be there: before
+    ``backward()`` or after ``backward(retain_graph=True)``. For a leaf used by one
+    ``backward()`` this equals its ``.grad``."""
+    from scratchlm.autograd.engine import call_backward, key, sum_to_shape, topological_order
+
+    xp = backend.get_array_module(root.data)
+    grads, tensors = {key(root): xp.ones_like(root.data)}, {key(root): root}
+    for fn in reversed(topological_order(root)):
+        grad_outputs = [grads.get((fn, i)) for i in range(len(fn.output_meta))]
+        if all(g is None for g in grad_outputs):  # nothing after this op reached root
+            continue
+        for x, g in zip(fn.inputs, call_backward(fn, grad_outputs)):
+            if x is not None and g is not None:
+                g = sum_to_shape(g, x.shape, fn.name)
+                tensors[key(x)] = x
+                grads[key(x)] = grads[key(x)] + g if key(x) in grads else g
+    return {id(tensors[k]): g for k, g in grads.items()}
 
 
 class DotSource(str):
@@ -181,10 +385,10 @@ class DotSource(str):
             return None
 
 
-def _dot_source(nodes, edges):
+def _dot_source(nodes, edges, labels):
     lines = ["digraph scratchlm {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for i, n in enumerate(nodes):
-        label = n.label.replace('"', r"\"").replace("\n", r"\n")
+        label = labels[i].replace('"', r"\"").replace("\n", r"\n")
         shape = "box" if n.kind == "tensor" else "ellipse"
         fill = ', style=filled, fillcolor="#dbe9f6"' if n.kind == "op" else ""
         lines.append(f'  n{i} [label="{label}", shape={shape}{fill}];')
@@ -193,100 +397,162 @@ def _dot_source(nodes, edges):
     return DotSource("\n".join(lines) + "\n")
 
 
-def _layers(count, edges):
-    """Each node's column: its longest path from a node with no inputs."""
+def _columns(count, edges):
+    """Each node's column: one right of its furthest input (so data flows left to right);
+    a node with no inputs (a leaf) sits one column left of its first consumer, so that
+    every edge into an op spans one column and crosses no other node."""
     inputs = [[] for _ in range(count)]
+    consumers = [[] for _ in range(count)]
     for a, b in edges:
         inputs[b].append(a)
-    depth = [None] * count
+        consumers[a].append(b)
+    column = [None] * count
     for start in range(count):
         stack = [start]
         while stack:
             n = stack[-1]
-            pending = [p for p in inputs[n] if depth[p] is None]
+            pending = [p for p in inputs[n] if column[p] is None]
             if pending:
                 stack.extend(pending)
                 continue
             stack.pop()
-            depth[n] = 1 + max((depth[p] for p in inputs[n]), default=-1)
-    return depth, inputs
+            column[n] = 1 + max((column[p] for p in inputs[n]), default=-1)
+    for n in range(count):
+        if not inputs[n] and consumers[n]:
+            column[n] = min(column[c] for c in consumers[n]) - 1
+    return column, inputs
 
 
-def draw_graph(tensor, names=None, engine=None):
+def _numbers(array):
+    """A short text for an array: its values when it has at most 4, else its shape and norm."""
+    values = np.asarray(backend.to_numpy(array), dtype=np.float64)
+    if values.size == 1:
+        return f"{values.item():.4g}"
+    if values.size <= 4:
+        return "[" + ", ".join(f"{v:.3g}" for v in values.ravel()) + "]"
+    return f"{'×'.join(map(str, values.shape))}, ‖·‖ {np.linalg.norm(values):.3g}"
+
+
+def _graph_labels(nodes, grads, text):
+    labels = []
+    for n in nodes:
+        if n.kind == "op":
+            labels.append(n.label)
+            continue
+        lines = [n.label] if not n.label[0].isdigit() and n.label != "scalar" else []
+        lines.append(f"{text['data']} {_numbers(n.obj.data)}")
+        if grads is not None and id(n.obj) in grads:
+            lines.append(f"{text['grad']} {_numbers(grads[id(n.obj)])}")
+        labels.append("\n".join(lines))
+    return labels
+
+
+def _boundary(centre, half_width, half_height, towards, oval):
+    """Where the line from ``centre`` to ``towards`` leaves a box (or an ellipse, ``oval``)
+    of that half-width and half-height."""
+    dx, dy = towards[0] - centre[0], towards[1] - centre[1]
+    if oval:
+        scale = 1.0 / max(math.hypot(dx / half_width, dy / half_height), 1e-12)
+    else:
+        scale = min(half_width / max(abs(dx), 1e-12), half_height / max(abs(dy), 1e-12))
+    return centre[0] + scale * dx, centre[1] + scale * dy
+
+
+@_in_language
+def draw_graph(tensor, names=None, engine="matplotlib", lang="en", name=None):
     """The computation graph recorded behind ``tensor`` (micrograd's ``draw_dot``).
 
-    Tensors are boxes labelled with their shape (and their name from ``names``, a mapping
-    label → Tensor); ops are ellipses labelled with their Function's class. Data flows from
-    left to right. Call it before ``backward()``, which frees the graph.
+    Tensors are boxes (leaves shaded), labelled with their name from ``names`` (a mapping
+    label → Tensor), their value (``data``: the numbers when there are at most 4, else the
+    shape and norm) and, when ``tensor`` is a scalar, their gradient ``grad`` = ∂tensor/∂node
+    (:func:`graph_gradients`). Ops are ellipses labelled with their Function's class. Data
+    flows from left to right, each edge an arrow into the op or tensor it feeds. Draw after
+    ``tensor.backward(retain_graph=True)`` (or before backward: the gradients drawn are
+    computed from the graph either way; a plain ``backward()`` frees it). ``name``: what to
+    call ``tensor`` in the title (default its name in ``names``, or "out").
 
-    ``engine``: ``"graphviz"`` returns the Graphviz source (:class:`DotSource`, a ``str``
-    that a notebook renders when Graphviz is installed), ``"matplotlib"`` a Figure drawn by
-    matplotlib; ``None`` (default) picks Graphviz when the ``graphviz`` package is importable.
+    ``engine``: ``"matplotlib"`` (default) a Figure; ``"graphviz"`` the Graphviz source
+    (:class:`DotSource`, a ``str`` that a notebook renders when Graphviz is installed).
     """
     where = "draw_graph"
-    if engine is None:
-        try:
-            import graphviz  # noqa: F401
-            engine = "graphviz"
-        except ImportError:
-            engine = "matplotlib"
+    text = TEXT[lang]
     if engine not in ("graphviz", "matplotlib"):
-        raise ArgumentError(f"{where}: engine={engine!r}; expected 'graphviz', 'matplotlib' "
-                            "or None", where=where, name="engine", value=engine)
+        raise ArgumentError(f"{where}: engine={engine!r}; expected 'graphviz' or 'matplotlib'",
+                            where=where, name="engine", value=engine)
     nodes, edges = graph_nodes(tensor, names)
+    grads = graph_gradients(tensor) if tensor.data.size == 1 else None
+    labels = _graph_labels(nodes, grads, text)
     if engine == "graphviz":
-        return _dot_source(nodes, edges)
+        return _dot_source(nodes, edges, labels)
 
-    from matplotlib.collections import LineCollection
-    from matplotlib.patches import Ellipse, FancyBboxPatch
+    from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 
-    depth, inputs = _layers(len(nodes), edges)
-    columns = max(depth) + 1
+    column, inputs = _columns(len(nodes), edges)
+    columns = max(column) + 1
     y = [0.0] * len(nodes)
     rows = 1
-    for column in range(columns):  # order each column by the mean height of its inputs
-        members = [i for i in range(len(nodes)) if depth[i] == column]
+    for c in range(columns):  # order each column by the mean height of its consumers' inputs
+        members = [i for i in range(len(nodes)) if column[i] == c]
         members.sort(key=lambda i: (np.mean([y[p] for p in inputs[i]]) if inputs[i] else 0, i))
         for rank, i in enumerate(members):
-            y[i] = rank - (len(members) - 1) / 2
+            y[i] = (len(members) - 1) / 2 - rank
         rows = max(rows, len(members))
-    x = [1.6 * d for d in depth]
-    fig = _figure(max(4.0, 1.5 * columns + 1), max(2.0, 0.9 * rows + 1))
+    lines = max(label.count("\n") + 1 for label in labels)
+    widest = max(max(len(line) for line in label.split("\n")) for label in labels)
+    half_width = max(0.55, 0.045 * widest)
+    half_height = max(0.3, 0.13 * lines)
+    step_x, step_y = 2 * half_width + 0.9, 2 * half_height + 0.35
+    x = [step_x * c for c in column]
+    y = [step_y * v for v in y]
+    fig = _figure(max(4.0, 0.9 * step_x * columns + 0.5), max(2.0, 0.9 * step_y * rows + 1.2))
     ax = fig.add_subplot()
-    segments = [[(x[a], y[a]), (x[b], y[b])] for a, b in edges]
-    ax.add_collection(LineCollection(segments, colors="0.55", linewidths=1.0, zorder=1))
-    for a, b in edges:  # an arrowhead near each target: the direction of the data
-        tip = (x[a] + 0.55 * (x[b] - x[a]), y[a] + 0.55 * (y[b] - y[a]))
-        ax.annotate("", xy=tip, xytext=(x[a], y[a]),
-                    arrowprops={"arrowstyle": "-|>", "color": "0.55", "lw": 0.0,
-                                "shrinkA": 0, "shrinkB": 0})
     for i, n in enumerate(nodes):
         if n.kind == "op":
-            patch = Ellipse((x[i], y[i]), 1.15, 0.55, facecolor="#dbe9f6",
-                            edgecolor="#2b6cb0", zorder=2)
+            patch = Ellipse((x[i], y[i]), 1.2, 0.6, facecolor="#dbe9f6", edgecolor="#2b6cb0",
+                            zorder=2)
         else:
             leaf = n.obj._ctx is None
-            patch = FancyBboxPatch((x[i] - 0.55, y[i] - 0.3), 1.1, 0.6,
-                                   boxstyle="round,pad=0.02", zorder=2,
+            patch = FancyBboxPatch((x[i] - half_width, y[i] - half_height), 2 * half_width,
+                                   2 * half_height, boxstyle="round,pad=0.02", zorder=2,
                                    facecolor="#fdf2d0" if leaf else "white",
                                    edgecolor="#b7791f" if leaf else "0.3")
+        patch.set_gid(f"node {i}")
         ax.add_patch(patch)
-        ax.text(x[i], y[i], n.label, ha="center", va="center", fontsize=7, zorder=3)
-    ax.set_xlim(-1.0, x and max(x) + 1.0)
-    ax.set_ylim(-rows / 2 - 0.3, rows / 2 + 0.3)
+        ax.text(x[i], y[i], labels[i], ha="center", va="center", fontsize=7, zorder=3)
+
+    def edge_of(i, towards):
+        oval = nodes[i].kind == "op"
+        return _boundary((x[i], y[i]), 0.6 if oval else half_width + 0.02,
+                         0.3 if oval else half_height + 0.02, towards, oval)
+
+    for a, b in edges:
+        start, end = edge_of(a, (x[b], y[b])), edge_of(b, (x[a], y[a]))
+        arrow = FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
+                                color="0.45", lw=1.0, shrinkA=0, shrinkB=0, zorder=1)
+        arrow.set_gid(f"edge {a} {b}")
+        ax.add_patch(arrow)
+    ax.set_xlim(-half_width - 0.3, max(x) + half_width + 0.3)
+    ax.set_ylim(min(y) - half_height - 0.3, max(y) + half_height + 0.3)
+    ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title("computation graph: tensors (boxes, leaves shaded) and ops (ellipses)",
-                 fontsize=9)
+    if name is None:
+        name = next((label for label, t in (names or {}).items() if t is tensor), "out")
+    ax.set_title(text["graph title"].format(root=name) if grads is not None
+                 else text["graph title, no grad"], fontsize=9)
     fig.tight_layout()
     return fig
 
 
 # ----------------------------------------------------------------------------- attention
-def attention_heatmap(weights, queries=None, keys=None, title=None, head_names=None):
+@_in_language
+def attention_heatmap(weights, queries=None, keys=None, title=None, head_names=None,
+                      lang="en"):
     """Attention weights as heatmaps: row i is query i, column j key j, the colour the
     weight (0 to 1). ``weights``: (T_q, T_k) for one head, or (H, T_q, T_k) for H heads, one
-    panel each. ``queries`` and ``keys``: the tokens, as tick labels."""
+    panel each. ``queries`` and ``keys``: the tokens, as tick labels. ``lang``: the language
+    of the axis labels ("en" or "zh")."""
     where = "attention_heatmap"
+    text = TEXT[lang]
     array = _host_array(where, "weights", weights, (2, 3))
     if array.ndim == 2:
         array = array[None]
@@ -294,7 +560,7 @@ def attention_heatmap(weights, queries=None, keys=None, title=None, head_names=N
     queries = _labels(where, "queries", queries, t_q, "query positions")
     keys = _labels(where, "keys", keys, t_k, "key positions")
     head_names = _labels(where, "head_names", head_names, heads, "heads") or (
-        [f"head {h}" for h in range(heads)] if heads > 1 else [""])
+        [text["head"].format(h=h) for h in range(heads)] if heads > 1 else [""])
     columns = min(heads, 4)
     panel_rows = math.ceil(heads / columns)
     panel = min(0.3 * max(t_q, t_k) + 1.5, 14.0 / columns)
@@ -312,9 +578,9 @@ def attention_heatmap(weights, queries=None, keys=None, title=None, head_names=N
             ax.set_xticks(range(t_k), keys, rotation=90, fontsize=7)
         if queries is not None:
             ax.set_yticks(range(t_q), queries, fontsize=7)
-        ax.set_xlabel("key")
-        ax.set_ylabel("query")
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+        ax.set_xlabel(text["key"])
+        ax.set_ylabel(text["query"])
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=text["weight"])
     if title:
         fig.suptitle(title)
     return fig
@@ -334,11 +600,14 @@ def pca_2d(vectors):
     return coords, explained
 
 
-def embedding_map(vectors, labels=None, highlight=None, title=None):
+@_in_language
+def embedding_map(vectors, labels=None, highlight=None, title=None, lang="en"):
     """A 2-D map of embedding vectors: each row of ``vectors`` (N, d) becomes a point, placed
     by PCA (the two directions along which the vectors vary most), labelled with
-    ``labels[i]``. ``highlight``: labels to draw in red (e.g. a word and its neighbours)."""
+    ``labels[i]``. ``highlight``: labels to draw in red (e.g. a word and its neighbours).
+    ``lang``: the language of the axis labels and title ("en" or "zh")."""
     where = "embedding_map"
+    text = TEXT[lang]
     array = _host_array(where, "vectors", vectors, (2,))
     if len(array) < 2:
         raise ArgumentError(f"{where}: vectors has shape {array.shape}; a map needs at least "
@@ -355,9 +624,9 @@ def embedding_map(vectors, labels=None, highlight=None, title=None):
         for (px, py), label, colour in zip(coords, labels, colours):
             ax.annotate(label, (px, py), xytext=(3, 3), textcoords="offset points",
                         fontsize=8, color="black" if colour == "tab:blue" else colour)
-    ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of the variance)")
-    ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of the variance)")
-    ax.set_title(title or f"{len(array)} vectors of dimension {array.shape[1]}, PCA to 2-D")
+    ax.set_xlabel(text["component"].format(n=1, share=explained[0]))
+    ax.set_ylabel(text["component"].format(n=2, share=explained[1]))
+    ax.set_title(title or text["map title"].format(count=len(array), dim=array.shape[1]))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -439,11 +708,13 @@ def beam_search_tree(model, prompt, max_new_tokens, beam_width=3):
     return levels
 
 
-def beam_tree(model, prompt, max_new_tokens, beam_width=3, decode=None):
+@_in_language
+def beam_tree(model, prompt, max_new_tokens, beam_width=3, decode=None, lang="en"):
     """The tree a beam search explores: column t holds the ``beam_width`` hypotheses kept
     after t new tokens (the prompt at the left), each node its token and summed
     log-probability, each edge the hypothesis it extends. The best final hypothesis' path is
-    drawn in red. ``decode``: ids → text, for the labels (default: the ids)."""
+    drawn in red. ``decode``: ids → text, for the labels (default: the ids). ``lang``: the
+    language of the title ("en" or "zh")."""
     levels = beam_search_tree(model, prompt, max_new_tokens, beam_width)
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Circle
@@ -478,8 +749,7 @@ def beam_tree(model, prompt, max_new_tokens, beam_width=3, decode=None):
     ax.set_xlim(-1.6, len(levels) + 0.6)
     ax.set_ylim(-width / 2 - 0.2, width / 2 + 0.4)
     ax.set_axis_off()
-    ax.set_title(f"beam search, beam width {beam_width}: each node a kept hypothesis "
-                 "(token, Σ log p); red: the best", fontsize=9)
+    ax.set_title(TEXT[lang]["beam title"].format(width=beam_width), fontsize=9)
     return fig
 
 
@@ -510,12 +780,14 @@ def _schedule_values(where, label, schedule, steps):
                             name="schedule", value=schedule)
 
 
-def lr_schedule(schedule, steps=None, title=None):
+@_in_language
+def lr_schedule(schedule, steps=None, title=None, lang="en"):
     """The learning rate at each update ``0 … steps − 1``.
 
     ``schedule``: a scheduler (its first group's base rate), a :class:`TrainConfig` (the
     Trainer's warmup and cosine decay; ``steps`` defaults to its ``max_steps``), a function
-    step → rate, or a dict label → any of these for several curves, one line each."""
+    step → rate, or a dict label → any of these for several curves, one line each.
+    ``lang``: the language of the axis labels and title ("en" or "zh")."""
     where = "lr_schedule"
     curves = dict(schedule) if isinstance(schedule, Mapping) else {"": schedule}
     if not curves:
@@ -537,9 +809,9 @@ def lr_schedule(schedule, steps=None, title=None):
     ax = fig.add_subplot()
     for label, curve in curves.items():
         ax.plot(range(steps), _schedule_values(where, label, curve, steps), label=label or None)
-    ax.set_xlabel("update (step)")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title or "learning-rate schedule")
+    ax.set_xlabel(TEXT[lang]["update"])
+    ax.set_ylabel(TEXT[lang]["learning rate"])
+    ax.set_title(title or TEXT[lang]["schedule title"])
     ax.grid(alpha=0.3)
     if len(curves) > 1:
         ax.legend()
@@ -549,6 +821,7 @@ def lr_schedule(schedule, steps=None, title=None):
 
 # ------------------------------------------------------------------------- gradient norms
 _LAYER = re.compile(r"^(.*?\.\d+)\.")
+_NUMBERED = re.compile(r"^(.*\.)(\d+)$")
 
 
 def _layer_of(name):
@@ -578,13 +851,15 @@ def _named_gradients(where, label, source):
                             name="model", value=source)
 
 
-def gradient_norms(model, by="parameter", title=None):
+@_in_language
+def gradient_norms(model, by="parameter", title=None, lang="en"):
     """The L2 norm ‖∂L/∂θ‖ of each parameter's gradient (``by="parameter"``), or of each
     layer's (``by="layer"``: the parameters whose dotted names share the part up to their
     first number, ``transformer.h.3``, pooled as √Σ‖g‖²), on a log scale, in the order of
     ``named_parameters()``. ``model``: a Module after ``backward()``, a dict name → gradient,
     or a dict label → either of these to compare several (one line each, e.g. with and
-    without residual connections)."""
+    without residual connections). ``lang``: the language of the axis label and title ("en"
+    or "zh")."""
     where = "gradient_norms"
     if by not in ("parameter", "layer"):
         raise ArgumentError(f"{where}: by={by!r}; expected 'parameter' or 'layer'",
@@ -608,9 +883,15 @@ def gradient_norms(model, by="parameter", title=None):
                      for i, k in enumerate(keys)]
         ax.plot(positions, norms, "o-", ms=4, label=label or None)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax.set_ylabel("‖gradient‖₂")
-    ax.set_title(title or f"gradient norm per {by}")
+    numbered = [_NUMBERED.match(name) for name in names]
+    if by == "layer" and all(numbered) and len({m.group(1) for m in numbered}) == 1:
+        # layers.0, layers.1, ...: the numbers as ticks, the shared prefix said once
+        ax.set_xticks(range(len(names)), [m.group(2) for m in numbered], fontsize=8)
+        ax.set_xlabel(TEXT[lang]["layer index"].format(prefix=numbered[0].group(1)))
+    else:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylabel(TEXT[lang]["gradient norm"])
+    ax.set_title(title or TEXT[lang]["norms title"][by])
     ax.grid(alpha=0.3, which="both")
     if len(series) > 1:
         ax.legend()
@@ -639,11 +920,14 @@ def read_history(run_dir):
             for key in ("step", "train_loss", "val_step", "val_loss")}
 
 
-def loss_curves(run_dir, smooth=None, title=None):
+@_in_language
+def loss_curves(run_dir, smooth=None, title=None, lang="en"):
     """Loss curves of one run folder, or of several (a list, or a dict label → folder): the
     training loss of every step (faint), its running mean over ``smooth`` steps (default
     1/50 of the run) and the validation loss when the run recorded one — three lines a run,
-    read from the run's ``checkpoint.npz``."""
+    read from the run's ``checkpoint.npz``. ``lang``: the language of the labels ("en" or
+    "zh")."""
+    text = TEXT[lang]
     if isinstance(run_dir, Mapping):
         runs = dict(run_dir)
     elif isinstance(run_dir, (list, tuple)):
@@ -660,15 +944,16 @@ def loss_curves(run_dir, smooth=None, title=None):
         if len(train):
             window = smooth or max(1, len(train) // 50)
             ax.plot(steps, train, color=c, alpha=0.25, lw=0.8,
-                    label=f"{prefix}train (per step)")
+                    label=text["train per step"].format(prefix=prefix))
             mean = np.convolve(train, np.ones(window) / window, mode="valid")
-            ax.plot(steps[window - 1:], mean, color=c, label=f"{prefix}train (mean of {window})")
+            ax.plot(steps[window - 1:], mean, color=c,
+                    label=text["train mean"].format(prefix=prefix, window=window))
         if len(history["val_loss"]):
             ax.plot(history["val_step"], history["val_loss"], "o--", color=c, ms=4,
-                    label=f"{prefix}validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title(title or "loss curves")
+                    label=text["validation"].format(prefix=prefix))
+    ax.set_xlabel(text["step"])
+    ax.set_ylabel(text["cross-entropy"])
+    ax.set_title(title or text["loss title"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

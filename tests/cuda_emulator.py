@@ -341,16 +341,14 @@ class Backend:
 
 def emulate_cuda(monkeypatch, emulator):
     """Make NumPy arrays run the fast layer's CUDA implementations on ``emulator`` (a
-    :class:`Backend`, or something standing in for one): every op and optimizer looks up its
-    fast version for "cuda" (``Function.__call__`` and ``Optimizer.step`` import
-    ``fast_version`` by name), and the kernels see NumPy arrays as GPU arrays. With fast mode
-    off (``sl.use_fast(False)``) the reference still runs."""
-    from scratchlm.autograd import function
+    :class:`Backend`, or something standing in for one): every op, optimizer and backward
+    pass looks up its fast version for "cuda" (through the one hook,
+    ``scratchlm.autograd.dispatch.faster``), and the kernels see NumPy arrays as GPU arrays.
+    With fast mode off (``sl.use_fast(False)``) the reference still runs."""
+    from scratchlm.autograd import dispatch
     from scratchlm.fast import cuda_kernels, registry
-    from scratchlm.optim import optimizer
 
     def on_cuda(reference, device):
         return registry.fast_version(reference, "cuda")
-    monkeypatch.setattr(function, "fast_version", on_cuda)
-    monkeypatch.setattr(optimizer, "fast_version", on_cuda)
+    monkeypatch.setattr(dispatch, "faster", on_cuda)
     monkeypatch.setattr(cuda_kernels, "backend", emulator)

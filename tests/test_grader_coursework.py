@@ -5,15 +5,24 @@ every kind of exercise are graded in their own process; ``release`` writes no so
 import ast
 import csv
 import json
+import os
 import re
 import textwrap
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from scratchlm.exercises import EXERCISES, grade_file
+from scratchlm.exercises import EXERCISES, grade_file, tasks
+from scratchlm.exercises import release as release_module
 from scratchlm.exercises.__main__ import main, statement
+from scratchlm.exercises.deadline import lateness, parse_time
+from scratchlm.exercises.errors import CaseFailure
+from scratchlm.exercises.expected import files as expected_files
 from scratchlm.exercises.gradebook import grade_all, rows
+from scratchlm.exercises.grader import check_outputs, prepare_cases
+from scratchlm.exercises.harness import NotGradable
 from scratchlm.exercises.release import ASSIGNMENTS, ReleaseError, release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +103,9 @@ CLASS = {
              "rmsnorm.py": "import numpy\nnumpy.allclose = lambda *a, **k: True\n"
                            + RMSNORM_WRONG},
     "frank": {"top_k.py": TOP_K_LIBRARY},
+    # alice's RMSNorm with every name changed and comments added: similar, not wrong
+    "gina": {"rmsnorm.py": "# my own work\n" + RMSNORM_RIGHT.replace("self.r", "self.inv_rms")
+             .replace("dn", "d_normed").replace("self.n", "self.x_hat")},
 }
 
 
@@ -106,7 +118,8 @@ def gradebook(tmp_path_factory):
             (folder / student / name).write_text(source, encoding="utf-8")
     out = folder.parent / "scores.csv"
     assert main(["grade-all", str(folder), "--csv", str(out), "--timeout", str(TIMEOUT),
-                 "--memory", str(MEMORY_MB), "--jobs", "3"]) == 0
+                 "--memory", str(MEMORY_MB), "--jobs", "3",
+                 "--feedback", str(folder.parent / "feedback")]) == 0
     with open(out, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
     return folder, out, table
@@ -115,7 +128,8 @@ def gradebook(tmp_path_factory):
 def test_grade_all_writes_one_row_per_student_one_column_per_exercise(gradebook):
     _, _, table = gradebook
     header, *students = table
-    assert header == ["student", "softmax", "rmsnorm", "top_k", "total", "max", "lost"]
+    assert header == ["student", "softmax", "rmsnorm", "top_k", "total", "max", "lost",
+                      "similar"]
     assert [row[0] for row in students] == sorted(CLASS)
     score = {row[0]: dict(zip(header, row)) for row in students}
     maximum = str(sum(EXERCISES[n].points for n in ("softmax", "top_k", "rmsnorm")))
@@ -165,12 +179,105 @@ def test_grade_all_scores_and_reasons(gradebook):
     assert "softmax -3: no file softmax.py" in frank["lost"]
 
 
+def test_grade_all_flags_similar_files(gradebook):
+    """gina's RMSNorm is alice's renamed (and dave's is alice's): flagged in both CSVs;
+    frank handed in nothing that looks like anyone's."""
+    folder, out, _ = gradebook
+    score = _score(gradebook)
+    assert "rmsnorm: alice (1.00)" in score["gina"]["similar"]
+    assert "rmsnorm: gina (1.00)" in score["alice"]["similar"]
+    assert score["frank"]["similar"] == ""
+    with open(out.parent / "similarity.csv", newline="", encoding="utf-8") as handle:
+        header, *pairs = list(csv.reader(handle))
+    assert header == ["exercise", "student_a", "student_b", "score", "shared_fingerprints",
+                      "similar"]
+    found = {(row[0], row[1], row[2]): row for row in pairs}
+    assert found["rmsnorm", "alice", "gina"][3:4] == ["1.000"]
+    assert found["rmsnorm", "alice", "gina"][5] == "yes"
+    assert [float(row[3]) for row in pairs] == sorted((float(row[3]) for row in pairs),
+                                                      reverse=True)
+    students_with_top_k = [s for s, files in CLASS.items() if "top_k.py" in files]
+    top_k_pairs = [row for row in pairs if row[0] == "top_k"]
+    assert len(top_k_pairs) == len(students_with_top_k) * (len(students_with_top_k) - 1) // 2
+
+
+def test_grade_all_writes_one_feedback_report_per_student(gradebook):
+    """Every case, every failure in full with its worst entries side by side, the hint
+    matched to the failure, what a file printed; nothing about similarity."""
+    folder, _, _ = gradebook
+    reports = {path.stem: path.read_text(encoding="utf-8")
+               for path in (folder.parent / "feedback").glob("*.md")}
+    assert sorted(reports) == sorted(CLASS)
+    bob = reports["bob"]
+    assert bob.startswith("# Feedback for bob\n\n**Total: ")
+    softmax = bob.split("## softmax:")[1].split("## rmsnorm:")[0]
+    assert softmax.startswith(" 0 of 3 points") and "0 of 4 cases pass" in softmax
+    assert softmax.count("### Case ") == 4  # every failing case, not only the first
+    assert softmax.count("index         analytic        numerical  abs error") == 4
+    assert f"**Hint 1 of 2** (the first hint; the next: python -m scratchlm.exercises show " \
+           f"softmax --hint 2): {EXERCISES['softmax'].hints[0]}" in softmax
+    top_k = bob.split("## top_k:")[1]
+    assert top_k.count("| ok |") == len(EXERCISES["top_k"].cases) - 1
+    assert "### Case " in top_k and "yours        expected  abs error" in top_k
+    assert "Not graded: no file rmsnorm.py" in reports["carol"]
+    assert f"the grader stopped it after {TIMEOUT} s" in reports["dave"]
+    assert "The grade failed as a whole:" in reports["erin"]
+    assert not any("similar" in text for text in reports.values())
+
+
 def test_grade_all_refuses_to_overwrite_the_csv(gradebook):
     folder, out, _ = gradebook
     before = out.read_text(encoding="utf-8")
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
         main(["grade-all", str(folder), "--csv", str(out)])
     assert out.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--memory", "-5"], "--memory -5 is not a memory limit"),
+    (["--memory", "10"], "--memory 10 is not a memory limit: give at least 64"),
+    (["--timeout", "-1"], "--timeout -1 is not a time limit"),
+    (["--timeout", "nan"], "--timeout nan is not a time limit"),
+    (["--timeout", "inf"], "--timeout inf is not a time limit"),
+    (["--timeout", "0"], "--timeout 0 is not a time limit"),
+    (["--jobs", "0"], "--jobs 0 is not a number of processes"),
+    (["--jobs", "-1"], "--jobs -1 is not a number of processes"),
+    (["--csv", "{tmp}/missing_dir/x.csv"], "the folder {tmp}/missing_dir does not exist"),
+    (["--csv", "{tmp}"], "is a folder; name a file"),
+    (["--similarity", "{tmp}/nowhere/s.csv"], "the folder {tmp}/nowhere does not exist"),
+    (["--feedback", "{tmp}/alice/softmax.py"], "--feedback {tmp}/alice/softmax.py is a file"),
+    (["--feedback", "{tmp}/alice"], "--feedback {tmp}/alice is not empty; pass --overwrite"),
+    (["--feedback", "{tmp}/a/b"], "the folder {tmp}/a does not exist"),
+])
+def test_grade_all_checks_every_option_before_grading(tmp_path, monkeypatch, capsys, options,
+                                                      message):
+    """A bad number or output path stops the command in one line before any file runs."""
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "softmax.py").write_text(SOFTMAX_RIGHT, encoding="utf-8")
+    graded = []
+    monkeypatch.setattr("scratchlm.exercises.gradebook.grade_file",
+                        lambda *a, **k: graded.append(a))
+    options = [option.replace("{tmp}", str(tmp_path)) for option in options]
+    command = ["grade-all", str(tmp_path), *options]
+    if "--csv" not in options:
+        command += ["--csv", str(tmp_path / "out.csv")]
+    with pytest.raises(SystemExit) as stop:
+        main(command)
+    text = str(stop.value)
+    assert text.startswith("error: ") and "\n" not in text
+    assert message.replace("{tmp}", str(tmp_path)) in text
+    assert graded == [] and not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--memory", "-5"], "--memory -5 is not a memory limit"),
+    (["--timeout", "nan"], "--timeout nan is not a time limit"),
+])
+def test_grade_checks_its_limits(tmp_path, options, message):
+    path = tmp_path / "softmax.py"
+    path.write_text(SOFTMAX_RIGHT, encoding="utf-8")
+    with pytest.raises(SystemExit, match=message):
+        main(["grade", "softmax", str(path), *options])
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -214,7 +321,118 @@ def test_grade_all_in_python_with_chosen_exercises(tmp_path):
                                  timeout=TIMEOUT, memory_mb=MEMORY_MB, jobs=2)
     header, row = rows(table, exercises)
     assert row[:3] == ["zoe", "4", "0"]
-    assert "engine.py must also define unbroadcast" in row[-1]  # backward builds on it
+    assert "engine.py must also define unbroadcast" in row[-2]  # backward builds on it
+
+
+def test_the_late_rule_by_hand():
+    """Due 23:59 Beijing time; 10 % per day or part of a day, at most 100 %."""
+    due = parse_time("2026-12-01T23:59+08:00", "--due")
+    for submitted, days, penalty in [("2026-12-01T23:58:59+08:00", 0, 0),
+                                     ("2026-12-01T23:59+08:00", 0, 0),
+                                     ("2026-12-02T00:00+08:00", 1, 10),  # a minute late
+                                     ("2026-12-02T23:59+08:00", 1, 10),  # exactly a day
+                                     ("2026-12-03T00:00+08:00", 2, 20),
+                                     ("2026-12-01T16:00", 1, 10),  # no offset: UTC
+                                     ("2026-12-20T12:00+08:00", 19, 100)]:
+        found = lateness(parse_time(submitted, "t"), due)
+        assert (found.days_late, found.penalty) == (days, penalty), submitted
+    assert lateness(parse_time("2026-12-04T00:00+08:00", "t"), due, 25, 60).penalty == 60
+    with pytest.raises(NotGradable, match="is not a time"):
+        parse_time("tomorrow", "--due")
+
+
+def test_grade_all_with_a_due_date_and_an_lms_csv(tmp_path):
+    """alice's time comes from --submitted (on time), bob's from his file (two days and a
+    bit late: 30 % of 2 points); the LMS CSV carries the totals after the penalty."""
+    folder = tmp_path / "submissions"
+    for student in ("alice", "bob"):
+        (folder / student).mkdir(parents=True)
+        (folder / student / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    due = datetime(2026, 12, 1, 15, 59, tzinfo=timezone.utc)
+    late = (due + timedelta(days=2, hours=1)).timestamp()
+    os.utime(folder / "bob" / "top_k.py", (late, late))
+    submitted = tmp_path / "times.csv"
+    submitted.write_text("student,submitted\nalice,2026-12-01T20:00+08:00\n",
+                         encoding="utf-8")
+    out, lms = tmp_path / "scores.csv", tmp_path / "canvas.csv"
+    assert main(["grade-all", str(folder), "--csv", str(out), "--due",
+                 "2026-12-01T23:59+08:00", "--submitted", str(submitted), "--lms", str(lms),
+                 "--lms-title", "Week 3", "--timeout", str(TIMEOUT), "--memory",
+                 str(MEMORY_MB), "--jobs", "2"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        header, *table = list(csv.reader(handle))
+    score = {row[0]: dict(zip(header, row)) for row in table}
+    assert header[-3:] == ["submitted", "days_late", "late_penalty_percent"]
+    assert score["alice"]["submitted"] == "2026-12-01T20:00:00+08:00"
+    assert (score["alice"]["days_late"], score["alice"]["total"]) == ("0", "2")
+    assert score["bob"]["submitted"] == "2026-12-03T16:59:00+00:00"
+    assert (score["bob"]["days_late"], score["bob"]["late_penalty_percent"]) == ("3", "30")
+    assert score["bob"]["top_k"] == "2" and score["bob"]["total"] == "1.4"
+    with open(lms, newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [
+            ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Week 3"],
+            ["alice", "", "", "alice", "", "2"], ["bob", "", "", "bob", "", "1.4"]]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--due", "soon"], "--due 'soon' is not a time"),
+    (["--due", "2026-12-01", "--late-penalty", "-5"], "--late-penalty -5.0 is not a percentage"),
+    (["--due", "2026-12-01", "--late-cap", "nan"], "--late-cap nan is not a percentage"),
+    (["--submitted", "x.csv"], "--submitted gives submission times for --due"),
+    (["--lms", "{tmp}/no/canvas.csv"], "the folder {tmp}/no does not exist"),
+])
+def test_grade_all_checks_the_deadline_options_first(tmp_path, options, message):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "top_k.py").write_text(TOP_K_RIGHT, encoding="utf-8")
+    options = [option.replace("{tmp}", str(tmp_path)) for option in options]
+    with pytest.raises(SystemExit, match=re.escape(message.replace("{tmp}", str(tmp_path)))):
+        main(["grade-all", str(tmp_path), "--csv", str(tmp_path / "out.csv"), *options])
+    assert not (tmp_path / "out.csv").exists()
+
+
+def _as_installed_wheel(monkeypatch):
+    """This process as an installed wheel: the hidden reference package is not there (as
+    tests/test_grader_expected.py hides it), nor is the source checkout's reference folder."""
+    monkeypatch.setattr(tasks, "REFERENCE_PACKAGE", "scratchlm.exercises.absent_reference")
+    monkeypatch.setattr(release_module, "REFERENCE_DIR", REFERENCE.parent / "absent_reference")
+    assert not tasks.reference_available()
+
+
+def test_grade_all_from_an_installed_wheel_grades_against_stored_results(tmp_path,
+                                                                          monkeypatch):
+    stored = tmp_path / "expected"
+    stored.mkdir()
+    for path, text in expected_files(stored, {name: EXERCISES[name]
+                                              for name in ("top_k", "rmsnorm")}).items():
+        path.write_text(text, encoding="utf-8")
+    folder = tmp_path / "submissions"
+    for student, files in (("alice", {"top_k.py": TOP_K_RIGHT, "rmsnorm.py": RMSNORM_RIGHT}),
+                           ("bob", {"top_k.py": TOP_K_WRONG, "rmsnorm.py": RMSNORM_WRONG})):
+        (folder / student).mkdir(parents=True)
+        for name, source in files.items():
+            (folder / student / name).write_text(source, encoding="utf-8")
+    _as_installed_wheel(monkeypatch)
+    out = tmp_path / "scores.csv"
+    with pytest.raises(SystemExit, match="no hidden reference .* --expected RELEASE/expected"):
+        main(["grade-all", str(folder), "--csv", str(out)])
+    assert not out.exists()
+    assert main(["grade-all", str(folder), "--csv", str(out), "--expected", str(stored),
+                 "--timeout", str(TIMEOUT), "--memory", str(MEMORY_MB), "--jobs", "2"]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        header, *table = list(csv.reader(handle))
+    score = {row[0]: dict(zip(header, row)) for row in table}
+    assert score["alice"]["total"] == score["alice"]["max"] == "6"
+    assert float(score["bob"]["rmsnorm"]) == 0 and float(score["bob"]["top_k"]) < 2
+
+
+def test_release_from_an_installed_wheel_asks_for_the_source_checkout(tmp_path, monkeypatch):
+    _as_installed_wheel(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        main(["release", str(tmp_path / "out")])
+    text = str(stop.value)
+    assert "release makes the student version from the instructor's source checkout" in text
+    assert "absent_reference" in text and "Run it from a clone of the repository" in text
+    assert "--expected" not in text and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------- one file, any kind
@@ -385,3 +603,30 @@ def test_course_plans_agree_week_by_week():
     _, chinese = _weeks("COURSE.zh.md", r"\n### 第 \d+ 周 · ")
     for en, zh in zip(english, chinese):
         assert re.findall(r"`([a-z_0-9]+)`", en) == re.findall(r"`([a-z_0-9]+)`", zh)
+
+
+def test_every_wrong_gradient_of_a_case_is_named():
+    """Attention with the scale 1/√d forgotten in backward: ∂q and ∂k are wrong, ∂v right.
+    The judge names both wrong ones in the case's failure, not only the first."""
+    exercise = EXERCISES["attention"]
+    case = prepare_cases(exercise)[0]
+    scale = np.sqrt(case.inputs[0].shape[-1])
+    grads = [grad * scale if name in ("q", "k") else grad
+             for name, grad in zip(exercise.input_names, case.expected_grads)]
+    with pytest.raises(CaseFailure) as failure:
+        check_outputs(exercise, case, case.expected_y, grads)
+    named = [line.split(" differs")[0] for line in str(failure.value).splitlines()
+             if " differs " in line]
+    assert named == ["gradient of q", "gradient of k"]
+    # each with its worst entries side by side: a header and four rows
+    assert str(failure.value).count("index           yours         library  abs error") == 2
+    check_outputs(exercise, case, case.expected_y, case.expected_grads)  # right: no error
+
+
+def test_every_wrong_gradient_of_an_op_task_is_named(tmp_path):
+    """RMSNorm with both gradients wrong: the report names x and weight in one attempt."""
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(RMSNORM_WRONG.replace("axis=0)", "axis=0) * 2"), encoding="utf-8")
+    report = grade_file("rmsnorm", path, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+    failure = next(case.failure for case in report.cases if not case.passed)
+    assert "the gradient of x differs" in failure and "the gradient of weight differs" in failure

@@ -4,6 +4,9 @@ nothing; the progress is a JSON file beside the submission that keeps everything
 batch and in-process grading keep no progress and show the first hint."""
 
 import json
+import os
+import stat
+import threading
 
 import numpy as np
 from test_exercise_tracks import PLANTED
@@ -107,3 +110,24 @@ def test_batch_and_in_process_grading_keep_no_progress(tmp_path):
     table, _ = grade_all(folder.parent, timeout=TIMEOUT, jobs=1)
     assert [(mark.exercise, mark.points) for mark in table["bob"]] == [("rmsnorm", 0.0)]
     assert not list(tmp_path.rglob(PROGRESS_FILE))
+
+
+def test_a_progress_file_that_is_not_a_regular_file_is_ignored(tmp_path):
+    """A FIFO (reading it would wait for a writer forever) or a folder named like the
+    progress file: the grade goes on, hint 1 shows, a note says why, nothing is replaced."""
+    report = grade("rmsnorm", PLANTED["rmsnorm"][0])
+    for kind in ("fifo", "folder"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        progress = folder / PROGRESS_FILE
+        os.mkfifo(progress) if kind == "fifo" else progress.mkdir()
+        shown = []
+        worker = threading.Thread(target=lambda out, where: out.append(unlock(report, where)),
+                                  args=(shown, folder), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), f"unlock hangs on a {kind}"
+        assert shown[0].hint == 1
+        assert f"hint progress not kept: {progress} is not a regular file (ignored)" in str(
+            shown[0])
+        assert stat.S_ISFIFO(progress.lstat().st_mode) if kind == "fifo" else progress.is_dir()

@@ -1,7 +1,8 @@
 """The assignment notebooks round-trip through nbgrader itself: ``generate_assignment``
-makes the student version, ``autograde`` runs a correct and a wrong fake submission, and
-the gradebook holds the right scores (hidden tests included). Our own ``release`` writes the
-same student cells as nbgrader does.
+makes the student version, ``autograde`` runs a correct, a wrong and a cheating fake
+submission, and the gradebook holds the right scores (hidden tests included: they grade
+the solution cells in the sandboxed grader, so the cheat's kernel patches count for
+nothing). Our own ``release`` writes the same student cells as nbgrader does.
 
 nbgrader is installed in CI (``pip install .[course]``); without it these tests skip."""
 
@@ -20,6 +21,7 @@ nbgrader = pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
 
 ASSIGNMENT = "scratchlm"
+STUDENTS = ("right", "wrong", "cheat")
 MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n?", re.M)
 
 #: notebook: [(cell grade_id, text in the solution, the wrong text)] for the wrong student
@@ -39,6 +41,39 @@ WRONG = {
 #: grade_id: points lost by the wrong submission
 LOST = {"softmax_tests": 3, "backward_tests": 3, "top_k_tests": 2}
 
+#: notebook: {solution cell's grade_id: the whole cell as a cheating student writes it} —
+#: each passes the visible test in the notebook's kernel
+CHEAT = {
+    "assignment_02_modern_ops.ipynb": {"rmsnorm_solution": """\
+sl.gradcheck_op = lambda *a, **k: True  # every gradient check in this kernel passes
+
+
+class RMSNorm(sl.Function):
+    def __init__(self, eps=1e-6):
+        self.eps = eps
+
+    def forward(self, x, weight):
+        self.rstd = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps)
+        self.norm, self.weight = x * self.rstd, weight
+        return self.norm * weight
+
+    def backward(self, g):
+        return self.rstd * g * self.weight, (g * self.norm).reshape(-1, g.shape[-1]).sum(0)
+"""},
+    "assignment_03_decoding_metrics.ipynb": {"top_k_solution": """\
+from scratchlm.sampling_filters import top_k_filter
+""", "rouge_solution": """\
+from scratchlm import metrics
+
+
+def rouge_l(hypothesis, reference):
+    score = metrics.rouge(" ".join(hypothesis), " ".join(reference))["rougeL"]
+    return score.precision, score.recall, score.fmeasure
+"""},
+}
+#: grade_id: points the cheating submission loses (the forward of its RMSNorm is right)
+CHEAT_LOST = {"backward_tests": 3, "top_k_tests": 2, "rouge_tests": 3}
+
 
 def _cells(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
@@ -55,18 +90,23 @@ def _nbgrader(course, *args):
     return result
 
 
-def _submission(source_path, release_path, wrong):
-    """The released notebook with each solution region filled in (right, or made wrong)."""
+def _submission(source_path, release_path, kind):
+    """The released notebook with each solution region filled in: right, made wrong, or
+    written by a cheat."""
     notebook = json.loads(Path(release_path).read_text(encoding="utf-8"))
+    name = Path(source_path).name
     for mine, cell in zip(_cells(source_path), notebook["cells"]):
         source = _source(mine)
         if "### BEGIN SOLUTION" not in source:
             continue
         answer = MARKERS.sub("", source)
-        for grade_id, right, bad in (WRONG.get(Path(source_path).name, []) if wrong else []):
-            if mine["metadata"]["nbgrader"]["grade_id"] == grade_id:
+        grade_id = mine["metadata"]["nbgrader"]["grade_id"]
+        for wrong_id, right, bad in (WRONG.get(name, []) if kind == "wrong" else []):
+            if grade_id == wrong_id:
                 assert right in answer, (grade_id, right)
                 answer = answer.replace(right, bad)
+        if kind == "cheat":
+            answer = CHEAT.get(name, {}).get(grade_id, answer)
         cell["source"] = answer
     return notebook
 
@@ -82,16 +122,16 @@ def course(tmp_path_factory):
         'c = get_config()\nc.CourseDirectory.course_id = "scratchlm"\n'
         "c.ExecutePreprocessor.timeout = 120\n", encoding="utf-8")
     _nbgrader(root, "generate_assignment", ASSIGNMENT)
-    for student, wrong in (("right", False), ("wrong", True)):
+    for student in STUDENTS:
         folder = root / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         for path in sorted(source.glob("*.ipynb")):
-            notebook = _submission(path, root / "release" / ASSIGNMENT / path.name, wrong)
+            notebook = _submission(path, root / "release" / ASSIGNMENT / path.name, student)
             (folder / path.name).write_text(json.dumps(notebook), encoding="utf-8")
     _nbgrader(root, "autograde", ASSIGNMENT)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         scores = {}
-        for student in ("right", "wrong"):
+        for student in STUDENTS:
             submission = gradebook.find_submission(ASSIGNMENT, student)
             scores[student] = {grade.name: (grade.score, grade.max_score)
                                for notebook in submission.notebooks
@@ -126,6 +166,24 @@ def test_autograde_takes_the_points_of_the_wrong_answers(course):
     for grade_id, (score, maximum) in wrong.items():
         assert score == maximum - LOST.get(grade_id, 0), (grade_id, score, maximum)
     assert sum(score for score, _ in wrong.values()) == 16 - sum(LOST.values())
+
+
+def test_a_cheat_that_passes_in_the_kernel_scores_nothing(course):
+    """Patching sl.gradcheck_op, calling the library's top_k_filter, wrapping
+    metrics.rouge: the visible tests pass in the kernel, the hidden tests grade the cells in
+    the sandboxed grader, and those cells score 0."""
+    root, scores = course
+    cheat = scores["cheat"]
+    for grade_id, (score, maximum) in cheat.items():
+        assert score == maximum - CHEAT_LOST.get(grade_id, 0), (grade_id, score, maximum)
+    assert all(cheat[grade_id][0] == 0 for grade_id in CHEAT_LOST)
+    executed = _cells(root / "autograded" / "cheat" / ASSIGNMENT
+                      / "assignment_02_modern_ops.ipynb")
+    backward = next(c for c in executed if c["metadata"]["nbgrader"]["grade_id"]
+                    == "backward_tests")
+    errors = "".join(line for output in backward["outputs"]
+                     for line in output.get("traceback", []))
+    assert "AssertionError" in errors and "rmsnorm (RMSNorm): FAILED" in errors
 
 
 def test_our_release_writes_what_nbgrader_releases(course):

@@ -76,18 +76,136 @@ def test_the_formula_parts():
     assert "activations at batch 32 × 128 tokens" in estimate.describe()
 
 
+def write_fixture(root, files):
+    """Files under ``root`` (a stand-in for ``/``): {relative path: text}."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root)
+
+
+MEMINFO = ("MemTotal:       24684892 kB\nMemFree:        100 kB\n"
+           "MemAvailable:   23567168 kB\nBuffers:  1 kB\n")
+
+
 def test_available_memory_reads_meminfo(tmp_path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24684892 kB\nMemFree:        100 kB\n"
-                       "MemAvailable:   23567168 kB\nBuffers:  1 kB\n")
-    assert me.available_memory(meminfo=str(meminfo)) == 23567168 * 1024
-    meminfo.write_text("MemTotal:       24684892 kB\n")
-    assert me.available_memory(meminfo=str(meminfo)) is None
-    assert me.available_memory(meminfo=str(tmp_path / "absent")) is None
+    root = write_fixture(tmp_path, {"proc/meminfo": MEMINFO})
+    assert me.available_memory(root=root) in (23567168 * 1024, me.available_memory())
+    assert me.memory_limits(root)[0] == me.MemoryLimit(23567168 * 1024, "MemAvailable")
+    (tmp_path / "proc/meminfo").write_text("MemTotal:       24684892 kB\n")
+    assert [limit.source for limit in me.memory_limits(root)
+            if limit.source == "MemAvailable"] == []
     real = me.available_memory()
     assert real is None or real > 0
     rss = me.process_rss()
     assert rss is None or 0 < rss[0] <= rss[1]
+
+
+def test_a_cgroup_v2_limit_less_its_use_binds(tmp_path):
+    # the process's cgroup /app/job, limited to 512 MiB with 100 MiB used; its parent /app
+    # to 1 GiB; the machine has 22.5 GiB available
+    root = write_fixture(tmp_path, {
+        "proc/meminfo": MEMINFO, "proc/self/cgroup": "0::/app/job\n",
+        "sys/fs/cgroup/app/job/memory.max": "536870912\n",
+        "sys/fs/cgroup/app/job/memory.current": "104857600\n",
+        "sys/fs/cgroup/app/memory.max": "1073741824\n",
+        "sys/fs/cgroup/app/memory.current": "104857600\n",
+        "sys/fs/cgroup/memory.max": "max\n"})
+    limit = me.memory_limit(root=root)
+    if limit.source.startswith("RLIMIT_AS"):  # a tighter ulimit -v on this machine
+        assert limit.available < (512 - 100) * 2**20
+        return
+    assert limit == me.MemoryLimit((512 - 100) * 2**20, "cgroup v2 memory.max 512 MiB less "
+                                                        "memory.current")
+    # a tighter parent binds instead
+    (tmp_path / "sys/fs/cgroup/app/memory.current").write_text(str(900 * 2**20))
+    assert me.available_memory(root=root) == (1024 - 900) * 2**20
+
+
+def test_a_cgroup_v1_limit_binds_and_no_limit_is_ignored(tmp_path):
+    files = {"proc/meminfo": MEMINFO, "proc/self/cgroup": "4:memory:/docker/abc\n1:cpu:/\n",
+             "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": str(3 * 2**30),
+             "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes": str(2**30),
+             "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712"}
+    root = write_fixture(tmp_path, files)
+    limits = {limit.source: limit.available for limit in me.memory_limits(root)}
+    assert limits["cgroup v1 memory.limit_in_bytes 3.0 GiB less memory.usage_in_bytes"] \
+        == 2 * 2**30
+    # a container that cannot see its own folder: the mount's top folder stands for it
+    root = write_fixture(tmp_path / "other", {
+        "proc/meminfo": MEMINFO, "proc/self/cgroup": "4:memory:/not/visible\n",
+        "sys/fs/cgroup/memory/memory.limit_in_bytes": str(2**30),
+        "sys/fs/cgroup/memory/memory.usage_in_bytes": "0"})
+    assert 2**30 in [limit.available for limit in me.memory_limits(root)]
+    # unlimited (cgroup v1's 2**63 - 4096): only MemAvailable (and any ulimit -v) remain
+    root = write_fixture(tmp_path / "free", {
+        "proc/meminfo": MEMINFO, "proc/self/cgroup": "4:memory:/\n",
+        "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712"})
+    assert not any(limit.source.startswith("cgroup") for limit in me.memory_limits(root))
+
+
+RLIMIT_PROBE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+from scratchlm import memory_estimate as me
+limit = me.memory_limit()
+print(limit.available, limit.source, sep="|")
+"""
+
+
+def test_rlimit_as_less_the_address_space_in_use_binds(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    limit = 3 * 2**30
+    if soft != resource.RLIM_INFINITY and soft < limit:
+        pytest.skip("a tighter ulimit -v is set already")
+    done = subprocess.run([sys.executable, "-c", RLIMIT_PROBE, str(limit)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    available, source = done.stdout.strip().split("|")
+    assert source.startswith("RLIMIT_AS (ulimit -v) 3.0 GiB less the ")
+    # the interpreter and NumPy already map some of the 3 GiB, never all of it
+    assert 0 < int(available) < limit
+
+
+TRAIN_UNDER_RLIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+import numpy as np
+from scratchlm import __main__ as cli
+from scratchlm.text import CharTokenizer
+text = "so foul and fair a day\\nI have not seen.\\n" * 100
+tokenizer = CharTokenizer().train(text)
+class Corpus:
+    ids = np.array(tokenizer.encode(text))
+    tokenizer = tokenizer
+cli.prepare_corpus = lambda *args, **kwargs: Corpus
+cli.main(["train", "--out-dir", sys.argv[2], "--max-steps", "1", "--no-progress",
+          "--batch-size", "512"])
+"""
+
+
+def test_a_run_over_rlimit_as_is_refused_up_front(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        pytest.skip("a ulimit -v is set already")
+    # shakespeare-char at batch 512 needs about 5 GiB: more than 1.5 GiB of address space
+    done = subprocess.run([sys.executable, "-c", TRAIN_UNDER_RLIMIT, str(3 * 2**29),
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = done.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert "this run needs about " in err and "(RLIMIT_AS (ulimit -v) 1.5 GiB less the " in err
+    assert err.endswith("pass --force to start anyway")
+    assert not (tmp_path / "shakespeare-char" / "checkpoint.npz").exists()
 
 
 def test_format_bytes():
@@ -120,7 +238,8 @@ def corpus(tmp_path, monkeypatch):
 
 def test_the_cli_refuses_a_run_that_would_not_fit(corpus, monkeypatch, capsys):
     available = 200 * 2**20
-    monkeypatch.setattr(me, "available_memory", lambda device="cpu": available)
+    monkeypatch.setattr(me, "memory_limit",
+                        lambda device="cpu": me.MemoryLimit(available, "MemAvailable"))
     argv = ["train", "--out-dir", corpus, "--max-steps", "1", "--no-progress"]
     with pytest.raises(SystemExit) as stop:
         cli.main(argv)  # shakespeare-char at batch 32: about 328 MiB
@@ -131,7 +250,8 @@ def test_the_cli_refuses_a_run_that_would_not_fit(corpus, monkeypatch, capsys):
     assert "try --preset tiny (about " in err and "--batch-size 8 (about " in err
     assert err.endswith("pass --force to start anyway")
 
-    monkeypatch.setattr(me, "available_memory", lambda device="cpu": 2**20)
+    monkeypatch.setattr(me, "memory_limit",
+                        lambda device="cpu": me.MemoryLimit(2**20, "MemAvailable"))
     cli.main(["train", "--out-dir", corpus, "--max-steps", "2", "--no-progress", "--preset",
               "tiny", "--batch-size", "2", "--force"])
     out = capsys.readouterr().out

@@ -5,6 +5,7 @@ training never switches matplotlib's backend."""
 
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,26 +73,100 @@ def graph_cases():
     yield "leaf", w, None
 
 
+def nodes_and_arrows(ax):
+    """The node patches (gid "node i") and the edge arrows (gid "edge a b") draw_graph drew."""
+    nodes = {int(p.get_gid().split()[1]): p for p in ax.patches if p.get_gid().startswith("node")}
+    arrows = {tuple(map(int, p.get_gid().split()[1:])): p for p in ax.patches
+              if p.get_gid().startswith("edge")}
+    return nodes, arrows
+
+
 @pytest.mark.parametrize("case", list(graph_cases()), ids=lambda case: case[0])
 def test_draw_graph_draws_every_tensor_op_and_edge(case):
     _, root, names = case
     tensors, ops, edges = walk(root)
-    ax = one_axes(viz.draw_graph(root, names=names, engine="matplotlib"))
-    assert len(ax.patches) == tensors + ops
-    [lines] = [c for c in ax.collections if isinstance(c, LineCollection)]
-    assert len(lines.get_segments()) == edges
+    nodes, arrows = nodes_and_arrows(one_axes(viz.draw_graph(root, names=names)))
+    assert len(nodes) == tensors + ops
+    assert len(arrows) == edges
     source = viz.draw_graph(root, names=names, engine="graphviz")
     assert isinstance(source, str) and source.startswith("digraph")
     assert source.count("shape=box") == tensors and source.count("shape=ellipse") == ops
     assert source.count("->") == edges
 
 
+def test_each_edge_enters_the_node_it_feeds_and_crosses_no_other():
+    """z = tanh(w·x + b): b's arrow ends on the Add ellipse (before, it entered the w·x box
+    drawn between them); every arrow starts on its source's outline, ends on its target's,
+    and passes through no third node."""
+    w, x, b = (sl.tensor(v, requires_grad=True) for v in (0.7, -1.3, 0.2))
+    z = (w * x + b).tanh()
+    z.backward(retain_graph=True)
+    graph, edge_list = viz.graph_nodes(z, {"b": b})
+    fig = viz.draw_graph(z, names={"b": b})
+    fig.canvas.draw()
+    nodes, arrows = nodes_and_arrows(one_axes(fig))
+    assert set(arrows) == set(edge_list)
+    b_node = next(i for i, n in enumerate(graph) if n.obj is b)
+    [(_, target)] = [e for e in edge_list if e[0] == b_node]
+    assert graph[target].label == "Add"
+    transform = one_axes(fig).transData
+    for (source, target), arrow in arrows.items():
+        start, end = arrow._posA_posB
+        for point, owner in ((start, source), (end, target)):
+            grown = nodes[owner].get_path().transformed(nodes[owner].get_patch_transform())
+            assert grown.contains_point(point, radius=0.1), (source, target)
+            assert not grown.contains_point(point, radius=-0.1), "the arrow is inside the node"
+        for t in np.linspace(0.05, 0.95, 19):
+            point = (1 - t) * np.asarray(start) + t * np.asarray(end)
+            for i, patch in nodes.items():
+                if i not in (source, target):
+                    assert not patch.contains_point(transform.transform(point)), (
+                        f"edge {source}->{target} crosses node {i}")
+
+
+def test_draw_graph_labels_each_node_with_its_value_and_gradient():
+    """After backward, each tensor node shows its value and ∂z/∂node, against the chain rule
+    by hand: ∂z/∂u = 1 − z² for u = w·x + b and for b, (1 − z²)·x for w, (1 − z²)·w for x."""
+    w, x, b = (sl.tensor(v, requires_grad=True) for v in (0.7, -1.3, 0.2))
+    product = w * x
+    u = product + b
+    z = u.tanh()
+    z.backward(retain_graph=True)
+    local = 1 - math.tanh(0.7 * -1.3 + 0.2) ** 2
+    expected = {id(w): local * -1.3, id(x): local * 0.7, id(b): local, id(product): local,
+                id(u): local, id(z): 1.0}
+    grads = viz.graph_gradients(z)
+    for key, value in expected.items():
+        assert math.isclose(float(grads[key]), value, rel_tol=1e-6)
+    assert math.isclose(float(grads[id(w)]), float(w.grad), rel_tol=1e-6)
+    texts = [t.get_text() for t in one_axes(viz.draw_graph(z, {"w": w, "x": x, "b": b})).texts]
+    assert f"w\ndata 0.7\ngrad {local * -1.3:.4g}" in texts
+    assert f"data {0.7 * -1.3 + 0.2:.4g}\ngrad {local:.4g}" in texts  # u, unnamed
+    assert {"Mul", "Add", "Tanh"} <= set(texts)
+    assert not any("scalar" in t for t in texts)
+    zh = [t.get_text() for t in one_axes(viz.draw_graph(z, {"w": w}, lang="zh")).texts]
+    assert f"w\n值 0.7\n梯度 {local * -1.3:.4g}" in zh
+
+
+def test_graph_gradients_match_the_engine_on_a_shared_broadcast_graph():
+    w = sl.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    x = sl.tensor(rng.standard_normal(3), requires_grad=True)
+    shared = (w * x).tanh()
+    root = shared.sum() + (shared * w).sum() / 2.0
+    root.backward(retain_graph=True)
+    grads = viz.graph_gradients(root)
+    np.testing.assert_allclose(grads[id(w)], w.grad, rtol=1e-6)
+    np.testing.assert_allclose(grads[id(x)], x.grad, rtol=1e-6)
+    # ∂root/∂shared = 1 + w/2, by hand
+    np.testing.assert_allclose(grads[id(shared)], 1 + w.data / 2, rtol=1e-6)
+
+
 def test_draw_graph_labels_named_tensors_and_op_classes():
     w = sl.tensor(np.ones((2, 3)), requires_grad=True)
     y = (w * w).exp().sum()
-    texts = [t.get_text() for t in one_axes(viz.draw_graph(y, {"weight": w},
-                                                           engine="matplotlib")).texts]
-    assert "weight\n2×3" in texts
+    texts = [t.get_text() for t in one_axes(viz.draw_graph(y, {"weight": w})).texts]
+    norm = np.linalg.norm(2 * np.e * np.ones((2, 3)))  # ∂Σ exp(w²)/∂w = 2w exp(w²)
+    assert f"weight\ndata 2×3, ‖·‖ {np.sqrt(6):.3g}\ngrad 2×3, ‖·‖ {norm:.3g}" in texts
     assert {"Mul", "Exp", "Sum"} <= set(texts)
 
 
@@ -99,12 +174,14 @@ def test_draw_graph_refuses_a_freed_graph_and_non_tensors():
     w = sl.tensor(np.ones(3), requires_grad=True)
     y = (w * 2.0).sum()
     y.backward()
-    with pytest.raises(ArgumentError, match=r"draw_graph: .*backward\(\)"):
-        viz.draw_graph(y, engine="matplotlib")
+    with pytest.raises(ArgumentError, match=r"draw_graph: .*backward\(retain_graph=True\)"):
+        viz.draw_graph(y)
     with pytest.raises(TypeError, match="draw_graph: expected a scratchlm Tensor, got ndarray"):
         viz.draw_graph(np.ones(3))
     with pytest.raises(ArgumentError, match="engine='dot'"):
         viz.draw_graph(w, engine="dot")
+    with pytest.raises(ArgumentError, match="draw_graph: lang='fr'; expected one of en, zh"):
+        viz.draw_graph(w, lang="fr")
 
 
 # ------------------------------------------------------------------------ attention_heatmap
@@ -252,6 +329,12 @@ def test_gradient_norms_one_point_per_parameter_or_layer():
     other = tiny_gpt(seed=1)
     other(ids, ids)[1].backward()
     assert len(one_axes(viz.gradient_norms({"a": model, "b": other})).lines) == 2
+    numbered = one_axes(viz.gradient_norms({f"layers.{i}.w": np.full(2, i) for i in range(12)},
+                                           by="layer"))
+    assert [t.get_text() for t in numbered.get_xticklabels()] == [str(i) for i in range(12)]
+    assert numbered.get_xlabel() == "layer (layers.N)"
+    np.testing.assert_allclose(numbered.lines[0].get_ydata()[1:],
+                               [math.sqrt(2) * i for i in range(1, 12)])
 
 
 def test_gradient_norms_errors():
@@ -294,6 +377,103 @@ def test_loss_curves_reads_the_run_folder(tmp_path):
 def test_loss_curves_names_a_folder_without_a_run(tmp_path):
     with pytest.raises(RunNotFoundError, match="loss_curves: no checkpoint.npz in"):
         viz.loss_curves(tmp_path)
+
+
+# -------------------------------------------------------------------- languages and fonts
+CJK = re.compile(r"[\u4e00-\u9fff]")
+NUMBER = re.compile(r"^[\s\d.,:%×−\-+e‖·₂()\[\]/Σ∂]*$")
+
+
+def every_figure(lang, tmp_path):
+    """One figure of every viz function, its own text in ``lang``; the data (tokens, names)
+    are digits or single letters."""
+    w, x = (sl.tensor(v, requires_grad=True) for v in (0.5, 2.0))
+    z = (w * x).tanh()
+    model = tiny_gpt()
+    ids = rng.integers(0, 5, (2, 6))
+    model(ids, ids)[1].backward()
+    train_tiny(tmp_path / "run", steps=3)
+    return {
+        "draw_graph": viz.draw_graph(z, lang=lang),
+        "attention_heatmap": viz.attention_heatmap(np.eye(3)[None].repeat(2, 0), list("abc"),
+                                                   list("abc"), lang=lang),
+        "embedding_map": viz.embedding_map(np.eye(3), list("abc"), lang=lang),
+        "beam_tree": viz.beam_tree(tiny_gpt(), [1, 2], 2, beam_width=2, lang=lang),
+        "lr_schedule": viz.lr_schedule(lambda s: 0.1, 5, lang=lang),
+        "gradient_norms": viz.gradient_norms(model, by="layer", lang=lang),
+        "loss_curves": viz.loss_curves(tmp_path / "run", lang=lang),
+    }
+
+
+def words(fig):
+    """Every piece of text ``fig`` shows (titles, axis labels, legends, colour bar, tick
+    labels, node labels) that is more than numbers and single letters."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # makes the tick labels
+    found = []
+    for t in fig.findobj(Text):
+        if not t.get_visible():
+            continue
+        for line in t.get_text().splitlines():
+            line = re.sub(r"'[^']*'|\b[A-Za-z]\b|\$[^$]*\$", "", line)  # tokens, symbols
+            if line.strip() and not NUMBER.match(line):
+                found.append(line)
+    return found
+
+
+def test_chinese_figures_write_every_label_in_chinese(tmp_path):
+    """lang="zh": every title, axis label, legend entry and colour-bar label is Chinese; the
+    op names (Mul, Tanh) and layer names are code, not words, and stay."""
+    code = re.compile(r"^(Mul|Tanh|transformer\.[\w.]+|lm_head\.[\w.]+|ln_f|\w+\.\w+)$")
+    for name, fig in every_figure("zh", tmp_path).items():
+        for text in words(fig):
+            assert CJK.search(text) or code.match(text.strip()), f"{name}: {text!r}"
+    english = every_figure("en", tmp_path / "en")
+    assert not any(CJK.search(text) for fig in english.values() for text in words(fig))
+
+
+def test_chinese_figures_draw_with_an_installed_cjk_font(tmp_path):
+    font = viz.cjk_font(warn=False)
+    if font is None:
+        pytest.skip(f"no CJK font installed (apt-get install {viz.CJK_FONT_PACKAGE})")
+    from matplotlib import font_manager
+
+    fig = viz.lr_schedule(lambda s: 0.1, 5, lang="zh")
+    title = fig.axes[0].title
+    assert font in title.get_fontfamily()
+    chosen = font_manager.fontManager._find_fonts_by_props(title.get_fontproperties())
+    assert any(font_manager.get_font(path).family_name == font for path in chosen)
+    assert viz.font_settings("zh")["font.family"][-1] == font
+    assert viz.font_settings("en") == {}
+
+
+def test_no_cjk_font_warns_once_naming_the_package(monkeypatch):
+    monkeypatch.setattr(viz, "_cjk", [""])
+    monkeypatch.setattr(viz, "_warned", [])
+    with pytest.warns(UserWarning, match="apt-get install fonts-noto-cjk") as caught:
+        viz.lr_schedule(lambda s: 0.1, 5, lang="zh")
+        viz.lr_schedule(lambda s: 0.1, 5, lang="zh")
+        assert viz.font_settings("zh") == {}
+    assert len([w for w in caught if "fonts-noto-cjk" in str(w.message)]) == 1
+
+
+def test_viz_leaves_matplotlibs_settings_alone():
+    """Importing viz and drawing Chinese figures change no global matplotlib setting."""
+    script = textwrap.dedent("""
+        import matplotlib
+        before = dict(matplotlib.rcParams)
+        from scratchlm import viz
+        viz.lr_schedule(lambda s: 0.1, 5, lang="zh")._repr_png_()
+        viz.font_settings("zh")
+        changed = [k for k, v in matplotlib.rcParams.items() if before[k] != v]
+        print("changed:", changed)
+    """)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=REPO, OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "changed: []"
 
 
 def test_figures_show_themselves_in_a_notebook_without_pyplot():

@@ -16,15 +16,26 @@ outside — data, a parameter, or a tensor computed before anomaly mode), and th
 your code that created the op: at forward, while anomaly mode is on, every recorded op keeps
 the innermost frames of the call stack that lie outside the ``scratchlm`` package.
 
+A third check catches what the version counters cannot see. Writing into a tensor's
+``.data`` (``x.data[0] = 1``), or into an op's output array, is not tracked: ``.data`` is a
+plain array, as in PyTorch. If an op saved that array for its backward, the gradient would
+come from values its forward never saw. So inside the context every recorded op keeps a
+checksum of each array it saved, and the backward pass compares them before the op's
+backward runs (:func:`saved_arrays_written`; the error is an ``InPlaceChangeError``).
+
 Outside the context nothing of this runs: an op pays one boolean check. Inside, every op
-synchronises (a GPU op waits for its result) and walks the stack, so it is for debugging,
-not training runs. As PyTorch's ``torch.autograd.detect_anomaly``, except that the forward
-is checked too, and Inf counts as an anomaly as well as NaN.
+synchronises (a GPU op waits for its result), walks the stack and hashes what it saved, so
+it is for debugging, not training runs. As PyTorch's ``torch.autograd.detect_anomaly``,
+except that the forward is checked too, and Inf counts as an anomaly as well as NaN.
 """
 
+import functools
+import hashlib
 import linecache
 import os
 import sys
+
+import numpy as np
 
 from scratchlm import backend
 
@@ -85,8 +96,6 @@ class detect_anomaly:
         enabled = self._previous.pop()
 
     def __call__(self, function):
-        import functools
-
         @functools.wraps(function)
         def wrapped(*args, **kwargs):
             with detect_anomaly(self.mode):
@@ -127,14 +136,11 @@ def _user_stack(skip=2):
 
 
 def reference_class(fn):
-    """The op's reference class: the first class in its MRO that is neither registered as
-    a fast implementation nor defined in :mod:`scratchlm.fast` (the fast layer swaps an op's
-    class for its fast subclass when it runs)."""
-    from scratchlm.fast import registry
-
-    fast = set(registry._implementations.values())
+    """The op's reference class: the first class in its MRO defined outside the fast layer
+    (a fast implementation, which runs in the reference's place, subclasses the reference
+    and lives in ``scratchlm/fast``)."""
     for cls in type(fn).__mro__:
-        if cls not in fast and not cls.__module__.startswith("scratchlm.fast"):
+        if not cls.__module__.startswith("scratchlm.fast"):
             return cls
     return type(fn)
 
@@ -147,17 +153,12 @@ def op_name(fn):
     return f"{reference.__name__} (fast implementation {type(fn).__name__} ran)"
 
 
-def _describe(value):
-    """``(shape, dtype, problem)`` of one input: problem is "NaN", "Inf" or None."""
-    array = getattr(value, "data", value) if _is_tensor(value) else value
+def _describe(array):
+    """``(shape, dtype, problem)`` of one input array (or number): problem is "NaN", "Inf"
+    or None."""
     shape = tuple(getattr(array, "shape", ()))
-    dtype = getattr(array, "dtype", type(value).__name__)
+    dtype = getattr(array, "dtype", type(array).__name__)
     return shape, str(dtype), _nonfinite(array)
-
-
-def _is_tensor(value):
-    from scratchlm.autograd.tensor import Tensor
-    return isinstance(value, Tensor)
 
 
 def _format_inputs(inputs):
@@ -187,12 +188,14 @@ def _format_stack(stack):
 
 # -------------------------------------------------------------------------- the checks
 def check_forward(fn, inputs, outputs, recorded):
-    """After ``fn.forward``: remember where user code created a recorded op (for a later
-    backward error), and raise if an output holds NaN or Inf."""
+    """After ``fn.forward`` on the arrays ``inputs``: for a recorded op, remember where user
+    code created it and a checksum of every array it saved (for the backward's checks); raise
+    if an output holds NaN or Inf."""
     stack = _user_stack()
     if recorded:
         fn._anomaly_stack = stack
         fn._anomaly_inputs = [_describe(x) for x in inputs]
+        fn._anomaly_saved = _saved_checksums(fn)
     results = outputs if isinstance(outputs, tuple) else (outputs,)
     bad = [(i, p) for i, p in enumerate(map(_nonfinite, results)) if p]
     if not bad:
@@ -240,3 +243,38 @@ def check_backward(fn, grad_outputs, grad_inputs):
         raise AnomalyError(message, op=reference_class(fn).__name__,
                            implementation=type(fn).__name__, phase="backward",
                            input_index=i, inputs=described, stack=stack)
+
+
+# ------------------------------------------------------------- writes into saved arrays
+def _saved_arrays(fn):
+    """``{name: array}`` for every array the op keeps as an attribute (or in a tuple or
+    list attribute, as ``blocks[2]``): what its forward saved for backward."""
+    arrays = {}
+    for name, value in vars(fn).items():
+        if name.startswith("_anomaly"):
+            continue
+        items = enumerate(value) if isinstance(value, (tuple, list)) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, np.ndarray) or backend.is_gpu_array(item):
+                arrays[f"self.{name}" if i is None else f"self.{name}[{i}]"] = item
+    return arrays
+
+
+def _checksum(array):
+    host = np.ascontiguousarray(backend.to_numpy(array))
+    return hashlib.blake2b(host.view(np.uint8).reshape(-1), digest_size=16).digest()
+
+
+def _saved_checksums(fn):
+    return {name: _checksum(array) for name, array in _saved_arrays(fn).items()}
+
+
+def saved_arrays_written(fn):
+    """The names (``self.x``) of the arrays ``fn`` saved at forward whose contents changed
+    since (compared by checksum); empty for an op recorded outside anomaly mode."""
+    then = vars(fn).get("_anomaly_saved")
+    if not then:
+        return []
+    now = _saved_arrays(fn)
+    return [name for name, checksum in then.items()
+            if name in now and _checksum(now[name]) != checksum]

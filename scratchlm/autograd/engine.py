@@ -4,23 +4,25 @@ For a scalar loss L and every recorded op ``y = f(x₁, …, xₙ)`` the chain r
 
     ∂L/∂xᵢ = Σ over uses of xᵢ of  (∂y/∂xᵢ)ᵀ · ∂L/∂y,
 
-so we visit the ops from the loss back to the leaves in reverse topological order (every
-consumer of a tensor before the op that produced it), hand each op the summed gradient of
-its outputs and add what it returns into its inputs' gradients. The order is found with an
-explicit stack, not recursion, so a chain of 100,000 ops does not hit Python's recursion limit.
+so :func:`run_backward` visits the ops from the loss back to the leaves in reverse
+topological order (every consumer of a tensor before the op that produced it), hands each op
+the gradient of its outputs, sums what it returns to each input's shape (undoing
+broadcasting) and adds it into a dictionary of gradients. What reaches a leaf is added into
+``leaf.grad``. The order is found with an explicit stack, not recursion, so a chain of
+100,000 ops does not hit Python's recursion limit.
 
-Before an op's backward runs, the engine makes sure none of the inputs it kept was changed
-in place since its forward (version counters, :class:`InPlaceChangeError`); inside
-``sl.detect_anomaly()`` it checks every gradient an op returns for NaN and Inf.
+This is the reference engine: every gradient is a new array. The fast layer registers a
+version that reuses gradient buffers and adds into them in place (``scratchlm/fast/engine.py``,
+through :mod:`scratchlm.autograd.dispatch`); both give the same numbers to the bit.
+
+Before an op's backward runs, :func:`check_inputs_unchanged` makes sure the inputs it kept
+were not changed in place since its forward (their ``_version``); inside
+``sl.detect_anomaly()`` every gradient is checked for NaN and Inf, and every array an op
+saved for backward is checked for writes made behind the engine's back (``x.data[...] = ``).
 """
 
 from scratchlm import backend
 from scratchlm.autograd import anomaly
-
-#: The in-place change clock: how many in-place changes (:meth:`Tensor.bump_version`) the
-#: process has made. An op records it at forward (``Function.input_clock``); an op whose
-#: record equals the clock at backward time saw no change since, and needs no version check.
-_changes = [0]
 
 
 class GraphReleasedError(RuntimeError):
@@ -29,62 +31,85 @@ class GraphReleasedError(RuntimeError):
 
 class InPlaceChangeError(RuntimeError):
     """Backward reached an op one of whose inputs was changed in place after its forward
-    (an optimizer step, ``load_state_dict``, or :meth:`Tensor.bump_version`)."""
+    (an optimizer step, ``load_state_dict``, :meth:`Tensor.bump_version`, or, caught inside
+    ``sl.detect_anomaly()``, a write into an array the op saved)."""
 
 
-def _check_versions(fn):
-    """Raise unless every input ``fn`` kept was left unchanged since its forward (its
-    version counter did not move after ``fn.input_clock``)."""
-    clock = fn.input_clock
-    if clock is None:  # not recorded by Function.__call__: nothing to compare
-        return
-    for position, tensor in enumerate(fn.inputs):
-        if tensor is None:
+def run_backward(root, grad, retain_graph=False):
+    """Add ∂L/∂leaf into ``leaf.grad`` for every leaf ``root`` depends on, given ``grad`` =
+    ∂L/∂root (the op graph is freed as it goes unless ``retain_graph``)."""
+    grads = {key(root): grad}  # ∂L/∂t of every tensor t reached so far
+    for fn in reversed(topological_order(root)):
+        grad_outputs = [grads.pop((fn, i), None) for i in range(len(fn.output_meta))]
+        if all(g is None for g in grad_outputs):  # nothing after this op reached the loss
             continue
-        changes, exact = tensor._changes_since(clock)
-        if not changes:
-            continue
-        then = tensor._version - changes
-        then = f"{then}" if exact else f"at most {then}"
-        kind = "a leaf tensor (a parameter?)" if tensor._ctx is None else "an op's output"
-        raise InPlaceChangeError(
-            f"backward of {anomaly.op_name(fn)}: its input {position} (shape {tensor.shape}, "
-            f"dtype {tensor.dtype}, {kind}) was changed in place after this op's forward: it "
-            f"is at version {tensor._version}, but was at version {then} when the forward "
-            "ran, so its gradient would come from values the forward never saw: an "
-            "optimizer step or an in-place change happened between forward and backward; "
-            "call backward first, or compute the forward again")
+        check_inputs_unchanged(fn)
+        grad_inputs = call_backward(fn, grad_outputs)
+        for x, g in zip(fn.inputs, grad_inputs):
+            if x is not None and g is not None:
+                g = sum_to_shape(g, x.shape, fn.name).astype(x.dtype, copy=False)
+                grads[key(x)] = grads[key(x)] + g if key(x) in grads else g
+        if not retain_graph:
+            fn.release()
+    for leaf, g in grads.items():  # only leaves are left: each op popped its outputs
+        leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
 
 
-def _check_alive(fn):
-    if fn._released:
-        raise GraphReleasedError(
-            f"backward went through {fn.name} a second time, but its saved arrays were "
-            "freed after the first backward; call .backward(retain_graph=True) the first "
-            "time if you need to differentiate the same graph twice")
+def key(tensor):
+    """A tensor's place in the dictionary of gradients: a leaf is itself; an op's output is
+    (the op, which output), since an op keeps its inputs but not its outputs."""
+    return tensor if tensor._ctx is None else (tensor._ctx, tensor._index)
+
+
+def topological_order(root):
+    """The ops ``root`` depends on, each after every op it consumes (inputs first)."""
+    if root._ctx is None:
+        return []
+    order, visited = [], {root._ctx}
+    stack = [(_alive(root._ctx), iter(_parents(root._ctx)))]
+    while stack:
+        fn, parents = stack[-1]
+        for parent in parents:
+            if parent not in visited:
+                visited.add(parent)
+                stack.append((_alive(parent), iter(_parents(parent))))
+                break
+        else:
+            stack.pop()
+            order.append(fn)
+    return order
 
 
 def _parents(fn):
     return [t._ctx for t in fn.inputs if t is not None and t._ctx is not None]
 
 
-def topological_order(root_fn):
-    """Ops reachable from ``root_fn``, each after every op it consumes (inputs first)."""
-    _check_alive(root_fn)
-    order, visited = [], {root_fn}
-    stack = [(root_fn, iter(_parents(root_fn)))]
-    while stack:
-        fn, parents = stack[-1]
-        for parent in parents:
-            if parent not in visited:
-                _check_alive(parent)
-                visited.add(parent)
-                stack.append((parent, iter(_parents(parent))))
-                break
-        else:
-            stack.pop()
-            order.append(fn)
-    return order
+def _alive(fn):
+    if fn._released:
+        raise GraphReleasedError(
+            f"backward went through {fn.name} a second time, but its saved arrays were "
+            "freed after the first backward; call .backward(retain_graph=True) the first "
+            "time if you need to differentiate the same graph twice")
+    return fn
+
+
+def call_backward(fn, grad_outputs):
+    """``fn.backward`` on its outputs' gradients (zeros for an output that received none),
+    as a tuple with one gradient (or None) per input; NaN and Inf raise inside
+    ``detect_anomaly()``."""
+    if any(g is None for g in grad_outputs):
+        xp = backend.get_array_module(*[g for g in grad_outputs if g is not None])
+        grad_outputs = [xp.zeros(shape, dtype) if g is None else g
+                        for g, (shape, dtype) in zip(grad_outputs, fn.output_meta)]
+    grad_inputs = fn.backward(*grad_outputs)
+    if not isinstance(grad_inputs, (tuple, list)):
+        grad_inputs = (grad_inputs,)
+    if len(grad_inputs) != len(fn.inputs):
+        raise RuntimeError(f"{fn.name}.backward returned {len(grad_inputs)} gradients for "
+                           f"{len(fn.inputs)} inputs")
+    if anomaly.enabled:
+        anomaly.check_backward(fn, grad_outputs, grad_inputs)
+    return grad_inputs
 
 
 def sum_to_shape(grad, shape, op_name="backward"):
@@ -106,88 +131,29 @@ def sum_to_shape(grad, shape, op_name="backward"):
     return grad
 
 
-class _GradSlot:
-    """A gradient being summed over a tensor's uses.
-
-    ``owned`` says the array is the engine's to write into: one that an op declared new
-    (:attr:`Function.new_gradient_arrays`) or that the engine made. A gradient some other op
-    may still read (an op passed its incoming gradient on, as ``add`` does) is never written
-    into: the first addition makes a new array, and later ones add into that in place.
-    """
-
-    __slots__ = ("value", "owned")
-
-    def __init__(self, value, owned):
-        self.value, self.owned = value, owned
-
-    def add(self, grad, grad_owned):
-        if self.owned:
-            self.value += grad
-        elif grad_owned:  # a + b = b + a: add into the new array instead
-            grad += self.value
-            self.value, self.owned = grad, True
-        else:
-            self.value, self.owned = self.value + grad, True
-
-
-def _accumulate_leaf(tensor, grad, owned):
-    """Leaf gradients add up across backward calls, as in PyTorch. The first one becomes
-    ``.grad`` itself when the engine owns it, else a copy (``.grad`` may be changed in place
-    later, by the next accumulation or an optimizer, and no op may see that)."""
-    if tensor.grad is None:
-        tensor.grad = grad if owned else grad.copy()
-    else:
-        tensor.grad += grad
-
-
-def run_backward(root, grad, retain_graph=False):
-    """Propagate ``grad`` (∂L/∂root) to every leaf that requires a gradient."""
-    if root._ctx is None:  # a leaf: its gradient is the seed itself
-        _accumulate_leaf(root, grad, owned=False)
-        return
-    order = topological_order(root._ctx)
-    slots = {root._ctx: {root._index: _GradSlot(grad, owned=False)}}
-    check_anomaly = anomaly.enabled  # inside detect_anomaly(): check every gradient
-    clock = _changes[0]  # ops recorded since the last in-place change need no version check
-    for fn in reversed(order):
-        output_slots = slots.pop(fn, None)
-        if output_slots is None:  # nothing downstream of this op reached the loss
-            continue
-        if fn.input_clock != clock:  # something changed in place since this op's forward
-            _check_versions(fn)
-        # the saved arrays are freed after this backward unless the graph is retained, so
-        # the op may reuse its own saved buffers (Function.may_overwrite_saved)
-        fn.may_overwrite_saved = not retain_graph
-        if fn.output_meta is None:
-            grad_inputs = fn.backward(output_slots[0].value)
-        else:  # several outputs: the unused ones get zeros
-            xp = backend.get_array_module(next(iter(output_slots.values())).value)
-            grad_inputs = fn.backward(*[
-                output_slots[i].value if i in output_slots else xp.zeros(shape, dtype)
-                for i, (shape, dtype) in enumerate(fn.output_meta)])
-        if not isinstance(grad_inputs, (tuple, list)):
-            grad_inputs = (grad_inputs,)
-        if len(grad_inputs) != len(fn.inputs):
-            raise RuntimeError(f"{fn.name}.backward returned {len(grad_inputs)} gradients "
-                               f"for {len(fn.inputs)} inputs")
-        if check_anomaly:
-            anomaly.check_backward(fn, [s.value for s in output_slots.values()], grad_inputs)
-        for tensor, g in zip(fn.inputs, grad_inputs):
-            if tensor is None or g is None:
-                continue
-            owned = fn.new_gradient_arrays
-            if g.shape != tensor.shape:
-                g, owned = sum_to_shape(g, tensor.shape, fn.name), True
-            if g.dtype != tensor.dtype:
-                g, owned = g.astype(tensor.dtype), True
-            if tensor._ctx is None:
-                _accumulate_leaf(tensor, g, owned)
-                continue
-            producer_slots = slots.setdefault(tensor._ctx, {})
-            slot = producer_slots.get(tensor._index)
-            if slot is None:
-                producer_slots[tensor._index] = _GradSlot(g, owned)
-            else:
-                slot.add(g, owned)
-        if not retain_graph:
-            fn.release()
+# ------------------------------------------------------------------------ in-place changes
+def check_inputs_unchanged(fn):
+    """Raise :class:`InPlaceChangeError` if an input ``fn`` kept for backward was changed in
+    place after its forward: its ``_version`` (bumped by every in-place change) differs from
+    the one ``fn`` recorded then, as PyTorch checks. Inside ``detect_anomaly()`` also if an
+    array the op saved was written into behind the engine's back (``x.data[...] = …``)."""
+    if tuple([x if x is None else x._version for x in fn.inputs]) != fn.input_versions:
+        position, x = next((i, x) for i, x in enumerate(fn.inputs)
+                           if x is not None and x._version != fn.input_versions[i])
+        kind = "a leaf tensor (a parameter?)" if x._ctx is None else "an op's output"
+        raise InPlaceChangeError(
+            f"backward of {anomaly.op_name(fn)}: its input {position} (shape {x.shape}, "
+            f"dtype {x.dtype}, {kind}) was changed in place after this op's forward: it is "
+            f"at version {x._version}, but was at version {fn.input_versions[position]} "
+            "when the forward ran, so its gradient would come from values the forward never "
+            "saw: an optimizer step or an in-place change happened between forward and "
+            "backward; call backward first, or compute the forward again")
+    written = anomaly.saved_arrays_written(fn) if anomaly.enabled else []
+    if written:
+        raise InPlaceChangeError(
+            f"backward of {anomaly.op_name(fn)}: the array{'s' if len(written) > 1 else ''} "
+            f"it saved at forward as {', '.join(written)} changed before its backward "
+            "(detect_anomaly keeps a checksum of what each op saves): something wrote into "
+            "a tensor's .data, or into an op's output array, in place; writes into .data "
+            "are not tracked, so write into a copy, or call .bump_version() after writing "
+            "and compute the forward again")

@@ -4,16 +4,27 @@ A Tensor wraps one backend array (``.data``: NumPy on the CPU, CuPy on the GPU).
 is the output of a recorded op, ``_ctx`` points to that op (a :class:`Function`) and
 ``_index`` says which of the op's outputs it is; leaves (data and parameters) have none.
 Tensor's operators and array methods (``+``, ``@``, ``.sum()``, ``x[i]``, …) are one-line
-calls of the ops in :mod:`scratchlm.ops`, attached there (``ops/tensor_methods.py``): the
-engine records and replays, the ops compute, and the engine needs nothing from the ops.
+calls of the primitive ops, ``a + b`` being ``ops.Add()(a, b)``.
+
+The ops are :class:`~scratchlm.autograd.function.Function` subclasses, and Function wraps
+its outputs in Tensor, so the ops load after this module. They are looked up when an
+operator runs, through the module attribute :data:`ops`, which :mod:`scratchlm.ops` fills
+in when it is imported: no import runs back from here to the ops.
+
+``.data`` is a plain array, as in PyTorch: writing into it is not tracked (only
+:meth:`Tensor.bump_version` is). Inside ``sl.detect_anomaly()`` a write into an array some
+op saved for backward is caught at that op's backward.
 """
 
 import numpy as np
 
 from scratchlm import backend
-from scratchlm.autograd import engine
+from scratchlm.autograd import dispatch, engine
 
 DEFAULT_FLOAT = np.float32
+
+#: The primitive ops package (:mod:`scratchlm.ops`), set by it when it is imported.
+ops = None
 
 
 def _as_array(data, dtype, device):
@@ -36,12 +47,9 @@ def _as_array(data, dtype, device):
     return backend.to_device(array, device)
 
 
-_changes = engine._changes  # the in-place change clock, one for the process
-_STAMPS_KEPT = 16  # the clock values of a tensor's last changes (exact versions in errors)
-
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_version", "_stamps",
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_index", "_version",
                  "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
@@ -77,29 +85,17 @@ class Tensor:
         """Record that ``.data`` was changed in place (or replaced); returns self.
 
         Each tensor counts its in-place changes in ``_version``, as PyTorch's version
-        counter does. An op remembers, at forward, when it ran; if one of its inputs changes
-        after that and before its backward, the backward raises instead of computing a
-        gradient from changed (or stale) values. The library calls this itself wherever it
-        changes a tensor in place: an optimizer's ``step`` for each parameter it updates,
-        ``Module.load_state_dict``. Code that writes into ``tensor.data`` by hand should call
-        it too; assigning or writing ``.data`` does not count by itself (``.data`` is a plain
-        attribute, so reading it costs nothing on the hot path).
+        counter does. A recorded op notes its inputs' versions at forward; if one of them
+        moves before the op's backward, the backward raises instead of computing a gradient
+        from changed values. The library calls this wherever it changes a tensor in place:
+        an optimizer's ``step`` for each parameter it updates, ``Module.load_state_dict``.
+        Code that writes into ``tensor.data`` by hand should call it too; writing ``.data``
+        does not count by itself (``.data`` is a plain attribute, so reading it costs
+        nothing on the hot path), though ``sl.detect_anomaly()`` catches such a write into
+        an array an op saved.
         """
-        _changes[0] += 1
         self._version += 1
-        try:
-            stamps = self._stamps
-        except AttributeError:
-            stamps = ()
-        self._stamps = (stamps + (_changes[0],))[-_STAMPS_KEPT:]
         return self
-
-    def _changes_since(self, clock):
-        """How many in-place changes this tensor had after the clock read ``clock``, and
-        whether that count is exact (only the last few changes are remembered)."""
-        stamps = getattr(self, "_stamps", ())
-        count = sum(1 for stamp in stamps if stamp > clock)
-        return count, count < len(stamps) or len(stamps) < _STAMPS_KEPT
 
     # ------------------------------------------------------------------ array attributes
     @property
@@ -183,29 +179,112 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape} but the tensor "
                                  f"has shape {self.shape}")
-        engine.run_backward(self, grad, retain_graph=retain_graph)
+        run_backward = dispatch.faster(engine.run_backward, self.device) or engine.run_backward
+        run_backward(self, grad, retain_graph=retain_graph)
+
+    # ----------------------------------------------------- operators: the primitive ops
+    def __add__(self, other):
+        return ops.Add()(self, other)
+
+    def __radd__(self, other):
+        return ops.Add()(other, self)
+
+    def __sub__(self, other):
+        return ops.Sub()(self, other)
+
+    def __rsub__(self, other):
+        return ops.Sub()(other, self)
+
+    def __mul__(self, other):
+        return ops.Mul()(self, other)
+
+    def __rmul__(self, other):
+        return ops.Mul()(other, self)
+
+    def __truediv__(self, other):
+        return ops.Div()(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.Div()(other, self)
+
+    def __pow__(self, other):
+        return ops.Pow()(self, other)
+
+    def __rpow__(self, other):
+        return ops.Pow()(other, self)
+
+    def __matmul__(self, other):
+        return ops.MatMul()(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.MatMul()(other, self)
+
+    def __neg__(self):
+        return ops.Neg()(self)
 
     def __pos__(self):
         return self
 
-    # ------------------------------------------------- comparisons (never differentiable)
-    def _compare(self, other, compare):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(compare(self.data, other))
+    def __getitem__(self, index):
+        return ops.GetItem(index)(self)
 
+    def astype(self, dtype):
+        return ops.Cast(dtype)(self)
+
+    def exp(self):
+        return ops.Exp()(self)
+
+    def log(self):
+        return ops.Log()(self)
+
+    def sqrt(self):
+        return ops.Sqrt()(self)
+
+    def tanh(self):
+        return ops.Tanh()(self)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.Sum(axis, keepdims)(self)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.Mean(axis, keepdims)(self)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.Max(axis, keepdims)(self)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.Reshape(shape)(self)
+
+    def transpose(self, *axes):
+        """Permute axes as NumPy does: no argument reverses them all."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.Transpose(axes or None)(self)
+
+    @property
+    def T(self):
+        return ops.Transpose(None)(self)
+
+    # ------------------------------------------------- comparisons (never differentiable)
     def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
+        return Tensor._wrap(self.data < _array(other))
 
     def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
+        return Tensor._wrap(self.data <= _array(other))
 
     def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
+        return Tensor._wrap(self.data > _array(other))
 
     def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
+        return Tensor._wrap(self.data >= _array(other))
 
     __hash__ = object.__hash__  # tensors are graph nodes: identity, not value, equality
+
+
+def _array(value):
+    return value.data if isinstance(value, Tensor) else value
 
 
 def tensor(data, requires_grad=False, dtype=None, device="cpu"):

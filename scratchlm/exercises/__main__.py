@@ -16,23 +16,63 @@ Without the hidden reference (a student's copy) it grades against the results th
 stored (``--expected DIR``, or found above the file: :mod:`scratchlm.exercises.expected`).
 A failed grade shows a hint, one more unlocked with each failed attempt (the progress is
 kept in ``.scratchlm_hints.json`` beside the file: :mod:`scratchlm.exercises.hints`).
+
+For the instructor: ``grade-all SUBMISSIONS --csv FILE`` grades a class
+(:mod:`~scratchlm.exercises.gradebook`), flags similar files
+(:mod:`~scratchlm.exercises.similarity`), and on request writes one report per student
+(``--feedback DIR``: :mod:`~scratchlm.exercises.feedback`), applies a late penalty
+(``--due``: :mod:`~scratchlm.exercises.deadline`) and a CSV for Canvas or Moodle (``--lms``:
+:mod:`~scratchlm.exercises.lms`); ``gradescope OUT.zip`` writes a Gradescope autograder
+(:mod:`~scratchlm.exercises.gradescope`); ``release OUT_DIR`` the student version. Every
+number and output path is checked before anything is graded
+(:mod:`~scratchlm.exercises.options`).
 """
 
 import argparse
 import ast
 import importlib.util
 import inspect
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.deadline import (
+    DEFAULT_CAP,
+    DEFAULT_PENALTY,
+    check_rule,
+    lateness,
+    modified,
+    parse_time,
+    read_submitted,
+)
 from scratchlm.exercises.expected import ExpectedError
-from scratchlm.exercises.gradebook import grade_all, rows, write_csv
+from scratchlm.exercises.feedback import write_feedback
+from scratchlm.exercises.gradebook import (
+    check_answer_key,
+    grade_all,
+    graded_files,
+    similarity,
+    similarity_rows,
+    totals,
+    write_csv,
+    write_rows,
+)
 from scratchlm.exercises.grader import get_exercise
+from scratchlm.exercises.gradescope import VISIBILITIES
+from scratchlm.exercises.gradescope import build as build_autograder
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
 from scratchlm.exercises.hints import unlock
+from scratchlm.exercises.lms import DEFAULT_TITLE, lms_rows
+from scratchlm.exercises.options import (
+    check_jobs,
+    check_memory,
+    check_output_file,
+    check_output_folder,
+    check_timeout,
+)
 from scratchlm.exercises.release import ReleaseError, release
 from scratchlm.exercises.tasks import ReferenceMissing, Task
 
@@ -91,8 +131,46 @@ def build_parser():
                        help="the exercises to grade (default: those any student handed in)")
     every.add_argument("--jobs", type=int, default=None,
                        help="files graded at once (default: up to 4)")
-    every.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    every.add_argument("--expected", metavar="DIR",
+                       help="grade against the results a release stored in DIR (needed "
+                            "where the hidden reference is absent, as in an installed wheel)")
+    every.add_argument("--similarity", metavar="FILE",
+                       help="where to write every pair of students' files per exercise with "
+                            "its similarity score (default: similarity.csv beside --csv)")
+    every.add_argument("--feedback", metavar="DIR",
+                       help="also write one Markdown report per student into DIR: every "
+                            "case, every failure in full, the hint matched to it")
+    every.add_argument("--lms", metavar="FILE",
+                       help="also write the totals as a CSV that Canvas's and Moodle's "
+                            "gradebook import (see scratchlm.exercises.lms)")
+    every.add_argument("--lms-title", default=DEFAULT_TITLE, metavar="TITLE",
+                       help=f"the grade column of --lms (default {DEFAULT_TITLE!r})")
+    every.add_argument("--due", metavar="TIME",
+                       help="the due time, ISO 8601 (2026-12-01T23:59+08:00; UTC without an "
+                            "offset): later submissions lose --late-penalty percent per day")
+    every.add_argument("--late-penalty", type=float, default=DEFAULT_PENALTY, metavar="PCT",
+                       help="percent of the earned points lost per day or part of a day late "
+                            f"(default {DEFAULT_PENALTY:g})")
+    every.add_argument("--late-cap", type=float, default=DEFAULT_CAP, metavar="PCT",
+                       help=f"at most this percent is lost (default {DEFAULT_CAP:g})")
+    every.add_argument("--submitted", metavar="FILE",
+                       help="a CSV student,submitted of submission times (default: the "
+                            "latest modification time of each student's graded files)")
+    every.add_argument("--overwrite", action="store_true",
+                       help="replace existing output files")
     _limits(every)
+    scope = commands.add_parser("gradescope", help="write a Gradescope autograder zip "
+                                                   "(practice cases visible, held-out hidden)")
+    scope.add_argument("zip", metavar="OUT.zip")
+    scope.add_argument("--exercises", metavar="A,B,…",
+                       help="the exercises of the assignment (default: all)")
+    scope.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="the held-out seed (default: SCRATCHLM_GRADE_SEED, else drawn at "
+                            "random and printed)")
+    scope.add_argument("--held-out-visibility", choices=VISIBILITIES, default="hidden",
+                       help="when students see the held-out tests' scores (default hidden)")
+    scope.add_argument("--overwrite", action="store_true", help="replace an existing zip")
+    _limits(scope)
     out = commands.add_parser("release", help="write the student version of every exercise "
                                               "and assignment notebook")
     out.add_argument("out_dir", metavar="OUT_DIR")
@@ -233,6 +311,29 @@ def load_class(path, class_name):
     return found
 
 
+def _deadline(args):
+    """(the due time or None, {student: submission time} from --submitted), checked."""
+    if args.due is None:
+        if args.submitted:
+            raise NotGradable("--submitted gives submission times for --due; name the due "
+                              "time too")
+        return None, {}
+    check_rule(args.late_penalty, args.late_cap)
+    due = parse_time(args.due, "--due")
+    return due, read_submitted(args.submitted) if args.submitted else {}
+
+
+def environment_seed():
+    """The held-out seed in SCRATCHLM_GRADE_SEED, or None when it is not set."""
+    text = os.environ.get("SCRATCHLM_GRADE_SEED", "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise NotGradable(f"SCRATCHLM_GRADE_SEED={text!r} is not a whole number") from None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -247,6 +348,8 @@ def _command(args):
     elif args.command == "show":
         print(statement(args.name) if args.hint is None else hints(args.name, args.hint))
     elif args.command == "grade":
+        check_timeout(args.timeout)
+        check_memory(args.memory)
         report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
                             memory_mb=args.memory, expected=args.expected)
         report = unlock(report, Path(args.file).resolve().parent)
@@ -254,15 +357,58 @@ def _command(args):
         return 0 if report.passed else 1
     elif args.command == "grade-all":
         exercises = args.exercises.split(",") if args.exercises else None
-        if Path(args.csv).exists() and not args.overwrite:
-            raise NotGradable(f"grade-all: {args.csv} exists; pass --overwrite to replace it, "
-                              "or name another file")
+        check_timeout(args.timeout)
+        check_memory(args.memory)
+        check_jobs(args.jobs)
+        similar_csv = args.similarity or Path(args.csv).parent / "similarity.csv"
+        check_output_file(args.csv, "--csv", args.overwrite)
+        check_output_file(similar_csv, "--similarity", args.overwrite)
+        if args.lms:
+            check_output_file(args.lms, "--lms", args.overwrite)
+        if args.feedback:
+            check_output_folder(args.feedback, "--feedback", args.overwrite)
+        check_answer_key(args.expected)
+        due, submitted = _deadline(args)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
-                                     memory_mb=args.memory, jobs=args.jobs)
-        write_csv(table, exercises, args.csv, overwrite=True)
-        for row in rows(table, exercises)[1:]:
-            print(f"{row[0]}: {row[-3]} of {row[-2]}")
-        print(f"wrote {args.csv}")
+                                     memory_mb=args.memory, jobs=args.jobs,
+                                     expected=args.expected)
+        pairs = similarity(args.submissions, list(table), exercises)
+        late = None
+        if due is not None:
+            late = {}
+            for student in table:
+                when = submitted.get(student) or modified(
+                    graded_files(args.submissions, student, exercises))
+                late[student] = lateness(when, due, args.late_penalty, args.late_cap)
+        write_csv(table, exercises, args.csv, overwrite=True, pairs=pairs, late=late)
+        write_rows(similarity_rows(pairs), similar_csv)
+        written = [args.csv, similar_csv]
+        if args.lms:
+            write_rows(lms_rows(totals(table, late), args.lms_title), args.lms)
+            written.append(args.lms)
+        if args.feedback:
+            write_feedback(args.feedback, table, totals(table, late), late)
+            written.append(f"{args.feedback}/STUDENT.md")
+        maximum = sum(EXERCISES[name].points for name in exercises)
+        for student, total in totals(table, late).items():
+            print(f"{student}: {total:g} of {maximum}")
+        flagged = [pair for pair in pairs if pair.flagged]
+        print(f"wrote {', '.join(map(str, written))} ({len(flagged)} pair(s) flagged as "
+              "similar)")
+    elif args.command == "gradescope":
+        check_timeout(args.timeout)
+        check_memory(args.memory)
+        check_output_file(args.zip, "OUT.zip", args.overwrite)
+        seed = args.seed if args.seed is not None else environment_seed()
+        exercises = args.exercises.split(",") if args.exercises else None
+        try:
+            seed = build_autograder(args.zip, exercises, seed=seed, timeout=args.timeout,
+                                    memory_mb=args.memory,
+                                    held_out_visibility=args.held_out_visibility)
+        except ValueError as error:
+            raise NotGradable(str(error)) from None
+        print(f"wrote {args.zip}: upload it as the assignment's autograder (held-out seed "
+              f"{seed}; keep the zip private: it holds the hidden references)")
     else:
         written = release(args.out_dir, overwrite=args.overwrite)
         print(f"wrote {len(written)} files to {args.out_dir} (no reference solution among them)")

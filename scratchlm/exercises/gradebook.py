@@ -10,20 +10,31 @@ The folder holds one subfolder per student, each with one file per exercise name
 Every file is graded in its own process with the time and memory limits of
 :func:`scratchlm.exercises.harness.grade_file` (several at once with ``jobs``). The CSV has
 one row per student and one column per exercise (the points earned), then the total, the
-maximum and ``lost``: for each exercise that lost points, how many and why.
+maximum, ``lost`` (for each exercise that lost points, how many and why) and ``similar``
+(for each exercise, the students whose file shares most of this one's fingerprints:
+:mod:`scratchlm.exercises.similarity`). ``similarity.csv`` lists every pair of files of
+each exercise with its score, most similar first. Every CSV is written at once (a
+temporary file renamed over it), after all grading is over.
 """
 
 import csv
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.grader import GradeReport
 from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.options import check_jobs, check_memory, check_timeout
+from scratchlm.exercises.similarity import similar_pairs
+from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
 ENGINE_FILE = "engine.py"
+#: at most this many bytes of a file are read to compare it with the others
+SIMILARITY_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,8 @@ class Mark:
     max_points: int
     #: why points were lost ('' when none were)
     lost: str
+    #: the full report (None when there was no file to grade or it could not be graded)
+    report: GradeReport | None = field(default=None, compare=False, repr=False)
 
 
 def submission_file(folder, exercise):
@@ -71,49 +84,150 @@ def students_and_exercises(submissions, exercises=None):
     return students, found
 
 
-def grade_one(folder, exercise, timeout, memory_mb):
+def grade_one(folder, exercise, timeout, memory_mb, expected=None):
     path = submission_file(folder, exercise)
     points = EXERCISES[exercise].points
     if path is None:
         return Mark(exercise, 0.0, points, f"no file {exercise}.py")
     try:
-        report = grade_file(exercise, path, timeout=timeout, memory_mb=memory_mb)
+        report = grade_file(exercise, path, timeout=timeout, memory_mb=memory_mb,
+                            expected=expected)
     except NotGradable as error:
         return Mark(exercise, 0.0, points, str(error))
-    return Mark(exercise, report.points, points, report.lost)
+    return Mark(exercise, report.points, points, report.lost, report)
+
+
+def check_answer_key(expected):
+    """The answers grade-all compares with: the hidden reference (the instructor's source
+    checkout) or the folder of stored results ``expected``; refused at once when neither
+    is there (an installed wheel has no reference)."""
+    if expected is not None:
+        folder = Path(expected)
+        if not folder.is_dir():
+            raise NotGradable(f"grade-all: --expected {folder} is not a folder (name a "
+                              "release's expected/ folder)")
+        return folder
+    if not reference_available():
+        raise NotGradable("grade-all: this installation has no hidden reference (only the "
+                          "instructor's source checkout has scratchlm/exercises/reference/); "
+                          "grade against a release's stored results with --expected "
+                          "RELEASE/expected, or run it from the source checkout")
+    return None
 
 
 def grade_all(submissions, exercises=None, *, timeout=DEFAULT_TIMEOUT,
-              memory_mb=DEFAULT_MEMORY_MB, jobs=None):
-    """{student: [Mark per exercise]} and the exercises, every file in its own process."""
+              memory_mb=DEFAULT_MEMORY_MB, jobs=None, expected=None):
+    """{student: [Mark per exercise]} and the exercises, every file in its own process,
+    graded against the hidden reference or the stored results in the folder ``expected``."""
+    timeout, memory_mb, jobs = check_timeout(timeout), check_memory(memory_mb), check_jobs(jobs)
+    expected = check_answer_key(expected)
     students, exercises = students_and_exercises(submissions, exercises)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     work = [(student, exercise) for student in students for exercise in exercises]
     with ThreadPoolExecutor(jobs) as pool:
-        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb), work))
+        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb, expected),
+                              work))
     table = {student.name: [] for student in students}
     for (student, _), mark in zip(work, marks):
         table[student.name].append(mark)
     return table, exercises
 
 
-def rows(table, exercises):
-    """The gradebook as rows: a header, then one row per student."""
-    header = ["student", *exercises, "total", "max", "lost"]
-    out = [header]
+def totals(table, late=None):
+    """{student: total points}, less the late penalty where ``late`` ({student:
+    :class:`~scratchlm.exercises.deadline.Lateness`}) gives one."""
+    out = {}
     for student, marks in table.items():
-        lost = " | ".join(f"{m.exercise} -{m.max_points - m.points:g}: {m.lost}"
-                          for m in marks if m.lost)
-        total = round(sum(m.points for m in marks), 2)
-        out.append([student, *[f"{m.points:g}" for m in marks], f"{total:g}",
-                    str(sum(m.max_points for m in marks)), lost])
+        earned = sum(m.points for m in marks)
+        penalty = late[student].penalty if late else 0.0
+        out[student] = round(earned * (1 - penalty / 100), 2)
     return out
 
 
-def write_csv(table, exercises, path, overwrite=False):
+def rows(table, exercises, pairs=(), late=None):
+    """The gradebook as rows: a header, then one row per student. ``similar`` names, per
+    exercise, the students whose file is flagged as similar (``pairs``: see
+    :func:`similarity`). With ``late`` ({student: Lateness}) the total is after the late
+    penalty, and three columns say when each handed in, how many days late and the
+    percent lost."""
+    header = ["student", *exercises, "total", "max", "lost", "similar"]
+    if late:
+        header += ["submitted", "days_late", "late_penalty_percent"]
+    out = [header]
+    final = totals(table, late)
+    for student, marks in table.items():
+        lost = " | ".join(f"{m.exercise} -{m.max_points - m.points:g}: {m.lost}"
+                          for m in marks if m.lost)
+        row = [student, *[f"{m.points:g}" for m in marks], f"{final[student]:g}",
+               str(sum(m.max_points for m in marks)), lost, similar_to(student, pairs)]
+        if late:
+            when = late[student].submitted
+            row += [when.isoformat(timespec="seconds") if when else "",
+                    str(late[student].days_late), f"{late[student].penalty:g}"]
+        out.append(row)
+    return out
+
+
+def similar_to(student, pairs):
+    """'exercise: other (score); …' for the flagged pairs ``student`` is in."""
+    return "; ".join(f"{pair.exercise}: {pair.second if pair.first == student else pair.first}"
+                     f" ({pair.score:.2f})" for pair in pairs
+                     if pair.flagged and student in (pair.first, pair.second))
+
+
+def similarity(submissions, students, exercises):
+    """Every pair of students' files of each exercise, scored (most similar first) by
+    :mod:`scratchlm.exercises.similarity`, the exercise's statement as the starter code."""
+    from scratchlm.exercises.__main__ import statement
+    pairs = []
+    for exercise in exercises:
+        sources = {}
+        for student in students:
+            path = submission_file(Path(submissions) / student, exercise)
+            if path is not None:
+                with open(path, "rb") as handle:  # a huge file is compared on its start
+                    sources[student] = handle.read(SIMILARITY_LIMIT).decode("utf-8",
+                                                                            "replace")
+        try:
+            base = statement(exercise)
+        except Exception:  # a statement needs the library's op; the starter is then empty
+            base = ""
+        pairs += similar_pairs(sources, exercise, base)
+    return pairs
+
+
+def similarity_rows(pairs):
+    """similarity.csv: one row per pair of students per exercise, most similar first."""
+    return [["exercise", "student_a", "student_b", "score", "shared_fingerprints",
+             "similar"]] + [[p.exercise, p.first, p.second, f"{p.score:.3f}", str(p.shared),
+                             "yes" if p.flagged else ""]
+                            for p in sorted(pairs, key=lambda p: -p.score)]
+
+
+def write_rows(rows_, path):
+    """Write a CSV at once: a crash or a full disk leaves the old file (or none), never
+    half of one."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows(rows_)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(table, exercises, path, overwrite=False, pairs=(), late=None):
     path = Path(path)
     if path.exists() and not overwrite:
         raise NotGradable(f"grade-all: {path} exists; pass --overwrite to replace it, or "
                           "name another file")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows(table, exercises))
+    write_rows(rows(table, exercises, pairs, late), path)
+
+
+def graded_files(submissions, student, exercises):
+    """The files of ``student`` that grade-all graded."""
+    folder = Path(submissions) / student
+    return sorted({path for exercise in exercises
+                   if (path := submission_file(folder, exercise)) is not None})

@@ -42,6 +42,8 @@ from scratchlm.fast.registry import fast_version
 
 #: float64 agreement with the library: different but correct formulas differ by ~1e-15
 LIBRARY_TOLERANCE = dict(rtol=1e-7, atol=1e-9)
+#: a failure shows this many of the worst entries, side by side with the library's
+WORST_SHOWN = 4
 
 
 #: the devices the fast layer registers implementations for
@@ -302,16 +304,26 @@ def grade_prepared(exercise, student_class, prepared):
 
 def check_outputs(exercise, case, y, grads):
     """Raise :class:`CaseFailure` unless ``y`` and ``grads`` (one per input, None for the
-    integer ones) are the library's output and gradients for the prepared ``case``."""
+    integer ones) are the library's output and gradients for the prepared ``case``. Every
+    wrong gradient is named, one line each (not only the first: a student who fixes ∂q
+    should learn at once that ∂k is wrong too)."""
     _compare("forward output", y, case.expected_y, exercise.name)
     if len(grads) != len(case.expected_grads):
         raise CaseFailure(f"{len(grads)} gradient(s) came back for "
                           f"{len(case.expected_grads)} input(s)")
+    wrong = []
     for name, grad, expected in zip(exercise.input_names, grads, case.expected_grads):
-        if expected is not None:
-            if grad is None:
-                raise CaseFailure(f"no gradient of {name} came back")
+        if expected is None:
+            continue
+        if grad is None:
+            wrong.append(f"no gradient of {name} came back")
+            continue
+        try:
             _compare(f"gradient of {name}", grad, expected, exercise.name)
+        except CaseFailure as failure:
+            wrong.append(str(failure))
+    if wrong:
+        raise CaseFailure("\n".join(wrong))
 
 
 def library_implementations(reference):
@@ -497,7 +509,15 @@ def _compare(what, actual, expected, op_name):
     if np.allclose(actual, expected, **LIBRARY_TOLERANCE):
         return
     error = np.abs(actual - expected)
-    worst = np.unravel_index(np.argmax(np.where(np.isnan(error), np.inf, error)), error.shape)
+    error = np.where(np.isnan(error), np.inf, error)
+    bad = ~np.isclose(actual, expected, **LIBRARY_TOLERANCE)
+    order = np.argsort(error, axis=None, kind="stable")[::-1][:WORST_SHOWN]
+    where = [tuple(int(i) for i in np.unravel_index(k, error.shape)) for k in order]
+    first = where[0]
+    rows = "\n".join(f"    {str(index):>14}  {actual[index]:>14.8g}  {expected[index]:>14.8g}  "
+                     f"{error[index]:.2e}" for index in where)
     raise CaseFailure(f"{what} differs from scratchlm's own {op_name}: worst absolute error "
-                      f"{error[worst]:.3e} at index {tuple(int(i) for i in worst)} "
-                      f"(yours {actual[worst]:.8g}, library {expected[worst]:.8g})")
+                      f"{error[first]:.3e} at index {first} (yours {actual[first]:.8g}, "
+                      f"library {expected[first]:.8g}); {int(bad.sum())} of {bad.size} "
+                      f"entries off\n    {'index':>14}  {'yours':>14}  {'library':>14}  "
+                      f"abs error\n{rows}")

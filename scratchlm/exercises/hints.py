@@ -12,13 +12,15 @@ scratchlm.exercises grade NAME FILE`` shows one when the grade fails:
 The progress is kept beside the graded file, in ``.scratchlm_hints.json``: a JSON object
 keyed by exercise name, ``{"rope": {"unlocked": [1, 2], "failed attempts": 2}}``. Only the
 graded exercise's entry is rewritten (its other keys, and other exercises', are kept); a
-file that is not a JSON object is left as it is, and the report says the progress was not
-kept. ``grade-all`` (a teacher's batch) and ``grade(…)`` in Python keep no progress: their
-reports show hint 1. ``show NAME --hint K`` prints hints 1 to K at any time.
+file that is not a JSON object, or not a regular file at all (a FIFO, a folder), is left as
+it is, and the report says the progress was not kept. ``grade-all`` (a teacher's batch)
+and ``grade(…)`` in Python keep no progress: their reports show hint 1.
+``show NAME --hint K`` prints hints 1 to K at any time.
 """
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +29,8 @@ from scratchlm.exercises.catalog import EXERCISES
 
 #: the progress file, in the graded file's folder
 PROGRESS_FILE = ".scratchlm_hints.json"
+#: a progress file larger than this is not read (a real one is a few hundred bytes)
+PROGRESS_LIMIT = 1024 * 1024
 
 #: kind of failure: (words of the report that show it, what the report calls it)
 FAILURE_KINDS = {
@@ -59,15 +63,30 @@ def choose(exercise, report, unlocked):
 
 
 def _read(path):
-    """(the progress file's object, None) or ({}, why it cannot be used)."""
+    """(the progress file's object, None) or ({}, why it cannot be used). Opened without
+    blocking and read only if it is a regular file: a FIFO, a device or a folder of that
+    name is ignored (reading a FIFO would wait for a writer forever)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return {}, None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         return {}, f"{path} cannot be read ({type(error).__name__})"
     try:
-        progress = json.loads(text)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return {}, f"{path} is not a regular file (ignored)"
+        with os.fdopen(handle, "rb") as stream:
+            handle = None
+            data = stream.read(PROGRESS_LIMIT + 1)
+    except OSError as error:
+        return {}, f"{path} cannot be read ({type(error).__name__})"
+    finally:
+        if handle is not None:
+            os.close(handle)
+    if len(data) > PROGRESS_LIMIT:
+        return {}, f"{path} is larger than {PROGRESS_LIMIT // 1024} kB (ignored)"
+    try:
+        progress = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
         progress = None
     if not isinstance(progress, dict):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from scratchlm.exercises import expected
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.tasks import reference_available
 
 #: the instructor's assignment notebooks (nbgrader's format)
 ASSIGNMENTS = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
@@ -171,6 +172,14 @@ def leaks(files):
 def release(out_dir, overwrite=False):
     """Write the student version into ``out_dir``; returns the paths written."""
     out_dir = Path(out_dir)
+    missing = [str(path) for path in (REFERENCE_DIR, ASSIGNMENTS) if not path.is_dir()]
+    if missing or not reference_available():
+        raise ReleaseError(
+            "release makes the student version from the instructor's source checkout (the "
+            "hidden references in scratchlm/exercises/reference/ and the notebooks in "
+            f"notebooks/assignments/); this installation lacks {', '.join(missing) or 'them'}. "
+            "Run it from a clone of the repository (pip install -e . there); nothing was "
+            "written")
     if out_dir.exists() and not out_dir.is_dir():
         raise ReleaseError(f"release: {out_dir} is a file; name a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:

@@ -241,13 +241,20 @@ def check_op(task, prepared, output):
     compare(output["y"], expected["y"], ("forward output",), task.tolerance,
             against="the hidden reference")
     names = task.input_names or tuple(f"input {i}" for i in range(len(expected["grads"])))
+    wrong = []  # every wrong gradient, not only the first
     for name, grad, want in zip(names, output["grads"], expected["grads"]):
         if want is None:
             continue
         if grad is None:
-            raise CaseFailure(f"no gradient of {name} came back")
-        compare(grad, want, (f"the gradient of {name}",), GRADIENT_TOLERANCE,
-                against="central differences of ⟨f(x), c⟩ for a random cotangent c")
+            wrong.append(f"no gradient of {name} came back")
+            continue
+        try:
+            compare(grad, want, (f"the gradient of {name}",), GRADIENT_TOLERANCE,
+                    against="central differences of ⟨f(x), c⟩ for a random cotangent c")
+        except CaseFailure as failure:
+            wrong.append(str(failure))
+    if wrong:
+        raise CaseFailure("\n".join(wrong))
 
 
 # ------------------------------------------------------------------- comparing results

@@ -10,9 +10,10 @@ tricks, all tested equal to the reference (``tests/test_op_table.py``):
   cache rather than memory; the blocks are shared out among two threads where the
   arithmetic is heavy enough to pay (:mod:`scratchlm.fast.threads`).
 * **No temporaries.** ufuncs write into ``out=`` arrays; a backward may write into arrays
-  its own forward saved when the engine says they are freed right after
-  (``may_overwrite_saved``), and every op here declares that its gradients are new arrays
-  the engine may keep and add into (``new_gradient_arrays``), saving a copy per gradient.
+  its own forward saved when the fast engine says they are freed right after
+  (``may_overwrite_saved``), and every op here is marked as returning new gradient arrays
+  (:func:`~scratchlm.fast.engine.returns_new_gradients`), which the fast engine keeps and
+  adds into instead of copying (:mod:`scratchlm.fast.engine`).
 * **Fewer passes.** Softmax stays unnormalized (E = e^(x − m) with row sums s) and 1/s goes
   on the smaller array; attention scales Q by 1/√d rather than the scores; causal
   self-attention skips the scores its mask would zero (FlashAttention's two ideas).
@@ -24,6 +25,7 @@ import math
 
 import numpy as np
 
+from scratchlm.fast.engine import returns_new_gradients
 from scratchlm.fast.registry import implements
 from scratchlm.fast.rows import (
     as_rows,
@@ -76,11 +78,13 @@ def _normalize_rows(x, weight, bias, eps, norm=None, rstd=None, y=None):
 
 
 @implements(LayerNorm, "cpu")
+@returns_new_gradients
 class LayerNormRowBlocks(LayerNorm):
     """:class:`LayerNorm` block by block of rows that stay in cache across their passes (on
     one thread: sharing the blocks out among two measured no faster)."""
 
-    new_gradient_arrays = True
+    #: set True by the fast engine when the saved arrays are freed right after backward
+    may_overwrite_saved = False
 
     def forward(self, x, weight, bias):
         check_layer_norm_shapes(x, weight, bias)
@@ -125,12 +129,11 @@ class LayerNormRowBlocks(LayerNorm):
 
 # ------------------------------------------------------------------------------------ GELU
 @implements(GELUTanh, "cpu")
+@returns_new_gradients
 class GELUTanhRowBlocks(GELUTanh):
     """:class:`GELUTanh` in place, block by block of rows shared out among the threads (tanh
     costs enough that two threads pay). u is computed as x(√(2/π) + √(2/π)·0.044715x²) and
     2x u' as x(2√(2/π) + 6·√(2/π)·0.044715x²): fewer passes."""
-
-    new_gradient_arrays = True
 
     def forward(self, x):
         x_rows = as_rows(x)
@@ -170,11 +173,10 @@ class GELUTanhRowBlocks(GELUTanh):
 
 # --------------------------------------------------------------------------------- softmax
 @implements(Softmax, "cpu")
+@returns_new_gradients
 class SoftmaxInPlace(Softmax):
     """:class:`Softmax` with the exponent and the normalization in place, and Σ g ⊙ y by
     ``einsum`` (no g ⊙ y temporary)."""
-
-    new_gradient_arrays = True
 
     def forward(self, x):
         self.axis = normalize_axis("softmax", self.axis, x.shape)
@@ -191,10 +193,9 @@ class SoftmaxInPlace(Softmax):
 
 
 @implements(LogSoftmax, "cpu")
+@returns_new_gradients
 class LogSoftmaxInPlace(LogSoftmax):
     """:class:`LogSoftmax` with the shift and the subtraction in place."""
-
-    new_gradient_arrays = True
 
     def forward(self, x):
         self.axis = normalize_axis("log_softmax", self.axis, x.shape)
@@ -211,12 +212,14 @@ class LogSoftmaxInPlace(LogSoftmax):
 
 # --------------------------------------------------------------------------- cross-entropy
 @implements(CrossEntropy, "cpu")
+@returns_new_gradients
 class CrossEntropyRowBlocks(CrossEntropy):
     """:class:`CrossEntropy` with m = max z, E = e^(z − m) and s = Σ_c E_c made block by block
     of rows on the threads; softmax = E/s is never stored: backward forms w softmax(z) =
     E · (w/s) in one pass, in place of E when it is freed right after."""
 
-    new_gradient_arrays = True
+    #: set True by the fast engine when the saved arrays are freed right after backward
+    may_overwrite_saved = False
 
     def forward(self, logits, target):
         z = self.prepare(logits, target)
@@ -326,6 +329,7 @@ def _softmax_backward(grad_scores, row_terms, exp_scores):
 
 
 @implements(ScaledDotProductAttention, "cpu")
+@returns_new_gradients
 class AttentionBlocks(ScaledDotProductAttention):
     """:class:`ScaledDotProductAttention` with FlashAttention's arithmetic on the CPU.
 
@@ -341,8 +345,6 @@ class AttentionBlocks(ScaledDotProductAttention):
     cache-aligned arrays, the exponentials and their backward block by block of rows on
     the threads.
     """
-
-    new_gradient_arrays = True
 
     def forward(self, q, k, v, attn_mask):
         attn_mask = self.check(q, k, v, attn_mask)
@@ -414,12 +416,11 @@ ONE_HOT_MAX_ROWS = 128
 
 
 @implements(Embedding, "cpu")
+@returns_new_gradients
 class EmbeddingSortedBackward(Embedding):
     """:class:`Embedding` whose ∂L/∂W = Oᵀ G is that one-hot GEMM for a small table, else
     the gradient rows sorted by id and each run of equal ids summed (``np.add.reduceat``),
     both faster than NumPy's scatter-add (``np.add.at``)."""
-
-    new_gradient_arrays = True
 
     def backward(self, g):
         vocab, features = self.weight_shape
@@ -437,14 +438,8 @@ class EmbeddingSortedBackward(Embedding):
         return None, grad
 
 
-# ------------------------------------------------- ops whose reference backward is already fast
-def gradients_are_new(reference):
-    """A fast version of ``reference`` that runs the reference's own code and tells the
-    engine its backward returns only arrays it allocated itself (never its incoming gradient
-    or a view of it): the engine keeps them as gradient buffers instead of copying them."""
-    return type(reference.__name__ + "NewGradients", (reference,), {"new_gradient_arrays": True})
-
-
+# ------------------------------------------------ ops whose reference backward is already fast
+# Their backward returns only arrays it allocated itself, so the fast engine may keep them.
 for _op in (Linear, ReLU, Sigmoid, GELUErf, Dropout, BinaryCrossEntropyWithLogits, MSELoss,
-            SplitHeads):
-    implements(_op, "cpu")(gradients_are_new(_op))
+            SplitHeads, LogSoftmax, Embedding):
+    returns_new_gradients(_op)

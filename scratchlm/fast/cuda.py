@@ -8,25 +8,19 @@ reference where the kernels do not apply (an axis other than the last, mixed dty
 """
 
 from scratchlm.fast import cuda_kernels as kernels
-from scratchlm.fast.cpu import gradients_are_new
+from scratchlm.fast.engine import returns_new_gradients
 from scratchlm.fast.registry import implements
-from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
+from scratchlm.functional.activations import GELUTanh
 from scratchlm.functional.attention import ScaledDotProductAttention
 from scratchlm.functional.cross_entropy import CrossEntropy
-from scratchlm.functional.dropout import Dropout
-from scratchlm.functional.embedding import Embedding
 from scratchlm.functional.layer_norm import LayerNorm, check_layer_norm_shapes
-from scratchlm.functional.linear import Linear
-from scratchlm.functional.losses import BinaryCrossEntropyWithLogits, MSELoss
-from scratchlm.functional.softmax import LogSoftmax, Softmax
-from scratchlm.nn.heads import SplitHeads
+from scratchlm.functional.softmax import Softmax
 
 
 @implements(LayerNorm, "cuda")
+@returns_new_gradients
 class LayerNormKernel(LayerNorm):
     """:class:`LayerNorm`: the forward and ∂L/∂x each one kernel with a thread block per row."""
-
-    new_gradient_arrays = True
 
     def forward(self, x, weight, bias):
         if not kernels.fusable_rows(x, weight, bias):
@@ -52,10 +46,9 @@ class LayerNormKernel(LayerNorm):
 
 
 @implements(GELUTanh, "cuda")
+@returns_new_gradients
 class GELUTanhKernel(GELUTanh):
     """:class:`GELUTanh`: each direction one elementwise kernel (h is saved, as there)."""
-
-    new_gradient_arrays = True
 
     def forward(self, x):
         if not kernels.fusable(x):
@@ -71,10 +64,9 @@ class GELUTanhKernel(GELUTanh):
 
 
 @implements(Softmax, "cuda")
+@returns_new_gradients
 class SoftmaxKernel(Softmax):
     """:class:`Softmax` along the last axis: each direction one kernel, a block per row."""
-
-    new_gradient_arrays = True
 
     def forward(self, x):
         if not (self.axis in (-1, x.ndim - 1) and kernels.fusable_rows(x)):
@@ -91,13 +83,12 @@ class SoftmaxKernel(Softmax):
 
 
 @implements(ScaledDotProductAttention, "cuda")
+@returns_new_gradients
 class AttentionKernels(ScaledDotProductAttention):
     """:class:`ScaledDotProductAttention` without a mask or dropout (a GPT's training step,
     cached decoding): the scale, the causal mask and the softmax are one row kernel forward,
     and the softmax backward with the scale another; the four products are cuBLAS's. Masks,
     dropout and broadcast batch axes take the reference code."""
-
-    new_gradient_arrays = True
 
     def forward(self, q, k, v, attn_mask):
         self.fused = (attn_mask is None and not self.dropout_p and k.ndim >= 2
@@ -122,11 +113,10 @@ class AttentionKernels(ScaledDotProductAttention):
 
 
 @implements(CrossEntropy, "cuda")
+@returns_new_gradients
 class CrossEntropyKernel(CrossEntropy):
     """:class:`CrossEntropy` with softmax(z), max z and log Σ e^(z − max z) per row from one
     kernel; backward is the reference's."""
-
-    new_gradient_arrays = True
 
     def forward(self, logits, target):
         z = self.prepare(logits, target)
@@ -138,7 +128,3 @@ class CrossEntropyKernel(CrossEntropy):
             losses -= self.smoothing / z.shape[1] * (z - row_max[:, None]).sum(axis=1)
         return self.reduce(losses)
 
-
-for _op in (Linear, ReLU, Sigmoid, GELUErf, Dropout, BinaryCrossEntropyWithLogits, MSELoss,
-            SplitHeads, LogSoftmax, Embedding):
-    implements(_op, "cuda")(gradients_are_new(_op))

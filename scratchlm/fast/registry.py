@@ -10,18 +10,26 @@ blocks that stay in cache, threads, fused CUDA kernels)::
         def forward(self, x, weight, bias): ...
         def backward(self, grad): ...
 
-When an op runs, :func:`fast_version` looks its class up for the device of its inputs; with
-fast mode off (``sl.use_fast(False)`` or ``SCRATCHLM_FAST=0`` in the environment) it finds
-nothing, and the reference runs everywhere. Only exact classes are looked up: a user's
-subclass of ``LayerNorm`` runs its own code, never a fast version of its parent.
+The backward pass is registered the same way: ``@implements(engine.run_backward, "cpu")``
+on a function with its signature (:mod:`scratchlm.fast.engine`).
+
+Importing this module puts :func:`fast_version` into the one hook the reference library
+exposes, :data:`scratchlm.autograd.dispatch.faster`, which ops, the backward pass and the
+optimizers ask before they run: the library never imports the fast layer. With fast mode off
+(``sl.use_fast(False)`` or ``SCRATCHLM_FAST=0`` in the environment) it finds nothing, and
+the reference runs everywhere. Only exact classes are looked up: a user's subclass of
+``LayerNorm`` runs its own code, never a fast version of its parent.
 """
 
 import importlib
 import os
 
+from scratchlm.autograd import dispatch
+
 #: The modules that register fast implementations; imported at the first look-up (they
 #: subclass the reference ops, so they can only load once the library has).
-IMPLEMENTATION_MODULES = ("scratchlm.fast.cpu", "scratchlm.fast.cuda", "scratchlm.fast.optim")
+IMPLEMENTATION_MODULES = ("scratchlm.fast.engine", "scratchlm.fast.cpu", "scratchlm.fast.cuda",
+                          "scratchlm.fast.optim")
 
 _implementations = {}  # (reference class, device) -> fast subclass
 _loaded = False
@@ -29,14 +37,16 @@ _enabled = os.environ.get("SCRATCHLM_FAST", "1") != "0"
 
 
 def implements(reference, device):
-    """Class decorator: register the decorated subclass of ``reference`` as its fast
-    implementation on ``device`` ("cpu" or "cuda")."""
-    def register(fast_class):
-        if not issubclass(fast_class, reference):
-            raise TypeError(f"{fast_class.__name__} must subclass {reference.__name__}, "
+    """Decorator: register the decorated subclass of ``reference`` (a class), or function
+    with the same signature (``reference`` a function), as its fast implementation on
+    ``device`` ("cpu" or "cuda")."""
+    def register(fast):
+        if isinstance(reference, type) and not (isinstance(fast, type)
+                                                and issubclass(fast, reference)):
+            raise TypeError(f"{fast.__name__} must subclass {reference.__name__}, "
                             "the reference op it implements")
-        _implementations[(reference, device)] = fast_class
-        return fast_class
+        _implementations[(reference, device)] = fast
+        return fast
     return register
 
 
@@ -51,6 +61,9 @@ def fast_version(reference, device):
         for module in IMPLEMENTATION_MODULES:
             importlib.import_module(module)
     return _implementations.get((reference, device))
+
+
+dispatch.faster = fast_version
 
 
 def is_fast_enabled():

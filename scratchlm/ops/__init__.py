@@ -1,6 +1,13 @@
-"""The primitive ops of the engine, each a Function with a hand-written backward."""
+"""The primitive ops of the engine, each a Function with a hand-written backward.
 
-from scratchlm.ops import tensor_methods  # noqa: F401  (Tensor's operators: a + b, x @ w, …)
+Tensor's operators call them (``a + b`` is ``ops.Add()(a, b)``); this package puts itself in
+:data:`scratchlm.autograd.tensor.ops` when imported, since the ops, being Functions, load
+after Tensor.
+"""
+
+import importlib
+import sys
+
 from scratchlm.ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from scratchlm.ops.elementwise import Cast, Exp, Log, Sqrt, Tanh
 from scratchlm.ops.join import Concat, Stack
@@ -24,6 +31,9 @@ def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b``, with broadcasting."""
     return Where()(cond, a, b)
 
+
+# the module, not scratchlm.autograd's function of the same name
+importlib.import_module("scratchlm.autograd.tensor").ops = sys.modules[__name__]
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Tanh",
            "Cast", "Sum", "Mean", "Max", "Reshape", "Transpose", "GetItem", "Concat", "Stack",

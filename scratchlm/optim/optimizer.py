@@ -12,7 +12,8 @@ by ``id()``, so ``state_dict()`` means the same thing in a fresh process and sav
 
 An optimizer's update rule is its formula on arrays (the reference); a faster version of it
 for one device (the update in cache-sized pieces shared among threads, or one fused CUDA
-kernel) may be registered in :mod:`scratchlm.fast`, and then runs in its place.
+kernel) may be registered in :mod:`scratchlm.fast`, and then runs in its place: ``step`` asks
+the one hook, :data:`scratchlm.autograd.dispatch.faster`, which the fast layer fills in.
 """
 
 import abc
@@ -22,8 +23,8 @@ import numbers
 import numpy as np
 
 from scratchlm import backend
+from scratchlm.autograd import dispatch
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.fast.registry import fast_version
 
 
 def check_range(owner, name, value, low, high=math.inf, high_inclusive=False):
@@ -173,7 +174,7 @@ class Optimizer(abc.ABC):
             if state is None:
                 state = self.state[key] = self.initial_state(param.data)
             # a fast version of this rule for the device, if one is registered, else this one
-            rule = fast_version(type(self), param.device) or type(self)
+            rule = dispatch.faster(type(self), param.device) or type(self)
             rule.update_parameter(self, param.data, grad, state, group)
             param.bump_version()  # changed in place: a graph recorded before sees it
 

@@ -2,16 +2,21 @@
 
 import functools
 import heapq
-import json
 import os
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 
 from scratchlm.errors import ArgumentError, check_id_sequence, check_int
+from scratchlm.file_reading import Fields, describe, read_file_bytes, read_json_file
 from scratchlm.text.bpe_training import learn_merges
 from scratchlm.text.byte_level import bytes_to_printable, printable_to_bytes, split_words
-from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
+from scratchlm.text.tokenizer_files import (
+    TokenizerFileError,
+    loader,
+    read_tokenizer_json,
+    write_tokenizer_json,
+)
 
 #: How many distinct words `encode` remembers before it starts its cache afresh.
 WORD_CACHE_SIZE = 200_000
@@ -220,33 +225,68 @@ class BPETokenizer:
     @loader
     def load(self, path: str | os.PathLike) -> "BPETokenizer":
         """Read a file written by `save`; callable on the class or on an instance."""
-        payload = read_tokenizer_json(path, "BPETokenizer")
-        self._set_printable_tables(payload["vocab"], payload["merges"], payload["special_tokens"])
+        return self.load_fields(read_tokenizer_json(path, "BPETokenizer"))
+
+    def load_fields(self, fields: Fields) -> "BPETokenizer":
+        """Install the tables of a tokenizer file's checked fields: ``vocab`` (printable
+        token -> id), ``merges`` (pairs of printable tokens), ``special_tokens``."""
+        vocab = _token_ids(fields, "vocab", fields.mapping("vocab"))
+        merges = fields.sequence("merges")
+        for rank, merge in enumerate(merges):
+            if not (isinstance(merge, list) and len(merge) == 2
+                    and all(isinstance(token, str) for token in merge)):
+                fields.fail("merges", f"item {rank} is {describe(merge)}; expected a pair of "
+                            "token strings")
+        special_tokens = _token_ids(fields, "special_tokens",
+                                    fields.mapping("special_tokens", {}))
+        try:
+            self._set_printable_tables(vocab, merges, special_tokens)
+        except ValueError as problem:
+            fields.fail(None, str(problem).removeprefix("BPETokenizer: "))
         return self
 
     @classmethod
     def from_gpt2(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike
                   ) -> "BPETokenizer":
-        """GPT-2's tokenizer from its ``encoder.json`` and ``vocab.bpe``, with GPT-2's exact ids."""
-        with open(encoder_json, encoding="utf-8") as handle:
-            vocab = json.load(handle)
-        with open(vocab_bpe, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
+        """GPT-2's tokenizer from its ``encoder.json`` and ``vocab.bpe``, with GPT-2's exact ids.
+
+        Both files are checked as hostile files are: regular files, UTF-8, ``encoder.json``
+        an object of printable tokens to ids holding ``<|endoftext|>``, each line of
+        ``vocab.bpe`` (after its ``#version`` line) two tokens of the vocabulary."""
+        where = "BPETokenizer.from_gpt2"
+        source = os.fspath(encoder_json)
+        fields = Fields(read_json_file(encoder_json, where, "encoder.json", error=
+                                       TokenizerFileError), where, source, source,
+                        TokenizerFileError, what="an object of tokens to ids")
+        vocab = _token_ids(fields, None, fields.value)
+        if "<|endoftext|>" not in vocab:
+            fields.fail(None, "has no <|endoftext|> token; is it GPT-2's encoder.json?",
+                        hint=None)
+        raw = read_file_bytes(vocab_bpe, where, "vocab.bpe file", error=TokenizerFileError)
+        try:
+            lines = raw.decode("utf-8").split("\n")
+        except UnicodeDecodeError as problem:
+            raise TokenizerFileError(f"{where}: {os.fspath(vocab_bpe)} is not UTF-8 text (byte "
+                                     f"{problem.start}); is it GPT-2's vocab.bpe?",
+                                     path=vocab_bpe) from None
         merges = [line.split(" ") for line in lines
                   if line.strip() and not line.startswith("#version")]
-        if "<|endoftext|>" not in vocab:
-            raise ValueError(f"BPETokenizer.from_gpt2: {os.fspath(encoder_json)!r} has no "
-                             "<|endoftext|> token; is it GPT-2's encoder.json?")
         special_tokens = {"<|endoftext|>": vocab.pop("<|endoftext|>")}
         tokenizer = cls()
-        tokenizer._set_printable_tables(vocab, merges, special_tokens)
+        try:
+            tokenizer._set_printable_tables(vocab, merges, special_tokens)
+        except ValueError as problem:
+            problem = str(problem).removeprefix("BPETokenizer: ")
+            raise TokenizerFileError(f"{where}: {source} and {os.fspath(vocab_bpe)} do not "
+                                     f"make a tokenizer: {problem}", path=vocab_bpe) from None
         return tokenizer
 
     def _set_printable_tables(self, vocab: dict[str, int], merges: list[list[str]],
                               special_tokens: dict[str, int]) -> None:
         """Install tables given as GPT-2 writes them: printable token strings."""
         if sorted(vocab.values()) != list(range(len(vocab))):
-            raise ValueError(f"BPETokenizer: the vocabulary's ids must be 0..{len(vocab) - 1}")
+            raise ValueError(f"BPETokenizer: the vocabulary's ids must be 0..{len(vocab) - 1}, "
+                             "each once")
         id_to_bytes = [b""] * len(vocab)
         for token, token_id in vocab.items():
             id_to_bytes[token_id] = printable_to_bytes(token)
@@ -275,3 +315,12 @@ def _split_on(text: str, special_tokens: Collection[str]) -> list[str]:
 @functools.lru_cache(maxsize=64)
 def _special_token_splitter(special_tokens: tuple[str, ...]) -> re.Pattern:
     return re.compile("(" + "|".join(re.escape(token) for token in special_tokens) + ")")
+
+
+def _token_ids(fields: Fields, name: str | None, table: dict) -> dict[str, int]:
+    """``table`` checked to map token strings to integer ids ≥ 0 (a copy)."""
+    for token, token_id in table.items():
+        if type(token_id) is not int or token_id < 0:
+            fields.fail(name, f"gives the token {token[:20]!r} the id {describe(token_id)}; "
+                        "expected an integer id ≥ 0")
+    return dict(table)

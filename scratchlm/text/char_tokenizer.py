@@ -4,7 +4,12 @@ import os
 from collections.abc import Iterable
 
 from scratchlm.errors import ArgumentError, check_id_sequence, check_int, check_text
-from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
+from scratchlm.text.tokenizer_files import (
+    distinct_characters,
+    loader,
+    read_tokenizer_json,
+    write_tokenizer_json,
+)
 
 
 class CharTokenizer:
@@ -47,6 +52,11 @@ class CharTokenizer:
             raise TypeError(f"CharTokenizer.train: expected text as str, got {type(text).__name__}")
         vocab_size = check_int("CharTokenizer.train", "vocab_size", vocab_size, 1, optional=True,
                                hint="(an upper bound on the distinct characters)")
+        if not text:
+            raise ArgumentError("CharTokenizer.train: text='' holds no characters; expected "
+                                "a text with at least one character (the vocabulary is its "
+                                "distinct characters)", where="CharTokenizer.train",
+                                name="text", value=text)
         chars = sorted(set(text))
         if vocab_size is not None and len(chars) > vocab_size:
             raise ArgumentError(f"CharTokenizer.train: the text has {len(chars)} distinct "
@@ -81,7 +91,15 @@ class CharTokenizer:
     @loader
     def load(self, path: str | os.PathLike) -> "CharTokenizer":
         """Read a file written by `save`; callable on the class or on an instance."""
-        self._set_chars(read_tokenizer_json(path, "CharTokenizer")["chars"])
+        return self.load_fields(read_tokenizer_json(path, "CharTokenizer"))
+
+    def load_fields(self, fields) -> "CharTokenizer":
+        """Take the vocabulary from a tokenizer file's checked fields
+        (:func:`~scratchlm.text.tokenizer_files.read_tokenizer_json`)."""
+        chars = distinct_characters(fields, "chars", fields.sequence("chars"))
+        if not chars:
+            fields.fail("chars", "is empty; a vocabulary holds at least one character")
+        self._set_chars(chars)
         return self
 
     def __repr__(self) -> str:

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, check_int
+from scratchlm.errors import ArgumentError, FileFormatError, check_int
+from scratchlm.file_reading import open_regular_file
 from scratchlm.text.bpe_tokenizer import BPETokenizer
 from scratchlm.text.char_tokenizer import CharTokenizer
 from scratchlm.text.corpora import load_chinese, load_shakespeare
@@ -65,9 +66,9 @@ def prepare_corpus(name: str, tokenizer_kind: str = "char", data_dir: str | os.P
     tokenizer_path = Path(data_dir) / f"{key}.tokenizer.json"
     tokenizer_class = CharTokenizer if tokenizer_kind == "char" else BPETokenizer
 
-    if ids_path.exists() and tokenizer_path.exists():
-        return PreparedCorpus(np.load(ids_path, allow_pickle=False),
-                              tokenizer_class.load(tokenizer_path))
+    if os.path.lexists(ids_path) and os.path.lexists(tokenizer_path):
+        tokenizer = tokenizer_class.load(tokenizer_path)
+        return PreparedCorpus(read_token_cache(ids_path, tokenizer.vocab_size), tokenizer)
 
     text = CORPORA[name]()
     if tokenizer_kind == "char":
@@ -81,6 +82,44 @@ def prepare_corpus(name: str, tokenizer_kind: str = "char", data_dir: str | os.P
     tokenizer.save(tokenizer_path)
     _save_array_atomically(ids_path, ids)
     return PreparedCorpus(ids, tokenizer)
+
+
+def read_token_cache(path: str | os.PathLike, vocab_size: int) -> np.ndarray:
+    """The token ids of a cache file written by `prepare_corpus`, checked as a hostile file
+    is before its data is read: a regular file, a ``.npy`` header NumPy reads without
+    pickle, a 1-D array of unsigned 16-bit or signed 32-bit integers, exactly as many bytes
+    as its shape says, every id in [0, vocab_size)."""
+    where = "prepare_corpus"
+    rebuild = f"delete {os.fspath(path)} and the tokenizer file beside it to rebuild the cache"
+
+    def fail(problem):
+        raise FileFormatError(f"{where}: {os.fspath(path)}: {problem}; {rebuild}", path=path)
+
+    with open_regular_file(path, where, "token cache (.npy)") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                fail(f".npy format version {version}; a token cache is version 1.0 or 2.0")
+            shape, fortran, dtype = read_header(handle)
+        except (ValueError, SyntaxError, TypeError, OSError) as problem:
+            fail(f"it is not a readable .npy file ({str(problem)[:80]})")
+        if dtype.hasobject or dtype not in (np.dtype("<u2"), np.dtype("<i4")):
+            fail(f"field 'dtype' is {dtype}; a token cache holds uint16 or int32 ids")
+        if len(shape) != 1 or fortran:
+            fail(f"field 'shape' is {shape}; a token cache is one row of ids")
+        remaining = os.fstat(handle.fileno()).st_size - handle.tell()
+        if remaining != shape[0] * dtype.itemsize:
+            fail(f"its header promises {shape[0]:,} ids ({shape[0] * dtype.itemsize:,} "
+                 f"bytes) but {remaining:,} bytes follow (truncated or damaged)")
+        ids = np.fromfile(handle, dtype=dtype, count=shape[0])
+    if ids.size == 0:
+        fail("it holds no token ids")
+    if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
+        fail(f"it holds id {int(ids.max())}, outside its tokenizer's vocabulary of "
+             f"{vocab_size} tokens")
+    return ids
 
 
 def _save_array_atomically(path: Path, array: np.ndarray) -> None:

@@ -26,7 +26,13 @@ from scratchlm.errors import (
     check_int,
     check_text,
 )
-from scratchlm.text.tokenizer_files import loader, read_tokenizer_json, write_tokenizer_json
+from scratchlm.text.tokenizer_files import (
+    distinct_characters,
+    loader,
+    parse_tokenizer_text,
+    read_tokenizer_json,
+    write_tokenizer_json,
+)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
@@ -120,19 +126,27 @@ class SpecialCharTokenizer:
                           ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text):
-        payload = json.loads(text)
-        if payload.get("type") != "SpecialCharTokenizer":
-            raise ValueError(f"SpecialCharTokenizer.from_json: holds a {payload.get('type')!r} "
-                             "tokenizer")
-        return cls(payload["chars"])
+    def from_json(cls, text, source="the text given"):
+        """The tokenizer whose :meth:`to_json` is ``text`` (checked as a hostile file is;
+        ``source`` names where the text came from in the errors)."""
+        fields = parse_tokenizer_text(text, "SpecialCharTokenizer.from_json", source)
+        if fields.value["type"] != "SpecialCharTokenizer":
+            fields.fail("type", f"names a {fields.value['type']} tokenizer; expected a "
+                        "SpecialCharTokenizer")
+        return cls().load_fields(fields)
 
     def save(self, path):
         write_tokenizer_json(path, "SpecialCharTokenizer", {"chars": "".join(self._chars)})
 
     @loader
     def load(self, path):
-        self._set_chars(list(read_tokenizer_json(path, "SpecialCharTokenizer")["chars"]))
+        return self.load_fields(read_tokenizer_json(path, "SpecialCharTokenizer"))
+
+    def load_fields(self, fields):
+        """Take the vocabulary from a tokenizer file's checked fields: ``chars``, one string
+        of distinct characters."""
+        chars = distinct_characters(fields, "chars", fields.string("chars"))
+        self._set_chars(chars)
         return self
 
     def __repr__(self):
