@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,6 +44,8 @@ from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer, get_batch, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
 
 # %% [markdown]
 # ## Characters as tokens
@@ -122,7 +124,7 @@ assert history["val_loss"][-1] < initial_loss.item() - 1.0
 final_lr = trainer.optimizer.param_groups[0]["lr"]
 print(f"lr after {trainer.step} steps: {final_lr:.2e}")
 assert np.isclose(final_lr, train_config.min_lr_ratio * train_config.learning_rate)
-viz.lr_schedule(train_config)
+viz.lr_schedule(train_config, lang=LANG)
 
 # %% [markdown]
 # The run folder holds everything needed to continue or sample later: `checkpoint.npz`
@@ -132,7 +134,7 @@ viz.lr_schedule(train_config)
 
 # %%
 print(sorted(os.listdir("runs/notebook-gpt")))
-viz.loss_curves("runs/notebook-gpt")
+viz.loss_curves("runs/notebook-gpt", lang=LANG)
 
 # %% [markdown]
 # ## Perplexity
@@ -192,7 +194,8 @@ rebuilt = merged @ last.attn.c_proj.weight.numpy().T + last.attn.c_proj.bias.num
 print("max |layer output - rebuilt from the weights| =", np.abs(library_out - rebuilt).max())
 assert np.allclose(library_out, rebuilt, atol=1e-4)
 labels = [repr(ch)[1:-1] for ch in line]
-viz.attention_heatmap(weights, labels, labels, title="last layer, trained model")
+viz.attention_heatmap(weights, labels, labels, title="last layer, trained model",
+                      lang=LANG)
 
 # %% [markdown]
 # Every row sums to 1 and nothing lies above the diagonal: no character reads the future. Each

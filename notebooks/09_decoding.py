@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,7 +32,6 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
 
 import scratchlm as sl
 import scratchlm.functional as F
@@ -41,6 +40,9 @@ from scratchlm.generation import beam_search, top_p_filter
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 text = load_shakespeare()
 tokenizer = CharTokenizer().train(text)
@@ -193,10 +195,7 @@ for t in overtaken:
     print(f"  after {t} characters the leader ends in {tokenizer.decode([top.token])!r} "
           f"(Σ log p = {top.log_prob:.2f}); it is not a prefix of the winner")
 assert overtaken
-tree = viz.beam_tree(model, prompt_tree, 6, beam_width=3, decode=tokenizer.decode)
-tree.axes[0].set_title("beam search, W = 3: each node a kept hypothesis (character, Σ log p); "
-                      "red: the best path", fontsize=9)
-display(tree)
+viz.beam_tree(model, prompt_tree, 6, beam_width=3, decode=tokenizer.decode, lang=LANG)
 
 # %% [markdown]
 # From the prompt `ROMEO:\n`, the hypothesis in the lead after the first steps (the top node of

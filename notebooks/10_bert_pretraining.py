@@ -48,6 +48,7 @@ import numpy as np
 
 import scratchlm as sl
 import scratchlm.functional as F
+from scratchlm import viz
 from scratchlm.models.bert import BertConfig, BertForPreTraining, make_pretraining_batch
 from scratchlm.text import (
     IGNORE_INDEX,
@@ -58,6 +59,9 @@ from scratchlm.text import (
     pack_bert_pair,
 )
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 rng = np.random.default_rng(0)
 

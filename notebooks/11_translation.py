@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -47,10 +47,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchlm as sl
+from scratchlm import viz
 from scratchlm.metrics import bleu
 from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, train_translation
 from scratchlm.text import CharVocabulary, load_zh_en_pairs, pad_sequences
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 # %% [markdown]
 # ## Sentence pairs

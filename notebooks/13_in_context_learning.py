@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,6 +41,9 @@ from scratchlm.models import GPT, GPTConfig
 from scratchlm.models.bert import BertConfig, BertForPreTraining
 from scratchlm.text.masked_lm import mask_tokens
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 started = time.perf_counter()
 SEEDS = [0, 1, 2]
@@ -109,6 +112,13 @@ after = np.array([curve[-1, 2] for _, curve in runs.values()])
 first_half = np.array([curve[-1, 4] for _, curve in runs.values()])
 assert (before < 2 * chance).all() and (after > 0.95).all()
 assert (np.abs(first_half - chance) < 0.05).all()  # nothing to learn there: still chance
+leaves = np.array([curve[np.argmax(curve[:, 1] < np.log(V) - 0.1), 0]
+                   for _, curve in runs.values()])
+low = np.array([curve[np.argmax(curve[:, 1] < 0.5), 0] for _, curve in runs.values()])
+for seed, start, end, (_, curve) in zip(SEEDS, leaves, low, runs.values()):
+    print(f"seed {seed}: the loss on the repeat leaves log V at step {start:.0f} and is below 0.5 "
+          f"at step {end:.0f}; the first half's loss peaks at {curve[:, 3].max():.2f}")
+assert (leaves >= 20).all() and (low - leaves <= 150).all()  # a plateau, then a quick fall
 
 fig, ax = plt.subplots(figsize=(8, 3.6))
 for seed, (_, curve) in runs.items():
@@ -125,9 +135,12 @@ plt.show()
 
 # %% [markdown]
 # The loss on the repeat sits at $\log V$ for the first few dozen steps — the model predicts the
-# token frequencies and nothing else — then falls to almost zero within about a hundred steps.
-# The curve has two regimes and a short transition between them, a phase change; every seed shows
-# it at about the same step. The first half's loss never leaves $\log V$.
+# token frequencies and nothing else — then falls below 0.5 nats within about a hundred steps
+# (the steps are printed above). The curve has two regimes and a short transition between them,
+# a phase change; every seed shows it at about the same step. The first half's loss rises above
+# $\log V$ while the copying is being learned (the model, not yet sure where a repeat starts,
+# also expects repeats where there are none), then returns to $\log V$: nothing can be learned
+# there.
 #
 # ## What the heads read
 #
@@ -170,7 +183,8 @@ for layer, weights in enumerate(maps):
     print(f"layer {layer}: weight on the token after the earlier occurrence "
           f"{copy_score(weights, N).round(2)}")
 viz.attention_heatmap(np.concatenate(maps), labels, labels,
-                      title="repeated sequence (seed 0)", head_names=["layer 0", "layer 1"])
+                      title="repeated sequence (seed 0)", head_names=["layer 0", "layer 1"],
+                      lang=LANG)
 
 # %% [markdown]
 # Layer 0 does the copying: from the second half on, its weight sits on the token that followed

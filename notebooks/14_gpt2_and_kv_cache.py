@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,8 +23,8 @@
 # holds GPT-2's weights (about 500 MB): **no pre-trained GPT-2 is available here**, and this
 # notebook downloads nothing. So we write files in exactly Hugging Face's layout ourselves and load
 # them back — first from a randomly initialised GPT-2-shaped model (its text is noise), then from
-# a small model trained in this notebook, whose text is not. The loading path is the one real
-# weights take.
+# a small model trained in this notebook (after a short run its text has Shakespeare's layout and
+# common words). The loading path is the one real weights take.
 #
 # Then generation. Producing token $t$ needs the keys and values of all earlier positions. Without
 # a cache each step recomputes them for the whole prefix: step $t$ costs $O(t)$ projections, and
@@ -42,10 +42,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchlm as sl
+from scratchlm import viz
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.safetensors import load_safetensors, save_safetensors
 from scratchlm.text import CharTokenizer, load_gpt2_tokenizer, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 tokenizer = load_gpt2_tokenizer()
 prompt = np.array([tokenizer.encode("The meaning of life is")])
@@ -132,13 +136,13 @@ sl.manual_seed(0)
 sample = reloaded.generate(np.array([chars.encode("KING:\n")]), 160, temperature=0.8)
 print("--- trained model, loaded back from the Hugging Face layout ---")
 print(chars.decode(sample[0].tolist()))
-#
+
+# %% [markdown]
 # ## Generation with and without the cache
 #
 # `model.generate(..., use_cache=False)` recomputes the whole prefix at every step; the default
-# keeps
-# a `KVCache` per layer. The tokens must be identical (causal attention never lets an old position
-# see a new one), only the time differs:
+# keeps a `KVCache` per layer. The tokens must be identical (causal attention never lets an old
+# position see a new one), only the time differs:
 
 # %%
 lengths = [16, 32, 64, 128, 192]
@@ -185,7 +189,8 @@ print(f"2·L·T·d·4 bytes = {cache_bytes / 2**20:.1f} MiB for one sequence of 
 full = GPTConfig.from_preset("gpt2")
 print(f"GPT-2 small (L = {full.n_layer}, d = {full.n_embd}, T = {full.block_size}): "
       f"{2 * full.n_layer * full.block_size * full.n_embd * 4 / 2**20:.0f} MiB per sequence")
-#
+
+# %% [markdown]
 # ## Summary
 #
 # * scratchlm's GPT has GPT-2's layout; Hugging Face's file differs only in transposed `Conv1D`
