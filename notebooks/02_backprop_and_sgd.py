@@ -248,7 +248,8 @@ plt.show()
 # of the eight rates each optimizer gets the loss under 0.01.
 #
 # Real training also uses **minibatches**: the gradient of a random sample of $B$ examples, an
-# unbiased but noisy estimate of the full gradient, $\nabla J \approx \frac{1}{B}\sum_{n \in
+# unbiased but noisy estimate of the full gradient (descending along it is **stochastic**
+# gradient descent, SGD), $\nabla J \approx \frac{1}{B}\sum_{n \in
 # \text{batch}} \nabla J_n$. Smaller batches give cheaper, noisier steps:
 
 # %%

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,10 +14,11 @@
 # ---
 
 # %% [markdown]
-# # 7 · Gradient-check exercises
+# # 3 · Gradient-check exercises: the workflow
 #
-# Every op in scratchlm is a `Function` whose `backward` someone derived by hand. In the
-# coursework you do the deriving, and more: forty exercises in five tracks, from the engine
+# Every op in scratchlm is a `Function` whose `backward` someone derived by hand (notebook 1
+# wrote one, `Cube`, and checked it). In the coursework you do the deriving, and more: forty
+# exercises in five tracks, from the engine
 # itself (a topological order, the backward pass) through ops and layers, modern ops the
 # library does not ship, optimizers, to data, decoding and evaluation. This notebook shows the
 # workflow on the ops of track 2 and leaves the answers to you.
@@ -52,6 +53,7 @@ from scratchlm.exercises import EXERCISES, grade, skeletons
 from scratchlm.exercises.__main__ import hints, listing, main, statement
 
 print(listing())
+print(f"{len(EXERCISES)} exercises, {sum(e.points for e in EXERCISES.values())} points")
 
 # %% [markdown]
 # ## Reading an exercise
@@ -223,3 +225,25 @@ print(hints("layer_norm", 1))
 for name, exercise in EXERCISES.items():
     if exercise.track == 2 and name not in ("softmax", "embedding"):
         print(f"{name:24s} {exercise.points} pt  {exercise.task}")
+
+# %% [markdown]
+# ## Summary
+#
+# - An op exercise gives a forward formula and a skeleton (the library's `Function` without its
+#   backward); the grader checks your backward against central differences and against the
+#   library, over several shapes, and checks the rules every backward follows.
+# - A report that fails on every entry points to a missing term (softmax's off-diagonal); one
+#   that fails only where ids repeat points to an accumulation (`grad[ids] += g` keeps one row
+#   per repeated id).
+# - Delegating to the library's backward is refused; `grade NAME FILE` grades a file in a
+#   separate process, and each failed attempt unlocks one more hint.
+#
+# ## Exercises
+#
+# 1. Finish the two "your turn" cells above until their reports say PASSED.
+# 2. Week 3 of [COURSE.md](COURSE.md): **`mul`**, **`tanh`**, **`sigmoid`**, **`gelu_tanh`**,
+#    **`matmul`** and **`linear`**; week 4: **`softmax`**, **`log_softmax`**,
+#    **`cross_entropy`**, **`cross_entropy_smoothing`** and **`layer_norm`**; **`embedding`**
+#    comes in week 5. Start each with `python -m scratchlm.exercises show NAME > my_NAME.py`.
+# 3. Before writing `layer_norm`'s backward, predict which cases a backward that forgets the
+#    mean's dependence on $x$ fails; then write that wrong version and read its report.

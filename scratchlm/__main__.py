@@ -388,14 +388,6 @@ def _check_memory(model_config, train_config, force, resuming, optimizer_shards=
         needed=estimate.total, available=available)
 
 
-def _duration(seconds):
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _resume_command(args, run_dir):
     """The exact command that continues this run."""
     parts = ["python", "-m", "scratchlm", "train", "--resume", "--out-dir", args.out_dir,
@@ -489,8 +481,8 @@ def command_train(args):
               f"(global batch {dist.world_size() * train_config.batch_size}); memory and time "
               "per rank, the gradient all-reduce not included"
               + ("; ZeRO-1 shards AdamW's state" if args.zero else ""))
-    print(f"time: about {seconds:.2g} s per step (a step measured, {flops / 1e9:.3g} GFLOP): "
-          f"{remaining} steps ≈ {_duration(seconds * remaining)}")
+    print(f"time: about {seconds:.2g} s per step ({flops / 1e9:.3g} GFLOP): "
+          f"{trainer.step_time.describe(remaining)}")
     sys.stdout.flush()
     started = time.perf_counter()
     try:

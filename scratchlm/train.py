@@ -59,6 +59,7 @@ from scratchlm.errors import (
 )
 from scratchlm.metrics import perplexity
 from scratchlm.text import get_batch
+from scratchlm.time_estimate import StepTimeEstimate, core_use, fastest_of, format_duration
 
 CHECKPOINT = "checkpoint.npz"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"  # the one the last save replaced
@@ -224,6 +225,7 @@ class Trainer:
         self.resumed_changes = []  # (field, checkpoint's value, applied value) at load_state
         self.config_changes = []  # every change applied on resuming, saved in the checkpoint
         self.saved_step = None  # the step of the checkpoint on disk, when this trainer knows it
+        self.step_time = None  # a StepTimeEstimate once time_step has measured
         self.removed_files = []  # stale temporary files the last recover_run removed
         self._stop_signal = None
 
@@ -316,31 +318,41 @@ class Trainer:
             return float(dist.all_reduce(np.mean(losses))[0])
         return float(np.mean(losses))
 
-    def time_step(self, warmup_limit=30.0):
-        """Seconds one optimisation step takes, measured on forward and backward passes of a
-        throwaway micro-batch (times ``grad_accum_steps``) without changing anything a
-        later step depends on: no update is made, the gradients are cleared and the CPU
-        random generator is restored (a run stays bit-identical). The first pass starts
-        threads and grows the allocator's pools, often several times slower than the
-        rest, so it is repeated and the second timed — unless it took over
-        ``warmup_limit`` seconds (then the first is returned: an upper bound)."""
+    def time_step(self, repeats=3, budget_s=30.0):
+        """Seconds one optimisation step takes: the fastest of ``repeats`` forward and
+        backward passes of a throwaway micro-batch after one warm-up pass (times
+        ``grad_accum_steps``; :func:`~scratchlm.time_estimate.fastest_of`), measured without
+        changing anything a later step depends on: no update is made, the gradients are
+        cleared and the CPU random generator is restored (a run stays bit-identical). The
+        first pass starts threads and grows the allocator's pools, often several times
+        slower than the rest; a pass slower than ``budget_s`` ends the measuring (then its
+        time is returned: an upper bound). The passes run on the threads the run will have
+        (:class:`scratchlm.fast.ThreadsFollowLoad`: beside a busy process, fewer BLAS
+        threads than cores, or every product waits for the thread that lost its core).
+        Also measures how many cores other processes use, and keeps both as
+        :attr:`step_time`, which the progress bar refreshes from the run's own steps."""
         rng_state = backend.get_rng_state()
         self.model.train()
         batch = self._batch(self.train_data, np.random.default_rng(0))
+
+        def one_pass():
+            self.loss_fn(self.model, batch).backward()
+            backend.synchronize(self.config.device)
+            self.model.zero_grad()
+
         try:
-            for _ in range(2):
-                started = time.perf_counter()
-                self.loss_fn(self.model, batch).backward()
-                backend.synchronize(self.config.device)
-                seconds = time.perf_counter() - started
-                self.model.zero_grad()
-                if seconds > warmup_limit:
-                    break
+            # on the threads the run will have: as many as other processes leave free
+            with fast.ThreadsFollowLoad(interval_s=0.0) as threads:
+                use = core_use()
+                threads.check()
+                seconds, _ = fastest_of(one_pass, repeats=repeats, budget_s=budget_s)
         finally:
             self.optimizer.zero_grad()
             self.model.zero_grad()
             backend.set_rng_state(rng_state)
-        return seconds * self.config.grad_accum_steps
+        seconds *= self.config.grad_accum_steps
+        self.step_time = StepTimeEstimate(seconds, use)
+        return seconds
 
     def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
@@ -380,7 +392,10 @@ class Trainer:
             started, first_step = time.perf_counter(), self.step
             while self.step < last and self._stop_signal is None:
                 threads.check()
+                step_started = time.perf_counter()
                 loss = self.train_step()
+                if self.step_time is not None:
+                    self.step_time.observe(time.perf_counter() - step_started)
                 self.history["step"].append(self.step)
                 self.history["train_loss"].append(loss)
                 if progress:
@@ -456,6 +471,9 @@ class Trainer:
         if self.tokens_per_step is not None:
             elapsed = time.perf_counter() - started
             figures["tok_s"] = f"{self.tokens_per_step * (self.step - first_step) / elapsed:,.0f}"
+        if self.step_time is not None:
+            left = self.step_time.remaining(self.config.max_steps - self.step)
+            figures["left"] = format_duration(left)
         return figures
 
     def _validate(self, bar):

@@ -332,7 +332,9 @@ PLANTED = {
                           "the gradient of b_qkv differs from central differences"),
     "rmsnorm": (RMSNormConstantScale, "x (4, 6)", "the gradient of x differs"),
     "swiglu": (SwiGLUWithoutTheSigmoidSlope, "a (3, 4)", "the gradient of a differs"),
-    "rope": (RotaryRotatesForwardAgain, "x (5, 4)", "the gradient of x differs"),
+    "rope": (RotaryRotatesForwardAgain, "x (5, 4)", "a numerical derivative is not a "
+                                                    "derivation: backward called its op's "
+                                                    "forward"),
     "gqa": (GQATakesOneCopy, "q (4, 3, 2)", "the gradient of k differs"),
     "alibi": (ALiBiWrongSign, "q (2, 4, 3)", "forward output differs from the hidden reference"),
     "sgd_momentum": (_sgd_ignores_nesterov, "nesterov=True", "result[0] differs"),

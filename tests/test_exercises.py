@@ -447,9 +447,11 @@ def test_statement_shows_the_forward_not_the_answer(name, tmp_path):
 
 
 @pytest.mark.parametrize("name, helpers, not_shown", [
-    ("cross_entropy", ["def prepare(self, logits, target):", "def reduce(self, losses):",
-                       "def __init__(self, ignore_index=-100"], ["def weights(self, g):"]),
-    ("attention", ["def check(self, q, k, v, attn_mask):", "def dropped(self, weights):"], []),
+    ("cross_entropy", ["def check_and_save_targets(self, logits, target):",
+                       "def reduce(self, losses):", "def __init__(self, ignore_index=-100"],
+     ["def weights(self, g):"]),
+    ("attention", ["self.mask_is_float = attn_mask is not None", "def dropped(self, weights):"],
+     []),
     ("softmax", ["def __init__(self, axis=-1):"], []),
 ])
 def test_statement_shows_the_helpers_forward_calls(name, helpers, not_shown):
@@ -490,8 +492,8 @@ def test_cli_grades_a_file(tmp_path, capsys):
 def test_cli_says_which_classes_a_file_defines(tmp_path):
     path = tmp_path / "answer.py"
     path.write_text(statement("sigmoid"), encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"defines no sl.Function subclass named Nope; it "
-                                         r"defines \['Sigmoid'\]"):
+    with pytest.raises(SystemExit, match=r"defines no Function subclass \(of sl.Function or a "
+                                         r"skeleton\) named Nope; it defines \['Sigmoid'\]"):
         main(["grade", "sigmoid", str(path), "--class", "Nope"])
     with pytest.raises(SystemExit, match="no file"):
         main(["grade", "sigmoid", str(tmp_path / "missing.py")])

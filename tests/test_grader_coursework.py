@@ -155,7 +155,7 @@ def test_grade_all_scores_and_reasons(gradebook):
     assert float(bob["softmax"]) == 0 and float(bob["rmsnorm"]) == 0
     cases = len(EXERCISES["top_k"].cases)
     assert float(bob["top_k"]) == pytest.approx(round(points["top_k"] * (cases - 1) / cases, 2))
-    assert "softmax -3: 4 of 4 cases fail; first: x (5,): the gradient of x" in bob["lost"]
+    assert "softmax -3: 4 of 4 cases fail; first: x (5,): gradient of x differs" in bob["lost"]
     assert "top_k -" in bob["lost"] and "ties at the k-th" in bob["lost"]
     assert "rmsnorm -4:" in bob["lost"] and "the gradient of x differs" in bob["lost"]
     # crashing: an error at import loses all; an error in the function loses each case
@@ -171,11 +171,10 @@ def test_grade_all_scores_and_reasons(gradebook):
     # cheating: delegating to the library, importing the hidden reference, patching NumPy
     erin = score["erin"]
     assert float(erin["total"]) == 0
-    assert "delegates to the library's implementation" in erin["lost"]
-    assert "may not import the hidden reference" in erin["lost"]
-    assert "the file replaced what the grader relies on (numpy.allclose" in erin["lost"]
+    assert "a graded file cannot import scratchlm.functional" in erin["lost"]
+    assert "rmsnorm -4: 4 of 4 cases fail" in erin["lost"]  # its patched NumPy was its own
     frank = score["frank"]
-    assert float(frank["top_k"]) == 0 and "delegates to the library" in frank["lost"]
+    assert float(frank["top_k"]) == 0 and "a graded file cannot import" in frank["lost"]
     assert "softmax -3: no file softmax.py" in frank["lost"]
 
 
@@ -213,7 +212,7 @@ def test_grade_all_writes_one_feedback_report_per_student(gradebook):
     softmax = bob.split("## softmax:")[1].split("## rmsnorm:")[0]
     assert softmax.startswith(" 0 of 3 points") and "0 of 4 cases pass" in softmax
     assert softmax.count("### Case ") == 4  # every failing case, not only the first
-    assert softmax.count("index         analytic        numerical  abs error") == 4
+    assert softmax.count("abs error\n") == 4  # each with its worst entries side by side
     assert f"**Hint 1 of 2** (the first hint; the next: python -m scratchlm.exercises show " \
            f"softmax --hint 2): {EXERCISES['softmax'].hints[0]}" in softmax
     top_k = bob.split("## top_k:")[1]
@@ -615,9 +614,9 @@ def test_every_wrong_gradient_of_a_case_is_named():
              for name, grad in zip(exercise.input_names, case.expected_grads)]
     with pytest.raises(CaseFailure) as failure:
         check_outputs(exercise, case, case.expected_y, grads)
-    named = [line.split(" differs")[0] for line in str(failure.value).splitlines()
+    named = [line.split(" differs")[0].split()[-1] for line in str(failure.value).splitlines()
              if " differs " in line]
-    assert named == ["gradient of q", "gradient of k"]
+    assert named == ["q", "k"]
     # each with its worst entries side by side: a header and four rows
     assert str(failure.value).count("index           yours         library  abs error") == 2
     check_outputs(exercise, case, case.expected_y, case.expected_grads)  # right: no error

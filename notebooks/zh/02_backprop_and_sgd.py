@@ -22,7 +22,7 @@
 # $$\theta \leftarrow \theta - \eta\,\frac{\partial J}{\partial \theta}$$
 #
 # 其中 $\eta$ 是学习率。我们先在 `.grad` 上手工完成更新，再交给 `scratchlm.optim`
-# （带动量的 SGD、Adam）。
+# （带动量的随机梯度下降 SGD、Adam）。
 
 # %%
 import matplotlib.pyplot as plt
@@ -240,7 +240,8 @@ plt.show()
 # $\sqrt{\hat v}$（梯度大小的滑动估计），所以无论梯度的尺度如何，步长都约为 $\eta$：下面的计数
 # 给出每个优化器在八个学习率中的几个上把损失降到 0.01 以下。
 #
-# 实际训练还使用**小批量**：用 $B$ 个随机样本的梯度作为完整梯度的估计，它无偏但有噪声，
+# 实际训练还使用**小批量**：用 $B$ 个随机样本的梯度作为完整梯度的估计，它无偏但有噪声（用它
+# 做梯度下降就是**随机梯度下降**，SGD），
 # $\nabla J \approx \frac{1}{B}\sum_{n \in \text{批量}} \nabla J_n$。批量越小，每一步越便宜，
 # 噪声也越大：
 

@@ -17,7 +17,8 @@
 # # 5 · 注意力
 #
 # Transformer 用**缩放点积注意力**在位置之间混合信息。每个位置提出一个查询 $q$，每个位置也
-# 提供一个键 $k$ 和一个值 $v$。输出是各个值的加权平均，权重取决于查询与每个键的匹配程度：
+# 提供一个键 $k$ 和一个值 $v$（查询、键、值分别是 $Q$、$K$、$V$ 的行）。输出是各个值的
+# 加权平均，权重取决于查询与每个键的匹配程度：
 #
 # $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q
 # K^\top}{\sqrt{d_k}}\right) V$$
@@ -109,8 +110,9 @@ for d in (4, 64, 512):
 # 布尔掩码说明每个查询**可以**关注哪些键（True），与 PyTorch 一致。被屏蔽的分数在 softmax 之前
 # 变成 $-\infty$，所以它们的权重恰好为 0。
 #
-# * **因果**掩码只让位置 $i$ 看到位置 $j \le i$——语言模型不能偷看它正要预测的词元：
-#   `is_causal=True`。
+# * **因果**掩码只让位置 $i$ 看到位置 $j \le i$：**自回归语言模型**（GPT）根据前面的词元
+#   预测每个词元，不能偷看它正要预测的词元：`is_causal=True`。**反向语言模型**根据后面的
+#   词元预测每个词元：它的掩码是转置，$j \ge i$，等同于在倒序的序列上做因果注意力（下面核对）。
 # * **填充**掩码在一个批量中遮住较短序列的填充键。
 
 # %%
@@ -130,7 +132,11 @@ assert np.allclose(same.numpy(), out.numpy())
 padding = np.array([True, True, True, False])  # 最后一个键是填充
 padded = F.scaled_dot_product_attention(Xt, Xt, Xt, attn_mask=padding)
 assert np.allclose(padded.numpy(), softmax_rows(np.where(padding, scores, -np.inf)) @ X)
-print("因果掩码和填充掩码都与手算一致")
+reverse = F.scaled_dot_product_attention(Xt, Xt, Xt, attn_mask=causal.T)  # j ≥ i
+flipped = sl.tensor(X[::-1].copy())
+backwards = F.scaled_dot_product_attention(flipped, flipped, flipped, is_causal=True)
+assert np.allclose(reverse.numpy(), backwards.numpy()[::-1])
+print("因果掩码、反向掩码和填充掩码都与手算一致")
 
 # %% [markdown]
 # 这个运算的反向传播是手工推导的（见它的文档字符串）：记 $P$ 为权重，$G = \partial L/\partial O$，

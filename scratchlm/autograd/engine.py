@@ -137,7 +137,7 @@ def check_inputs_unchanged(fn):
     place after its forward: its ``_version`` (bumped by every in-place change) differs from
     the one ``fn`` recorded then, as PyTorch checks. Inside ``detect_anomaly()`` also if an
     array the op saved was written into behind the engine's back (``x.data[...] = …``)."""
-    if tuple([x if x is None else x._version for x in fn.inputs]) != fn.input_versions:
+    if [None if x is None else x._version for x in fn.inputs] != fn.input_versions:
         position, x = next((i, x) for i, x in enumerate(fn.inputs)
                            if x is not None and x._version != fn.input_versions[i])
         kind = "a leaf tensor (a parameter?)" if x._ctx is None else "an op's output"

@@ -66,7 +66,7 @@ class Function:
         if needs is None:
             return _unrecorded(outputs)
         op.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
-        op.input_versions = tuple([x._version if n else None for x, n in zip(inputs, needs)])
+        op.input_versions = [None if x is None else x._version for x in op.inputs]
         results = outputs if isinstance(outputs, tuple) else (outputs,)
         op.output_meta = [(y.shape, y.dtype) for y in results]
         tensors = tuple(Tensor._wrap(y, op, i) for i, y in enumerate(results))

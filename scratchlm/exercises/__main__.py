@@ -29,16 +29,13 @@ number and output path is checked before anything is graded
 """
 
 import argparse
-import ast
 import importlib.util
-import inspect
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 from scratchlm import Function
-from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.deadline import (
     DEFAULT_CAP,
     DEFAULT_PENALTY,
@@ -60,10 +57,15 @@ from scratchlm.exercises.gradebook import (
     write_csv,
     write_rows,
 )
-from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.gradescope import VISIBILITIES
 from scratchlm.exercises.gradescope import build as build_autograder
-from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.harness import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    PRACTICE_SEED,
+    NotGradable,
+    grade_file,
+)
 from scratchlm.exercises.hints import unlock
 from scratchlm.exercises.lms import DEFAULT_TITLE, lms_rows
 from scratchlm.exercises.options import (
@@ -74,22 +76,9 @@ from scratchlm.exercises.options import (
     check_timeout,
 )
 from scratchlm.exercises.release import ReleaseError, release
-from scratchlm.exercises.tasks import ReferenceMissing, Task
-
-#: the width of the comment lines and docstrings ``show`` writes
-WIDTH = 92
-
-#: the imports of a file to complete: what a backward may need
-IMPORTS = """\
-import math
-
-import numpy as np
-
-import scratchlm as sl
-from scratchlm import backend                    # backend.scatter_add(target, rows, values)
-from scratchlm.backend import get_array_module  # xp = get_array_module(g): NumPy or CuPy
-from scratchlm.exercises import skeletons
-"""
+from scratchlm.exercises.sandbox import SANDBOXES, check_sandbox
+from scratchlm.exercises.statements import hints, listing, statement
+from scratchlm.exercises.tasks import ReferenceMissing
 
 
 def _limits(command):
@@ -137,6 +126,11 @@ def build_parser():
     every.add_argument("--similarity", metavar="FILE",
                        help="where to write every pair of students' files per exercise with "
                             "its similarity score (default: similarity.csv beside --csv)")
+    every.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="the instructor's secret seed the cases are drawn from (default: "
+                            "SCRATCHLM_GRADE_SEED, else the public practice seed 0)")
+    every.add_argument("--sandbox", choices=SANDBOXES, default=None,
+                       help="where each file runs (default: bwrap where it works, else basic)")
     every.add_argument("--feedback", metavar="DIR",
                        help="also write one Markdown report per student into DIR: every "
                             "case, every failure in full, the hint matched to it")
@@ -178,116 +172,6 @@ def build_parser():
                      help="write into a folder that is not empty (only the release's files "
                           "are replaced)")
     return parser
-
-
-def listing():
-    width = max(map(len, EXERCISES))
-    lines = []
-    for track, title in TRACKS.items():
-        names = [e for e in EXERCISES.values() if e.track == track]
-        lines += [f"Track {track}: {title} ({sum(e.points for e in names)} points)"]
-        lines += [f"  {e.name:<{width}} {e.points:>2} pt  {e.title}: {e.formula}"
-                  for e in names]
-        lines.append("")
-    return "\n".join(lines + ["python -m scratchlm.exercises show NAME   prints one with "
-                              "its file to complete"])
-
-
-def hints(name, count):
-    exercise = get_exercise(name)
-    if not exercise.hints:
-        return f"{name} has no hints"
-    count = max(1, min(count, len(exercise.hints)))
-    lines = [f"hint {i} of {len(exercise.hints)}: {hint}"
-             for i, hint in enumerate(exercise.hints[:count], start=1)]
-    if count < len(exercise.hints):
-        lines.append(f"(the next: python -m scratchlm.exercises show {name} --hint {count + 1})")
-    return "\n".join(lines)
-
-
-def task_statement(task):
-    """A task's file to complete: its statement in comments, then the stub."""
-    header = [f"# Exercise {task.name} (track {task.track}, {task.points} points): {task.title}",
-              *textwrap.wrap(task.formula, WIDTH, initial_indent="#   formula:  ",
-                             subsequent_indent="#" + " " * 13),
-              *textwrap.wrap(task.task, WIDTH, initial_indent="#   your job: ",
-                             subsequent_indent="#" + " " * 13)]
-    if task.needs:
-        header.append(f"#   this file must also define: {', '.join(task.needs)}")
-    header += [f"# Hints, one at a time: python -m scratchlm.exercises show {task.name} --hint 1",
-               f"# Grade it:   python -m scratchlm.exercises grade {task.name} THIS_FILE.py", ""]
-    return "\n".join(header) + "\n" + task.stub
-
-
-def forward_methods(reference):
-    """The methods that make ``reference``'s forward: ``__init__`` (where the op defines one),
-    ``forward``, then the helper methods forward calls on ``self`` (and those they call), in
-    the order first called."""
-    def defined(name):
-        for cls in reference.__mro__:
-            if cls is Function:
-                return None
-            if name in vars(cls) and inspect.isfunction(vars(cls)[name]):
-                return vars(cls)[name]
-        return None
-
-    found = {"__init__": defined("__init__")} if defined("__init__") else {}
-    pending = ["forward"]
-    while pending:
-        name = pending.pop(0)
-        if name in found or defined(name) is None:
-            continue
-        found[name] = defined(name)
-        tree = ast.parse(textwrap.dedent(inspect.getsource(found[name])))
-        pending += [node.func.attr for node in ast.walk(tree)
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "self"]
-    return list(found.values())
-
-
-def statement(name):
-    """The exercise as a Python file to complete: the task in comments, the imports, then a
-    class deriving from the skeleton, its docstring holding the library's forward (or, for
-    the other exercises, their stub)."""
-    exercise = get_exercise(name)
-    if isinstance(exercise, Task):
-        return task_statement(exercise)
-    skeleton = exercise.skeleton
-    reference = exercise.reference_class
-    header = [f"# Exercise {name}: {exercise.title}",
-              f"#   forward:  {exercise.formula}",
-              *textwrap.wrap(exercise.task, WIDTH, initial_indent="#   your job: ",
-                             subsequent_indent="#" + " " * 13),
-              f"# Hints, one at a time: python -m scratchlm.exercises show {name} --hint 1",
-              f"# Grade it:   python -m scratchlm.exercises grade {name} THIS_FILE.py", ""]
-    sources = "\n".join(textwrap.dedent(inspect.getsource(method))
-                        for method in forward_methods(reference))
-    docstring = (f"Your backward for {reference.__module__}.{reference.__qualname__}.\n\n"
-                 "Its forward, inherited from the skeleton (the library's own; leave it as "
-                 "it is):\n\n" + textwrap.indent(sources.rstrip(), "    ") + "\n\n"
-                 + textwrap.fill("(The other names it uses are defined in "
-                                 f"{reference.__module__}.)", WIDTH - 4) + "\n\n"
-                 + textwrap.fill(f"Saved for backward: {skeleton.saved}.", WIDTH - 4) + "\n")
-    if "'''" in docstring:
-        raise ValueError(f"{reference.__name__}: its forward's source holds '''; it cannot be "
-                         "shown in a docstring")
-    body = [f"class {skeleton.__name__}(skeletons.{skeleton.__name__}):",
-            textwrap.indent(f"r'''{docstring}'''", "    "),
-            "",
-            "    def backward(self, g):",
-            f"        raise NotImplementedError({_string_literal(skeleton.hint, 34)})",
-            ""]
-    return "\n".join(header) + "\n" + IMPORTS + "\n\n" + "\n".join(body)
-
-
-def _string_literal(text, indent):
-    """``text`` as a double-quoted literal, split over lines indented by ``indent`` spaces
-    (adjacent literals concatenate) to keep the lines under 100 characters."""
-    if '"' in text or "\\" in text:
-        return repr(text)
-    pieces = textwrap.wrap(text, 95 - indent) or [""]
-    pieces = [piece + " " for piece in pieces[:-1]] + pieces[-1:]
-    return ("\n" + " " * indent).join(f'"{piece}"' for piece in pieces)
 
 
 def load_class(path, class_name):
@@ -368,10 +252,17 @@ def _command(args):
         if args.feedback:
             check_output_folder(args.feedback, "--feedback", args.overwrite)
         check_answer_key(args.expected)
+        seed = args.seed if args.seed is not None else environment_seed()
+        try:
+            sandbox = check_sandbox(args.sandbox)
+        except ValueError as error:
+            raise NotGradable(f"grade-all: {error}") from None
         due, submitted = _deadline(args)
         table, exercises = grade_all(args.submissions, exercises, timeout=args.timeout,
                                      memory_mb=args.memory, jobs=args.jobs,
-                                     expected=args.expected)
+                                     expected=args.expected,
+                                     seed=PRACTICE_SEED if seed is None else seed,
+                                     sandbox=sandbox)
         pairs = similarity(args.submissions, list(table), exercises)
         late = None
         if due is not None:
@@ -395,6 +286,8 @@ def _command(args):
         flagged = [pair for pair in pairs if pair.flagged]
         print(f"wrote {', '.join(map(str, written))} ({len(flagged)} pair(s) flagged as "
               "similar)")
+        print(f"graded in the {sandbox} sandbox, on the cases of "
+              f"{'the public practice seed' if seed is None else 'the held-out seed'}")
     elif args.command == "gradescope":
         check_timeout(args.timeout)
         check_memory(args.memory)

@@ -246,15 +246,16 @@ def _tracks():
         track_modern,
         track_optim,
     )
-    tasks = [task for track in (track_engine, track_layers, track_modern, track_optim,
-                                track_data)
-             for task in track.TASKS]
-    everything = list(EXERCISES.values()) + tasks
+    tracks = (track_engine, track_layers, track_modern, track_optim, track_data)
+    modules = {task.name: track.__name__.rsplit(".", 1)[1] for track in tracks
+               for task in track.TASKS}
+    everything = list(EXERCISES.values()) + [task for track in tracks for task in track.TASKS]
     return {exercise.name: exercise
-            for exercise in sorted(everything, key=lambda exercise: exercise.track)}
+            for exercise in sorted(everything, key=lambda exercise: exercise.track)}, modules
 
 
-EXERCISES = _tracks()
+#: every exercise by name; the module each task is defined in (the grading child loads it)
+EXERCISES, TRACK_MODULES = _tracks()
 
 #: the tracks, by number
 TRACKS = {1: "engine", 2: "ops and layers", 3: "modern ops the library does not ship",

@@ -43,7 +43,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratchlm.exercises.tasks import Task, decode, encode, reference_available
+from scratchlm.exercises.answers import prepare_cases
+from scratchlm.exercises.runner import decode, encode
+from scratchlm.exercises.tasks import Task, prepare_task, reference_available
 
 #: the version of the file layout
 FORMAT = 1
@@ -84,8 +86,6 @@ def digest(value):
 
 def record(exercise, seed=0):
     """The stored results of ``exercise`` (a dict, ready for JSON), from the answer key."""
-    from scratchlm.exercises.grader import prepare_cases
-    from scratchlm.exercises.tasks import prepare_task
     if isinstance(exercise, Task):
         cases = [(case.label, case.inputs, case.expected) for case in prepare_task(exercise, seed)]
     else:

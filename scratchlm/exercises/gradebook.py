@@ -26,9 +26,16 @@ from pathlib import Path
 
 from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.grader import GradeReport
-from scratchlm.exercises.harness import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, NotGradable, grade_file
+from scratchlm.exercises.harness import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    PRACTICE_SEED,
+    NotGradable,
+    grade_file,
+)
 from scratchlm.exercises.options import check_jobs, check_memory, check_timeout
 from scratchlm.exercises.similarity import similar_pairs
+from scratchlm.exercises.statements import statement
 from scratchlm.exercises.tasks import reference_available
 
 #: a file named this may hold every engine exercise (they build one engine)
@@ -84,14 +91,15 @@ def students_and_exercises(submissions, exercises=None):
     return students, found
 
 
-def grade_one(folder, exercise, timeout, memory_mb, expected=None):
+def grade_one(folder, exercise, timeout, memory_mb, expected=None, seed=PRACTICE_SEED,
+              sandbox=None):
     path = submission_file(folder, exercise)
     points = EXERCISES[exercise].points
     if path is None:
         return Mark(exercise, 0.0, points, f"no file {exercise}.py")
     try:
         report = grade_file(exercise, path, timeout=timeout, memory_mb=memory_mb,
-                            expected=expected)
+                            expected=expected, seed=seed, sandbox=sandbox, within=folder)
     except NotGradable as error:
         return Mark(exercise, 0.0, points, str(error))
     return Mark(exercise, report.points, points, report.lost, report)
@@ -116,17 +124,20 @@ def check_answer_key(expected):
 
 
 def grade_all(submissions, exercises=None, *, timeout=DEFAULT_TIMEOUT,
-              memory_mb=DEFAULT_MEMORY_MB, jobs=None, expected=None):
-    """{student: [Mark per exercise]} and the exercises, every file in its own process,
-    graded against the hidden reference or the stored results in the folder ``expected``."""
+              memory_mb=DEFAULT_MEMORY_MB, jobs=None, expected=None, seed=PRACTICE_SEED,
+              sandbox=None):
+    """{student: [Mark per exercise]} and the exercises, every file in its own sandboxed
+    process (``sandbox``: "bwrap", "basic", None for the best available), on the cases of
+    ``seed`` (the instructor's secret one, for the grade that counts), graded against the
+    hidden reference or the stored results in the folder ``expected``."""
     timeout, memory_mb, jobs = check_timeout(timeout), check_memory(memory_mb), check_jobs(jobs)
     expected = check_answer_key(expected)
     students, exercises = students_and_exercises(submissions, exercises)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     work = [(student, exercise) for student in students for exercise in exercises]
     with ThreadPoolExecutor(jobs) as pool:
-        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb, expected),
-                              work))
+        marks = list(pool.map(lambda item: grade_one(*item, timeout, memory_mb, expected,
+                                                     seed, sandbox), work))
     table = {student.name: [] for student in students}
     for (student, _), mark in zip(work, marks):
         table[student.name].append(mark)
@@ -178,7 +189,6 @@ def similar_to(student, pairs):
 def similarity(submissions, students, exercises):
     """Every pair of students' files of each exercise, scored (most similar first) by
     :mod:`scratchlm.exercises.similarity`, the exercise's statement as the starter code."""
-    from scratchlm.exercises.__main__ import statement
     pairs = []
     for exercise in exercises:
         sources = {}

@@ -34,9 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import scratchlm as sl
-from scratchlm.autograd.engine import sum_to_shape
-from scratchlm.exercises.catalog import EXERCISES, Case
+from scratchlm.exercises.answers import prepare_cases
+from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.errors import CaseFailure, DelegatesToLibrary
+from scratchlm.exercises.expected import resolve
+from scratchlm.exercises.runner import gradients_per_input
 from scratchlm.exercises.tasks import Task, check_case, prepare_task, run_case
 from scratchlm.fast.registry import fast_version
 
@@ -77,6 +79,8 @@ class GradeReport:
     hint: int = 1
     hint_why: str = ""
     hint_note: str = ""
+    #: the sandbox the file ran in ("bwrap", "basic"; "" when graded in this process)
+    sandbox: str = ""
 
     @property
     def passed(self):
@@ -133,6 +137,8 @@ class GradeReport:
             if number < count:
                 lines.append(f"  next: python -m scratchlm.exercises show {self.exercise} "
                              f"--hint {number + 1}")
+        if self.sandbox:
+            lines.append(f"  graded in the {self.sandbox} sandbox")
         if self.printed:
             lines.append("what the file printed (each line marked |):")
             lines.extend("  | " + line for line in self.printed.rstrip("\n").splitlines())
@@ -160,7 +166,6 @@ def grade(exercise_name, student_function_class, seed=0, expected=None):
     This runs the class in this process: for a file you do not trust (it could loop, exit or
     patch NumPy), grade it with :func:`scratchlm.exercises.harness.grade_file`, as
     ``python -m scratchlm.exercises grade`` does."""
-    from scratchlm.exercises.expected import resolve
     exercise = get_exercise(exercise_name)
     stored = resolve(exercise, expected, seed=seed)
     if isinstance(exercise, Task):
@@ -250,42 +255,6 @@ def library_functions_disabled(names, student=None):
             setattr(holder, key, value)
 
 
-@dataclass(frozen=True)
-class PreparedCase:
-    """One case's inputs and the library's answers to them: what a student's class is
-    graded against."""
-    case: Case
-    label: str
-    inputs: list
-    #: per input: whether it is a float input (gets a gradient)
-    is_float: list
-    expected_y: np.ndarray
-    #: the library's gradient of each input (None for integer ones) for ``cotangent``
-    expected_grads: list
-    cotangent: np.ndarray
-
-
-def prepare_cases(exercise, seed=0, stored=None):
-    """Every case of ``exercise``: its inputs (float64 normals drawn from ``seed``), the
-    library's output and gradients for a random cotangent (drawn next). Call it before
-    anything untrusted runs: the answers come from the library's reference classes (or,
-    given ``stored``, a :class:`~scratchlm.exercises.expected.Stored`, from its file)."""
-    rng = np.random.default_rng(seed)
-    prepared = []
-    with sl.use_fast(False):  # the library's results come from the reference formulas
-        for index, case in enumerate(exercise.cases):
-            inputs = [rng.standard_normal(spec) if isinstance(spec, tuple) else spec
-                      for spec in case.inputs]
-            is_float = [x is not None and x.dtype.kind == "f" for x in inputs]
-            expected_y, expected_grads, cotangent = _library_result(exercise, case, inputs, rng)
-            if stored is not None:
-                answer = stored.expected(index, _label(exercise, case), inputs)
-                expected_y, expected_grads = answer["y"], answer["grads"]
-            prepared.append(PreparedCase(case, _label(exercise, case), inputs, is_float,
-                                         expected_y, expected_grads, cotangent))
-    return prepared
-
-
 def grade_prepared(exercise, student_class, prepared):
     """Grade ``student_class`` on the prepared cases. Returns the report and, per case, the
     student's forward output and gradients (one per input, None for integer inputs) when
@@ -367,13 +336,6 @@ def _delegation_trap(cls):
     return backward
 
 
-def _label(exercise, case):
-    parts = [f"{name} {spec}" if isinstance(spec, tuple) else f"{name} {spec.tolist()}"
-             for name, spec in zip(exercise.input_names, case.inputs) if spec is not None]
-    parts += [f"{key}={value!r}" for key, value in case.config.items()]
-    return ", ".join(parts)
-
-
 def _grade_case(exercise, student_class, prepared):
     with library_backward_disabled(exercise.reference_class, student_class) as library:
         return _grade_student(exercise, student_class, prepared.case, prepared.inputs,
@@ -403,7 +365,7 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
     if not np.array_equal(g, cotangent):
         raise CaseFailure("backward modified its incoming gradient g in place; the engine may "
                           "share g with other ops, so write into new arrays")
-    grads = _check_structure(grads, inputs, is_float, names)
+    grads = gradients_per_input(grads, inputs, is_float, names)
 
     try:
         _gradcheck(student_class, case.config, inputs, is_float)
@@ -422,17 +384,6 @@ def _grade_student(exercise, student_class, case, inputs, is_float, expected_y,
         if expected is not None:
             _compare(f"gradient of {name}", grad, expected, exercise.name)
     return y, grads
-
-
-def _library_result(exercise, case, inputs, rng):
-    """The library op's output, its gradients for a random cotangent, and that cotangent."""
-    leaves = [sl.tensor(x, requires_grad=True) if x is not None and x.dtype.kind == "f" else x
-              for x in inputs]
-    y = exercise.reference(*leaves, **case.config)
-    cotangent = rng.standard_normal(y.shape)
-    y.backward(cotangent)
-    grads = [leaf.grad if isinstance(leaf, sl.Tensor) else None for leaf in leaves]
-    return y.data, grads, cotangent
 
 
 def _construct(student_class, config):
@@ -459,31 +410,6 @@ def _run(what, method, *arrays):
                           "return the result instead)") from None
     except Exception as error:
         raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
-
-
-def _check_structure(grads, inputs, is_float, names):
-    """Gradients as a list, one per input, each summed to its input's shape (None for ints)."""
-    if not isinstance(grads, (tuple, list)):
-        grads = [grads]
-    if len(grads) != len(inputs):
-        raise CaseFailure(f"backward returned {len(grads)} gradient(s) for {len(inputs)} "
-                          f"input(s) ({', '.join(names)}); return one per input, in order, "
-                          "None for integer ids or targets")
-    checked = []
-    for name, grad, x, differentiable in zip(names, grads, inputs, is_float):
-        if not differentiable:
-            checked.append(None)
-            continue
-        if grad is None:
-            raise CaseFailure(f"backward returned None for {name}, which needs a gradient")
-        grad = np.asarray(grad)
-        try:
-            checked.append(sum_to_shape(grad, x.shape))
-        except ValueError:
-            raise CaseFailure(f"the gradient of {name} has shape {grad.shape}, but {name} has "
-                              f"shape {x.shape}; expected that shape (or one that broadcasts "
-                              "to it)") from None
-    return checked
 
 
 def _gradcheck(student_class, config, inputs, is_float):

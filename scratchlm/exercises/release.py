@@ -36,6 +36,7 @@ from pathlib import Path
 
 from scratchlm.exercises import expected
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.statements import statement
 from scratchlm.exercises.tasks import reference_available
 
 #: the instructor's assignment notebooks (nbgrader's format)
@@ -110,7 +111,6 @@ def readme():
 
 def planned_files(out_dir):
     """{path: text} of everything the release writes."""
-    from scratchlm.exercises.__main__ import statement
     out_dir = Path(out_dir)
     files = {out_dir / "README.md": readme()}
     for name, exercise in EXERCISES.items():

@@ -28,6 +28,7 @@ The rules of every backward:
 
 import inspect
 
+from scratchlm.exercises.student_side import SAVED, backward_hint
 from scratchlm.functional.activations import GELUTanh as _GELUTanh
 from scratchlm.functional.activations import Sigmoid as _Sigmoid
 from scratchlm.functional.attention import ScaledDotProductAttention as _Attention
@@ -47,20 +48,16 @@ def forward_inputs(reference):
     return tuple(inspect.signature(reference.forward).parameters)[1:]
 
 
-def skeleton(reference, saved, no_gradient=()):
-    """``reference`` (a Function class of the library) with its backward taken away.
-
-    ``saved`` names what forward saves on ``self`` for backward (shown in the hint and by
-    ``show``); ``no_gradient`` names the inputs whose gradient is ``None``."""
-    inputs = forward_inputs(reference)
-    gradients = ["None" if name in no_gradient else f"∂L/∂{name}" for name in inputs]
-    returns = gradients[0] if len(gradients) == 1 else f"({', '.join(gradients)})"
-    hint = f"return {returns} from g and what forward saved: {saved}"
+def skeleton(reference):
+    """``reference`` (a Function class of the library) with its backward taken away; what
+    its forward saves, and the hint, come from :mod:`scratchlm.exercises.student_side`,
+    which holds the same skeleton for a graded file."""
+    name = reference.__name__
+    hint = backward_hint(name, forward_inputs(reference))
 
     def backward(self, g):
         raise NotImplementedError(hint)
 
-    name = reference.__name__
     backward.__qualname__ = f"{name}.backward"
     return type(name, (reference,), {
         "__doc__": f"{reference.__module__}.{reference.__qualname__} with its backward taken "
@@ -70,28 +67,21 @@ def skeleton(reference, saved, no_gradient=()):
         #: the library class this skeleton comes from (the answer key)
         "reference": reference,
         #: what forward saves for backward, in words
-        "saved": saved,
+        "saved": SAVED[name],
         #: the hint backward raises
         "hint": hint,
     })
 
 
-Mul = skeleton(_Mul, saved="self.a, self.b")
-Tanh = skeleton(_Tanh, saved="self.y")
-Sigmoid = skeleton(_Sigmoid, saved="self.y")
-GELUTanh = skeleton(_GELUTanh, saved="self.x, self.h = ½(1 + tanh u)")
-MatMul = skeleton(_MatMul, saved="self.a, self.b")
-Embedding = skeleton(_Embedding, saved="self.ids, self.weight_shape", no_gradient=("ids",))
-Softmax = skeleton(_Softmax, saved="self.y, self.axis")
-LogSoftmax = skeleton(_LogSoftmax, saved="self.y, self.axis")
-CrossEntropy = skeleton(_CrossEntropy, saved="self.probs (softmax of the rows, N × C), "
-                        "self.rows, self.targets (0 where ignored), self.valid (the rows that "
-                        "count), self.count (how many), self.logits_shape",
-                        no_gradient=("target",))
-LayerNorm = skeleton(_LayerNorm, saved="self.norm (n), self.rstd (r), self.weight (w)")
-ScaledDotProductAttention = skeleton(
-    _Attention, saved="self.q, self.k, self.v, self.weights (P), self.scale (1/√d), "
-    "self.mask_is_float, self.keep (with dropout only: self.dropped(P) applies it)",
-    no_gradient=("attn_mask",))
-Linear = skeleton(_Linear, saved="self.x_rows (x as rows, R × in), self.x_shape, self.weight, "
-                  "self.has_bias")
+Mul = skeleton(_Mul)
+Tanh = skeleton(_Tanh)
+Sigmoid = skeleton(_Sigmoid)
+GELUTanh = skeleton(_GELUTanh)
+MatMul = skeleton(_MatMul)
+Embedding = skeleton(_Embedding)
+Softmax = skeleton(_Softmax)
+LogSoftmax = skeleton(_LogSoftmax)
+CrossEntropy = skeleton(_CrossEntropy)
+LayerNorm = skeleton(_LayerNorm)
+ScaledDotProductAttention = skeleton(_Attention)
+Linear = skeleton(_Linear)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratchlm.exercises.errors import CaseFailure
+from scratchlm.exercises.runner import call, float_inputs, run_op, unchanged
 
 #: what the hidden reference's modules are called (under it, one module per track)
 REFERENCE_PACKAGE = "scratchlm.exercises.reference"
@@ -161,7 +162,7 @@ def run_case(task, student, prepared):
     if task.kind == "op":
         return run_op(student, inputs, prepared.config, prepared.cotangent, task.input_names)
     output = (task.run or call)(student, inputs, prepared.config)
-    _unchanged(prepared.inputs, inputs, task.input_names, "it")
+    unchanged(prepared.inputs, inputs, task.input_names, "it")
     return output
 
 
@@ -175,43 +176,12 @@ def check_case(task, prepared, output):
 
 
 # ------------------------------------------------------------------------------ op kind
-def call(student, inputs, config):
-    return attempt(getattr(student, "__name__", "it"), student, *inputs, **config)
-
-
-def _floats(inputs):
-    return [isinstance(x, np.ndarray) and x.dtype.kind == "f" for x in inputs]
-
-
-def run_op(student_class, inputs, config, cotangent, names=()):
-    """Forward, then backward for ``cotangent``: {"y": output, "grads": one per input}."""
-    is_float = _floats(inputs)
-    names = names or tuple(f"input {i}" for i in range(len(inputs)))
-    op = attempt(f"{getattr(student_class, '__name__', 'it')}(…)", student_class, **config)
-    op.needs_input_grad = tuple(is_float)
-    originals = copy.deepcopy(inputs)
-    y = np.asarray(attempt("forward", op.forward, *inputs))
-    _unchanged(originals, inputs, names, "forward")
-    g = cotangent.copy()
-    if y.shape != g.shape:
-        raise CaseFailure(f"forward's output has shape {y.shape}; expected {g.shape}")
-    grads = attempt("backward", op.backward, g)
-    if not np.array_equal(g, cotangent):
-        raise CaseFailure("backward modified its incoming gradient g in place; write into new "
-                          "arrays")
-    from scratchlm.exercises.grader import _check_structure  # (grader imports this module)
-
-    out = [None if grad is None else np.asarray(grad, dtype=np.float64)
-           for grad in _check_structure(grads, inputs, is_float, names)]
-    return {"y": y, "grads": out}
-
-
 def _op_expected(reference, inputs, config, rng):
     """The reference's output and the central differences of ⟨reference(x), c⟩ for a
     random cotangent c."""
     def forward(arrays):
         op = reference(**config)
-        op.needs_input_grad = tuple(_floats(arrays))
+        op.needs_input_grad = tuple(float_inputs(arrays))
         return np.asarray(op.forward(*arrays), dtype=np.float64)
 
     y = forward(copy.deepcopy(inputs))
@@ -322,83 +292,6 @@ def _short(value, limit=120):
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
-
-def _unchanged(originals, inputs, names, who):
-    for i, (before, after) in enumerate(zip(originals, inputs)):
-        name = names[i] if i < len(names) else f"input {i}"
-        if isinstance(before, np.ndarray):
-            same = (isinstance(after, np.ndarray) and before.shape == after.shape
-                    and np.array_equal(before, after, equal_nan=before.dtype.kind == "f"))
-            if not same:
-                raise CaseFailure(f"{who} modified its input {name} in place; compute into new "
-                                  "arrays")
-
-
-def attempt(what, function, *args, **kwargs):
-    """``function(*args, **kwargs)``, an exception in it turned into a CaseFailure."""
-    from scratchlm.exercises.errors import DelegatesToLibrary
-    try:
-        return function(*args, **kwargs)
-    except NotImplementedError as error:
-        raise CaseFailure(f"{what} is not written yet: {error}") from None
-    except DelegatesToLibrary as error:
-        raise CaseFailure(f"{what} does not count: {error}") from None
-    except RecursionError:
-        raise CaseFailure(f"{what} raised RecursionError: recursion deeper than Python allows "
-                          "(a deep graph needs an explicit stack, not recursion)") from None
-    except SystemExit as error:
-        raise CaseFailure(f"{what} raised SystemExit: {error} (sys.exit ends the program; "
-                          "return the result instead)") from None
-    except Exception as error:
-        raise CaseFailure(f"{what} raised {type(error).__name__}: {error}") from None
-
-
-# ---------------------------------------------------------- plain data across a process
-def encode(value, depth=0):
-    """``value`` (arrays, numbers, strings, None, lists, tuples, dicts) as JSON data."""
-    if depth > 20:
-        raise ValueError("nested too deep")
-    if isinstance(value, (np.ndarray, np.generic)):
-        array = np.asarray(value)
-        kind = "f" if array.dtype.kind in "fc" else array.dtype.kind
-        if kind not in "fiub":
-            raise ValueError(f"an array of dtype {array.dtype}")
-        data = array.astype(np.float64 if kind == "f" else np.int64).ravel().tolist()
-        return {"array": list(array.shape), "kind": kind, "data": data}
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, tuple):
-        return {"tuple": [encode(v, depth + 1) for v in value]}
-    if isinstance(value, list):
-        return [encode(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {"dict": [[str(k), encode(v, depth + 1)] for k, v in value.items()]}
-    raise ValueError(f"a {type(value).__name__} cannot be sent back")
-
-
-def decode(value, depth=0):
-    if depth > 22:
-        raise ValueError("nested too deep")
-    if isinstance(value, list):
-        return [decode(v, depth + 1) for v in value]
-    if not isinstance(value, dict):
-        if isinstance(value, (bool, int, float, str)) or value is None:
-            return value
-        raise ValueError("not plain data")
-    if "array" in value:
-        shape, data, kind = value["array"], value["data"], value.get("kind")
-        if (not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape)
-                or len(shape) > 32 or not isinstance(data, list)
-                or len(data) != int(np.prod(shape, dtype=np.int64)) or kind not in ("f", "i",
-                                                                                     "u", "b")):
-            raise ValueError("an array is not {shape, kind, data}")
-        dtype = {"f": np.float64, "i": np.int64, "u": np.int64, "b": bool}[kind]
-        return np.array(data, dtype=dtype).reshape(shape)
-    if "tuple" in value and isinstance(value["tuple"], list):
-        return tuple(decode(v, depth + 1) for v in value["tuple"])
-    if "dict" in value and isinstance(value["dict"], list):
-        return {str(k): decode(v, depth + 1) for k, v in value["dict"]}
-    raise ValueError("not plain data")
 
 
 # ------------------------------------------------------------------------------- stubs

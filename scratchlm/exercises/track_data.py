@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from scratchlm.exercises.errors import CaseFailure
-from scratchlm.exercises.tasks import Task, TaskCase, attempt, function_stub
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import Task, TaskCase, function_stub
 
 #: how many standard errors a frequency may stray before it fails (a right answer fails
 #: one case in ~1.7 million)
@@ -127,8 +128,23 @@ def _check_nsp(prepared, pairs):
             0.5)
 
 
-def _logits(*rows):
-    return lambda rng: (np.array(rows, dtype=np.float64),)
+def _distinct(rng, n, scale=2.0):
+    """n logits, no two equal."""
+    return rng.permutation(np.arange(n)) * scale / n + rng.standard_normal() + rng.random(n) / (
+        4 * n)
+
+
+def _tie_at(rng, n, k):
+    """A row of n logits whose k-th largest is tied with the (k+1)-th."""
+    row = np.sort(_distinct(rng, n))[::-1].copy()
+    row[k] = row[k - 1]
+    return rng.permutation(row)
+
+
+def _rows(*makers):
+    """A case whose input is the rows the makers draw, stacked."""
+    return lambda rng: (np.array([make(rng) for make in makers]) if len(makers) > 1
+                        else makers[0](rng),)
 
 
 def _beam_table(vocab, eos_boost=0.0, seed_shift=0):
@@ -148,12 +164,90 @@ def _run_beam(student, inputs, config):
     return ([int(t) for t in tokens], float(score))
 
 
-def _pair(hypothesis, reference):
-    return lambda rng: (hypothesis.split(), reference.split())
+#: the words of the generated sentences of bleu and rouge_l
+WORDS = ("the", "a", "cat", "dog", "sat", "ran", "on", "in", "mat", "park", "he", "she", "reads",
+         "book", "every", "day", "it", "is", "raining", "now", "we", "go", "home", "early",
+         "fast", "today", "big", "red", "old", "house")
 
 
-def _texts(*pairs):
-    return lambda rng: tuple(list(map(str.split, column)) for column in zip(*pairs))
+def _sentence(rng, n, words=WORDS):
+    return [str(w) for w in rng.choice(words, size=n)]
+
+
+def _edited(rng, sentence, changes):
+    """``sentence`` with ``changes`` tokens replaced, dropped or inserted at drawn places."""
+    out = list(sentence)
+    for _ in range(changes):
+        where, kind = int(rng.integers(0, len(out) + 1)), int(rng.integers(0, 3))
+        if kind == 0 and where < len(out):
+            out[where] = str(rng.choice(WORDS))
+        elif kind == 1 and where < len(out) and len(out) > 2:
+            del out[where]
+        else:
+            out.insert(where, str(rng.choice(WORDS)))
+    return out
+
+
+def _corpus(*makers):
+    """A case of sentence pairs, each (hypothesis, reference) drawn by a maker."""
+    def make(rng):
+        pairs = [maker(rng) for maker in makers]
+        return [h for h, _ in pairs], [r for _, r in pairs]
+    return make
+
+
+def _identical(rng):
+    sentence = _sentence(rng, int(rng.integers(6, 10)))
+    return sentence, list(sentence)
+
+
+def _repeats(rng):
+    """A hypothesis repeating one word of the reference, which holds it at most twice."""
+    reference = _sentence(rng, 6)
+    return [reference[0]] * 7, reference
+
+
+def _longer(rng):
+    reference = _sentence(rng, 6)
+    return reference + [str(rng.choice(WORDS))], reference
+
+
+def _shorter(rng):
+    reference = _sentence(rng, int(rng.integers(6, 9)))
+    return reference[:int(rng.integers(3, 5))], reference
+
+
+def _swapped_end(rng):
+    """Four tokens, the last two swapped: no 4-gram in common."""
+    reference = [str(w) for w in rng.choice(WORDS, size=4, replace=False)]
+    return reference[:2] + reference[:1:-1], reference
+
+
+def _close(rng, n=6):
+    reference = _sentence(rng, n)
+    return _edited(rng, reference, 2), reference
+
+
+def _subsequence(rng):
+    """A hypothesis that keeps the reference's order with a word changed and one inserted:
+    its longest common subsequence is longer than any common substring."""
+    reference = _sentence(rng, 6)
+    hypothesis = list(reference)
+    hypothesis[2] = "police"
+    hypothesis.insert(4, "killed")
+    return hypothesis, reference
+
+
+def _disjoint(rng):
+    return _sentence(rng, 2, ("x", "y", "z")), _sentence(rng, 3, WORDS)
+
+
+def _empty_hypothesis(rng):
+    return [], _sentence(rng, int(rng.integers(1, 4)))
+
+
+def _repeated_tokens(rng):
+    return _sentence(rng, 4, ("a", "b")), _sentence(rng, 5, ("a", "b"))
 
 
 TASKS = [
@@ -204,10 +298,12 @@ TASKS = [
         entry="top_k_filter", library=("scratchlm.sampling_filters.top_k_filter",),
         stub=function_stub("top_k_filter(logits, k)", "Removed entries become -inf."),
         solution="data:top_k_filter", input_names=("logits",),
-        cases=(TaskCase("k=2 of 5", _logits([1.0, 3.0, 2.0, -1.0, 0.5]), {"k": 2}),
-               TaskCase("ties at the k-th", _logits([[1.0, 2.0, 2.0, 0.0], [5, 5, 5, 5]]),
-                        {"k": 2}),
-               TaskCase("k beyond the vocabulary", _logits([0.1, 0.2]), {"k": 5}),
+        cases=(TaskCase("k=2 of 5", _rows(lambda rng: _distinct(rng, 5)), {"k": 2}),
+               TaskCase("ties at the k-th (and a row all equal)",
+                        _rows(lambda rng: _tie_at(rng, 4, 2),
+                              lambda rng: np.full(4, rng.standard_normal())), {"k": 2}),
+               TaskCase("k beyond the vocabulary", _rows(lambda rng: _distinct(rng, 2)),
+                        {"k": 5}),
                TaskCase("a batch of rows, one -inf", lambda rng: (np.where(
                    np.eye(3, 6, dtype=bool), -np.inf, rng.standard_normal((2, 3, 6))),),
                         {"k": 3}))),
@@ -223,10 +319,15 @@ TASKS = [
         entry="top_p_filter", library=("scratchlm.sampling_filters.top_p_filter",),
         stub=function_stub("top_p_filter(logits, p)", "Removed entries become -inf."),
         solution="data:top_p_filter", input_names=("logits",),
-        cases=(TaskCase("p=0.9 over 5", _logits([2.0, 1.0, 0.5, -1.0, -3.0]), {"p": 0.9}),
-               TaskCase("p small: only the top", _logits([0.0, 4.0, 1.0]), {"p": 0.01}),
-               TaskCase("p=1 keeps all", _logits([[1.0, 2.0, 3.0], [0, 0, 0]]), {"p": 1.0}),
-               TaskCase("ties on the boundary", _logits([1.0, 1.0, 1.0, 1.0]), {"p": 0.5}),
+        cases=(TaskCase("p=0.9 over 5", _rows(lambda rng: _distinct(rng, 5, scale=5.0)),
+                        {"p": 0.9}),
+               TaskCase("p small: only the top", _rows(lambda rng: _distinct(rng, 3, scale=4.0)),
+                        {"p": 0.01}),
+               TaskCase("p=1 keeps all (and a row all equal)",
+                        _rows(lambda rng: _distinct(rng, 3),
+                              lambda rng: np.full(3, rng.standard_normal())), {"p": 1.0}),
+               TaskCase("ties on the boundary",
+                        _rows(lambda rng: np.full(4, rng.standard_normal())), {"p": 0.5}),
                TaskCase("a batch", lambda rng: (rng.standard_normal((2, 3, 7)) * 2,),
                         {"p": 0.7}))),
     Task(
@@ -236,7 +337,8 @@ TASKS = [
         task="Start from [bos] with score 0; expand every live beam by every token; keep the "
              "beam_width best; move beams that end in eos to the finished list; stop after "
              "max_len steps or when none is live. Return the best (tokens, score) of finished "
-             "and live (no length penalty).",
+             "and live (no length penalty). The tables are drawn at random, so no two scores "
+             "tie: how you break ties is not graded.",
         hints=("Each step, the candidates are (seq + [token], score + log_probs[seq[-1], "
                "token]) for every live seq and every token.",
                "Sort the candidates by score, descending, and keep beam_width of them; "
@@ -257,10 +359,13 @@ TASKS = [
                         {"bos": 2, "eos": 1, "beam_width": 5, "max_len": 3}))),
     Task(
         name="bleu", title="Corpus BLEU", track=5, points=4,
-        formula="pₙ = Σ clipped n-gram matches / Σ hypothesis n-grams (n = 1…4, over the "
-                "corpus);  BP = 1 if c ≥ r else e^(1 − r/c);  BLEU = 100 · BP · exp(¼ Σ log pₙ)"
-                ", 0 if any pₙ = 0",
-        task="Sum the counts over all sentence pairs (token lists), then combine.",
+        formula="pₙ = Σ clipped n-gram matches / Σ hypothesis n-grams (n = 1…max_n, default 4, "
+                "summed over the corpus; a sentence shorter than n has no n-grams and adds 0 "
+                "to both sums);  c, r = the total hypothesis and reference lengths;  BP = 1 if "
+                "c ≥ r else e^(1 − r/c);  BLEU = 100 · BP · exp((1/max_n) Σ log pₙ), and 0 "
+                "when some pₙ has no match (so also when c = 0)",
+        task="Sum the counts over all sentence pairs (token lists), then combine. Graded on "
+             "generated sentences, with max_n = 4 and max_n = 2.",
         hints=("Clip each hypothesis n-gram's count at its count in the reference "
                "(Counter, min).",
                "c and r are the total hypothesis and reference lengths of the corpus.",
@@ -271,19 +376,15 @@ TASKS = [
                            "reference each.", imports="import math\nfrom collections import "
                                                       "Counter\n"),
         solution="data:bleu", input_names=("hypotheses", "references"),
-        cases=(TaskCase("identical", _texts(("the cat sat on the mat", "the cat sat on the "
-                                                                       "mat"))),
-               TaskCase("clipping: the the the", _texts(
-                   ("the the the the the the the", "the cat is on the mat"),
-                   ("the cat is on the mat today", "the cat is on the mat"))),
-               TaskCase("short hypothesis: brevity penalty", _texts(
-                   ("the cat sat on", "the cat sat on the mat"),
-                   ("a dog ran in the park", "a dog ran fast in the park"))),
-               TaskCase("no 4-gram in common", _texts(("a b c d", "a b d c"))),
-               TaskCase("a corpus of three", _texts(
-                   ("he reads the book every day", "he reads a book every day"),
-                   ("it is raining now", "it is raining"),
-                   ("we go home", "we went home early"))))),
+        cases=(TaskCase("identical", _corpus(_identical)),
+               TaskCase("clipping: one word repeated", _corpus(_repeats, _longer, _identical)),
+               TaskCase("short hypothesis: brevity penalty", _corpus(_shorter, _close)),
+               TaskCase("no 4-gram in common", _corpus(_swapped_end)),
+               TaskCase("a corpus of three, one sentence shorter than 4",
+                        _corpus(_close, _close, lambda rng: _close(rng, 3))),
+               TaskCase("empty hypotheses: c = 0", _corpus(lambda rng: ([], _sentence(rng, 4)),
+                                                           lambda rng: ([], _sentence(rng, 2)))),
+               TaskCase("max_n = 2", _corpus(_close, _close), {"max_n": 2}))),
     Task(
         name="rouge_l", title="ROUGE-L from the longest common subsequence", track=5, points=3,
         formula="P = LCS/|hyp|,  R = LCS/|ref|,  F = 2PR/(P + R);  all 0 when LCS = 0",
@@ -296,12 +397,11 @@ TASKS = [
         stub=function_stub("rouge_l(hypothesis, reference)",
                            "(precision, recall, f) of two token lists.", imports=""),
         solution="data:rouge_l", output_names=("precision", "recall", "f"),
-        cases=(TaskCase("a subsequence, not a substring",
-                        _pair("police killed the gunman", "the police kill the gunman")),
-               TaskCase("identical", _pair("a b c", "a b c")),
-               TaskCase("nothing in common", _pair("x y", "a b c")),
-               TaskCase("empty hypothesis", _pair("", "a b")),
-               TaskCase("repeated tokens", _pair("a a b a", "a b a a b")))),
+        cases=(TaskCase("a subsequence, not a substring", _subsequence),
+               TaskCase("identical", _identical),
+               TaskCase("nothing in common", _disjoint),
+               TaskCase("empty hypothesis", _empty_hypothesis),
+               TaskCase("repeated tokens", _repeated_tokens))),
     Task(
         name="perplexity", title="Perplexity from logits", track=5, points=3,
         formula="PPL = exp(mean over targets ≠ ignore_index of (logsumexp(z) − z_target))",

@@ -11,7 +11,8 @@ import numpy as np
 
 from scratchlm.exercises.errors import CaseFailure
 from scratchlm.exercises.minigrad import Value
-from scratchlm.exercises.tasks import EPS, GRADIENT_TOLERANCE, Task, TaskCase, attempt, compare
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import EPS, GRADIENT_TOLERANCE, Task, TaskCase, compare
 
 IMPORTS = """\
 from contextlib import contextmanager
@@ -76,21 +77,41 @@ def _check_topo(prepared, names):
                                   "it: every node must come after all the nodes it depends on")
 
 
-def _chain(n):
-    return [("x0", [])] + [(f"x{i}", [f"x{i - 1}"]) for i in range(1, n)]
+def _names(rng, n):
+    """``n`` distinct node names drawn from the seed."""
+    return [f"v{k}" for k in rng.permutation(20 * n + 20)[:n]]
+
+
+def _named(rng, shape):
+    """[(name, [parent names])] from [(index, [parent indices])], the names drawn."""
+    names = _names(rng, len(shape))
+    return [(names[i], [names[p] for p in parents]) for i, parents in shape]
+
+
+def _chain(rng, n):
+    return _named(rng, [(0, [])] + [(i, [i - 1]) for i in range(1, n)])
+
+
+def _random_dag(rng, n=10):
+    """n nodes, each computed from 1 to 3 earlier ones (repeats allowed: x * x), the last
+    from several, so that nodes and leaves are shared by many paths."""
+    shape = [(0, []), (1, [])]
+    for i in range(2, n):
+        shape.append((i, [int(p) for p in rng.integers(0, i, size=rng.integers(1, 4))]))
+    shape.append((n, [n - 1, n - 2, int(rng.integers(0, n - 2))]))
+    return _named(rng, shape)
 
 
 TOPO_CASES = (
-    TaskCase("a chain of 4", lambda rng: (_chain(4),)),
-    TaskCase("a diamond: x feeds a and b, both feed y",
-             lambda rng: ([("x", []), ("a", ["x"]), ("b", ["x"]), ("y", ["a", "b"])],)),
-    TaskCase("x * x: one node twice as a parent", lambda rng: ([("x", []), ("y", ["x", "x"])],)),
-    TaskCase("a leaf alone", lambda rng: ([("x", [])],)),
-    TaskCase("two diamonds stacked, shared leaves",
-             lambda rng: ([("w", []), ("x", []), ("a", ["x", "w"]), ("b", ["x", "w"]),
-                           ("c", ["a", "b"]), ("d", ["c", "w"]), ("e", ["c", "a"]),
-                           ("y", ["d", "e", "x"])],)),
-    TaskCase("a chain of 5,000 (deeper than Python's recursion)", lambda rng: (_chain(5000),)),
+    TaskCase("a chain of 3 to 6", lambda rng: (_chain(rng, int(rng.integers(3, 7))),)),
+    TaskCase("a diamond: one node feeds two, both feed the root",
+             lambda rng: (_named(rng, [(0, []), (1, [0]), (2, [0]), (3, [1, 2])]),)),
+    TaskCase("x * x: one node twice as a parent", lambda rng: (_named(rng, [(0, []),
+                                                                            (1, [0, 0])]),)),
+    TaskCase("a leaf alone", lambda rng: (_named(rng, [(0, [])]),)),
+    TaskCase("a graph of 11 nodes, shared nodes and leaves", lambda rng: (_random_dag(rng),)),
+    TaskCase("a chain of 5,000 or more (deeper than Python's recursion)",
+             lambda rng: (_chain(rng, 5000 + int(rng.integers(0, 500))),)),
 )
 
 # ------------------------------------------------------------------------ unbroadcast
@@ -172,7 +193,7 @@ BACKWARD_CASES = tuple(TaskCase(label, _graph_inputs(label), {"graph": label})
 
 # --------------------------------------------------------------------------- no_grad
 def _run_no_grad(student, inputs, config):
-    a, b = Value(np.ones(2), name="a"), Value(np.ones(2), name="b")
+    a, b = (Value(x, name=name) for x, name in zip(inputs, "ab"))
     results = {}
     Value.recording = True
     try:
@@ -214,6 +235,11 @@ NO_GRAD_PROBES = ("nothing is recorded inside", "recording is back on after the 
 # ----------------------------------------------------------------------------- train
 XOR = (np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]),
        np.array([[0.0], [1.0], [1.0], [0.0]]))
+
+
+def _xor(rng):
+    order = rng.permutation(4)
+    return XOR[0][order], XOR[1][order]
 
 
 def _regression(rng):
@@ -306,7 +332,9 @@ TASKS = [
         entry="no_grad",
         stub=_stub("no_grad()", "Inside the block, Value.recording is False.",
                    extra="@contextmanager\n"),
-        solution="engine:no_grad", cases=(TaskCase("six probes", lambda rng: ()),),
+        solution="engine:no_grad",
+        cases=(TaskCase("six probes", lambda rng: (rng.standard_normal(2),
+                                                   rng.standard_normal(2))),),
         run=_run_no_grad, check=_check_no_grad,
         expect=lambda inputs, config, rng: NO_GRAD_PROBES,
         graded="by six probes of recording inside, after, nested blocks and an exception "
@@ -328,7 +356,8 @@ TASKS = [
                    "Train init_mlp(...) on (X, Y) for ``steps`` steps; return the losses.",
                    extra="# your topological_order, unbroadcast and backward go here\n\n\n"),
         solution="engine:train", input_names=("X", "Y", "steps", "lr"),
-        cases=(TaskCase("XOR, 300 steps, lr 0.5", lambda rng: XOR + (300, 0.5)),
+        cases=(TaskCase("XOR (rows in a drawn order), 300 steps, lr near 0.5",
+                        lambda rng: _xor(rng) + (300, round(float(rng.uniform(0.45, 0.55)), 3))),
                TaskCase("a regression, 16 rows, 40 steps", lambda rng: _regression(rng)
                         + (40, 0.2), {"hidden": 5, "seed": 3})),
         check=_check_train),

@@ -51,9 +51,10 @@ TASKS = [
                                   ((1,), (1,))])),
     Task(
         name="rope", title="Rotary position embeddings", track=3, points=5,
-        formula="for x (…, T, D), i < D/2, θᵢ = base^(−2i/D), angle = (t + offset)θᵢ:  "
-                "y[:i] = x₁ cos − x₂ sin,  y[D/2+i] = x₁ sin + x₂ cos  (x₁ = x[…, :D/2], "
-                "x₂ = x[…, D/2:], the half-split form)",
+        formula="for x (…, T, D), D even, positions t = 0…T−1 along axis −2, i = 0…D/2−1, "
+                "θᵢ = base^(−2i/D), aₜᵢ = (t + offset)θᵢ:  y[…, t, i] = x[…, t, i] cos aₜᵢ − "
+                "x[…, t, D/2+i] sin aₜᵢ  and  y[…, t, D/2+i] = x[…, t, i] sin aₜᵢ + "
+                "x[…, t, D/2+i] cos aₜᵢ (the half-split form; an odd D is not graded)",
         task="Write forward and backward. Each pair (x₁ᵢ, x₂ᵢ) at position t is rotated by "
              "an angle: what is the transpose of a rotation?",
         hints=("The rotation by angle a is the matrix [[cos a, −sin a], [sin a, cos a]].",
@@ -69,8 +70,10 @@ TASKS = [
                      [{}, {"base": 100.0}, {}, {"offset": 7}])),
     Task(
         name="gqa", title="Grouped-query attention", track=3, points=5,
-        formula="q (…, Hq, T, d), k, v (…, Hkv, S, d), Hq = G·Hkv: query head h uses key/value "
-                "head h // G;  O = softmax(Q Kᵀ/√d [causal]) V per head",
+        formula="q (…, Hq, T, d), k (…, Hkv, S, d), v (…, Hkv, S, dᵥ) (dᵥ may differ from d), "
+                "Hq = G·Hkv: query head h uses key/value head h // G;  O = softmax(Q Kᵀ/√d) V "
+                "per head, O (…, Hq, T, dᵥ); is_causal: query i sees keys j ≤ i, aligned at "
+                "the top left (as PyTorch), also when T ≠ S",
         task="Write forward and backward. Each key/value head serves G query heads: what does "
              "that make its gradient?",
         hints=("np.repeat(k, G, axis=-3) makes the key head of every query head.",

@@ -4,7 +4,9 @@ steps where it changes form, clipping on gradients above, below and at zero norm
 
 import numpy as np
 
-from scratchlm.exercises.tasks import Task, TaskCase, attempt, function_stub
+from scratchlm.exercises.errors import CaseFailure
+from scratchlm.exercises.runner import attempt
+from scratchlm.exercises.tasks import Task, TaskCase, function_stub
 
 OPTIM = "scratchlm.optim."
 
@@ -30,7 +32,6 @@ def _run_adam(student, inputs, config):
 
 
 def _pair(result, n, what):
-    from scratchlm.exercises.errors import CaseFailure
     if not isinstance(result, (tuple, list)) or len(result) != n:
         raise CaseFailure(f"it should return {what}, got {type(result).__name__}")
     return tuple(np.asarray(r, dtype=np.float64) for r in result)
@@ -50,6 +51,15 @@ def _cases(specs):
                  for shape, steps, config in specs)
 
 
+def _steps(boundaries, end):
+    """The steps where the schedule changes form, and four more drawn below ``end``, in a
+    drawn order."""
+    def make(rng):
+        steps = np.array(boundaries + [int(s) for s in rng.integers(0, end, size=4)])
+        return ([int(s) for s in rng.permutation(steps)],)
+    return make
+
+
 def _run_schedule(student, inputs, config):
     (steps,) = inputs
     return [float(attempt(f"step {s}", student, s, **config)) for s in steps]
@@ -58,7 +68,6 @@ def _run_schedule(student, inputs, config):
 def _run_clip(student, inputs, config):
     grads, max_norm = inputs
     result = attempt("clip_grad_norm", student, grads, max_norm)
-    from scratchlm.exercises.errors import CaseFailure
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise CaseFailure("it should return (clipped gradients, total norm)")
     clipped, total = result
@@ -131,13 +140,13 @@ TASKS = [
                            "The learning rate at ``step``.", imports="import math\n"),
         solution="optimization:warmup_cosine", run=_run_schedule,
         library=(OPTIM + "lr_scheduler.warmup_cosine_lr",),
-        cases=(TaskCase("W=10, S=100, steps 0–120", lambda rng: ([0, 1, 5, 9, 10, 11, 50, 99,
-                                                                    100, 120],),
+        cases=(TaskCase("W=10, S=100, steps 0–120",
+                        _steps([0, 1, 9, 10, 11, 99, 100, 120], 121),
                         {"max_lr": 1e-3, "warmup_steps": 10, "total_steps": 100,
                          "min_lr": 1e-4}),
-               TaskCase("no warmup", lambda rng: ([0, 1, 2, 3, 4, 5],),
+               TaskCase("no warmup", _steps([0, 1, 3, 4, 5], 9),
                         {"max_lr": 0.5, "warmup_steps": 0, "total_steps": 4, "min_lr": 0.0}),
-               TaskCase("warmup to the end", lambda rng: ([0, 3, 4, 5],),
+               TaskCase("warmup to the end", _steps([0, 3, 4, 5], 9),
                         {"max_lr": 2.0, "warmup_steps": 4, "total_steps": 4,
                          "min_lr": 0.1}))),
     Task(
@@ -159,5 +168,7 @@ TASKS = [
                                      1.0)),
                TaskCase("under the limit", lambda rng: ([rng.standard_normal((2, 2)) * 0.1],
                                                         5.0)),
-               TaskCase("all zero", lambda rng: ([np.zeros((3,)), np.zeros((2, 2))], 1.0)))),
+               TaskCase("all zero", lambda rng: ([np.zeros(int(rng.integers(1, 5))),
+                                                  np.zeros(tuple(rng.integers(1, 4, size=2)))],
+                                                 round(float(rng.uniform(0.5, 2.0)), 3))))),
 ]

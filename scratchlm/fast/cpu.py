@@ -39,7 +39,7 @@ from scratchlm.fast.rows import (
     shared_row_blocks,
 )
 from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
-from scratchlm.functional.attention import ScaledDotProductAttention
+from scratchlm.functional.attention import ScaledDotProductAttention, checked_mask
 from scratchlm.functional.checks import normalize_axis
 from scratchlm.functional.cross_entropy import CrossEntropy
 from scratchlm.functional.dropout import Dropout, keep_mask, survivor_scale
@@ -222,7 +222,7 @@ class CrossEntropyRowBlocks(CrossEntropy):
     may_overwrite_saved = False
 
     def forward(self, logits, target):
-        z = self.prepare(logits, target)
+        z = self.check_and_save_targets(logits, target)
         exp_shifted = np.empty_like(z)
         row_max = np.empty((z.shape[0], 1), dtype=z.dtype)
         sum_exp = np.empty((z.shape[0], 1), dtype=z.dtype)
@@ -347,7 +347,9 @@ class AttentionBlocks(ScaledDotProductAttention):
     """
 
     def forward(self, q, k, v, attn_mask):
-        attn_mask = self.check(q, k, v, attn_mask)
+        attn_mask = checked_mask(q, k, v, attn_mask)
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
+        self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
         causal_only = self.is_causal and attn_mask is None and not self.dropout_p
         same_batch = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
         self.blocks = query_blocks(q.shape[-2], k.shape[-2], causal_only and same_batch)

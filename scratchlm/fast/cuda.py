@@ -7,11 +7,13 @@ Each class subclasses its reference op, is registered for ``"cuda"``, and falls 
 reference where the kernels do not apply (an axis other than the last, mixed dtypes).
 """
 
+import math
+
 from scratchlm.fast import cuda_kernels as kernels
 from scratchlm.fast.engine import returns_new_gradients
 from scratchlm.fast.registry import implements
 from scratchlm.functional.activations import GELUTanh
-from scratchlm.functional.attention import ScaledDotProductAttention
+from scratchlm.functional.attention import ScaledDotProductAttention, checked_mask
 from scratchlm.functional.cross_entropy import CrossEntropy
 from scratchlm.functional.layer_norm import LayerNorm, check_layer_norm_shapes
 from scratchlm.functional.softmax import Softmax
@@ -96,7 +98,8 @@ class AttentionKernels(ScaledDotProductAttention):
                       and kernels.fusable_rows(q, k, v))
         if not self.fused:
             return super().forward(q, k, v, attn_mask)
-        self.check(q, k, v, None)
+        checked_mask(q, k, v, None)
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
         weights = kernels.attention_softmax_rows(q @ k.swapaxes(-1, -2), self.scale,
                                                  self.is_causal)
         self.q, self.k, self.v, self.weights = q, k, v, weights
@@ -119,7 +122,7 @@ class CrossEntropyKernel(CrossEntropy):
     kernel; backward is the reference's."""
 
     def forward(self, logits, target):
-        z = self.prepare(logits, target)
+        z = self.check_and_save_targets(logits, target)
         if not kernels.fusable_rows(z):
             return super().forward(logits, target)
         self.probs, row_max, log_sum_exp = kernels.softmax_rows(z)

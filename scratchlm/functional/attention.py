@@ -47,6 +47,16 @@ def _check_mask(mask, scores_shape):
                          f"attention scores' shape (…, Tq, Tk) = {scores_shape}")
 
 
+def checked_mask(q, k, v, attn_mask):
+    """Raise unless q, k, v and the mask fit; the mask as an array of q's module (or None)."""
+    _check_shapes(q, k, v)
+    scores_shape = _scores_shape(q, k)  # raises if the batch axes do not broadcast
+    if attn_mask is not None:
+        attn_mask = get_array_module(q).asarray(attn_mask)
+        _check_mask(attn_mask, scores_shape)
+    return attn_mask
+
+
 class ScaledDotProductAttention(Function):
     """O = P' V,  P = softmax(S) along keys,  S = Q Kᵀ/√d + M,  P' = dropout(P).
 
@@ -63,7 +73,9 @@ class ScaledDotProductAttention(Function):
         self.is_causal, self.dropout_p = is_causal, dropout_p
 
     def forward(self, q, k, v, attn_mask):
-        attn_mask = self.check(q, k, v, attn_mask)
+        attn_mask = checked_mask(q, k, v, attn_mask)
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
+        self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
         xp = get_array_module(q, k, v)
         scores = q @ k.swapaxes(-1, -2) * self.scale
         if attn_mask is not None and attn_mask.dtype == bool:
@@ -89,18 +101,6 @@ class ScaledDotProductAttention(Function):
         grad_k = grad_scores.swapaxes(-1, -2) @ q * self.scale
         grad_mask = grad_scores if self.mask_is_float else None
         return grad_q, grad_k, grad_v, grad_mask
-
-    def check(self, q, k, v, attn_mask):
-        """Check the shapes; note the scale 1/√d and whether the mask is a float one.
-        Returns the mask as an array of the inputs' module (or None)."""
-        _check_shapes(q, k, v)
-        scores_shape = _scores_shape(q, k)
-        if attn_mask is not None:
-            attn_mask = get_array_module(q).asarray(attn_mask)
-            _check_mask(attn_mask, scores_shape)
-        self.scale = 1.0 / math.sqrt(q.shape[-1])
-        self.mask_is_float = attn_mask is not None and attn_mask.dtype != bool
-        return attn_mask
 
     def dropped(self, weights):
         """weights ⊙ keep/(1 − p) with dropout, else the weights themselves."""

@@ -39,7 +39,7 @@ class CrossEntropy(Function):
             ignore_index, label_smoothing, reduction)
 
     def forward(self, logits, target):
-        z = self.prepare(logits, target)
+        z = self.check_and_save_targets(logits, target)
         e, s, m = shifted_exp(z)
         self.probs = e / s
         log_sum_exp = m[:, 0] + get_array_module(z).log(s[:, 0])
@@ -52,9 +52,10 @@ class CrossEntropy(Function):
         grad[self.rows, self.targets] -= 1 - self.smoothing         # … − (1 − ε) onehot(t)
         return (grad * self.weights(g)[:, None]).reshape(self.logits_shape), None
 
-    def prepare(self, logits, target):
-        """Check the inputs, save which rows count and their target ids, and return the
-        logits as rows (N, C)."""
+    def check_and_save_targets(self, logits, target):
+        """Check the inputs; save on the op the shapes, which rows count (``valid``,
+        ``count``), their target ids (``rows``, ``targets``); return the logits as rows
+        (N, C)."""
         xp = get_array_module(logits)
         if logits.ndim == 0:
             raise ValueError("cross_entropy: logits must have a class axis (…, C), got a 0-d "

@@ -33,7 +33,7 @@ class _Reduction(Function):
     def __init__(self, axis=None, keepdims=False):
         self.axis, self.keepdims = axis, keepdims
 
-    def _prepare(self, x):
+    def _save_axes_and_shape(self, x):
         self.axes = normalize_axes(self.name.lower(), self.axis, x.ndim) if x.ndim else ()
         self.input_shape = x.shape
 
@@ -46,7 +46,7 @@ class Sum(_Reduction):
     """y = Σ_axes x;  ∂L/∂x = g broadcast over the summed axes."""
 
     def forward(self, x):
-        self._prepare(x)
+        self._save_axes_and_shape(x)
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, g):
@@ -58,7 +58,7 @@ class Mean(_Reduction):
     """y = (1/n) Σ_axes x over n reduced elements;  ∂L/∂x = g / n broadcast."""
 
     def forward(self, x):
-        self._prepare(x)
+        self._save_axes_and_shape(x)
         return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, g):
@@ -76,7 +76,7 @@ class Max(_Reduction):
     """
 
     def forward(self, x):
-        self._prepare(x)
+        self._save_axes_and_shape(x)
         if x.size == 0:
             raise ValueError(f"max: cannot take the maximum of an empty tensor of shape "
                              f"{x.shape}")
