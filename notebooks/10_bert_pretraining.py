@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -281,8 +281,8 @@ assert np.isclose(out.loss.item(), total_by_hand, rtol=1e-4)
 # then a cosine decay. Only the loss is BERT's own: a function of the model and a batch that
 # returns $\mathcal{L}$ (here it also keeps both terms of every step, for the plots). The
 # batches come from `shakespeare_batch`, which draws from the notebook's generator. The cell
-# prints how long its 700 steps of 64 pairs took; on the two shared cores these notebooks were
-# executed on, about a minute.
+# prints how long its 700 steps of 64 pairs took. The whole notebook takes about a minute of CPU
+# time; on a busy shared machine the wall-clock time printed can be several times that.
 #
 # To read the MLM curve, compare it with the entropy of the character frequencies,
 # $H = -\sum_c p(c)\log p(c)$: the loss of a model that ignores the context and always predicts

@@ -197,8 +197,8 @@ plt.show()
 # What the numbers above show, in this run:
 #
 # * Full fine-tuning at the pre-training rate adapts most (lowest loss on the new text) and
-#   forgets most (the Shakespeare loss rises furthest). A ten times smaller rate moves the weights
-#   less: less gain, less forgetting.
+#   forgets most (the Shakespeare loss rises furthest: catastrophic forgetting). A ten times
+#   smaller rate moves the weights less: less gain, less forgetting.
 # * Freezing the bottom block and the embeddings at the small rate trains about half the
 #   parameters and forgets least of the three full-model variants, for the least gain.
 # * LoRA, at the pre-training rate, trains 7% of the parameters; here it gains a little less than

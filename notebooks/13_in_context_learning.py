@@ -273,7 +273,8 @@ print("one masked input :", "".join(chars[i] for i in corrupted[0]))
 # %% [markdown]
 # The test reviews are new draws (the same generator, another seed); the prompt ends in the
 # template with a `[MASK]` where the summary word goes, and the prediction compares the two
-# verbalizer words' logits there. Chance is 50% (the labels are balanced). We measure the
+# verbalizer words' logits there. Chance is 50%; the labels are nearly balanced (the share of
+# positive reviews is printed below: always answering "positive" would score that). We measure the
 # untrained model and the pre-trained one, for three seeds.
 
 # %%

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -267,8 +267,8 @@ assert np.isclose(out.loss.item(), total_by_hand, rtol=1e-4)
 # 按 BERT 的用法配置的 AdamW，只对权重矩阵做权重衰减（`optim.weight_decay_groups`），
 # 学习率先线性预热再余弦衰减。只有损失是 BERT 自己的：一个接收模型和批次、返回 $\mathcal{L}$ 的函数
 # （这里它还记下每一步的两项，用于画图）。批次来自 `shakespeare_batch`，它从本篇的随机数生成器抽取。
-# 这个单元格会打印它的 700 步（每步 64 个句对）用了多久；在执行这些笔记本的两个共享 CPU 核上，
-# 大约一分钟。
+# 这个单元格会打印它的 700 步（每步 64 个句对）用了多久。整篇笔记本大约需要一分钟的 CPU 时间；
+# 在繁忙的共享机器上，打印出的实际耗时可能是它的好几倍。
 #
 # 要读懂 MLM 曲线，把它与字符频率的熵 $H = -\sum_c p(c)\log p(c)$ 比较：这是一个不看上下文、
 # 总是按各字符的常见程度预测的模型的损失。

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 14 · GPT-2 的权重，以及 KV 缓存带来了什么
 #
-# scratchlm 的 `GPT` 具有 GPT-2 的结构和 nanoGPT 的参数名，所以公开的 GPT-2 权重可以加载进来：
+# scratchlm 的 `GPT` 具有 GPT-2 的结构和 nanoGPT 的参数名，所以公开的 GPT-2 预训练权重可以加载进来：
 # `GPT.from_hf_gpt2("model.safetensors")` 读取 Hugging Face 的文件（不需要 PyTorch，也不用 pickle）
 # ， `load_gpt2_tokenizer()` 给出与 GPT-2 完全相同的词元编号。这些笔记本离线运行，
 # 而本项目只从少数几个包获取数据，其中没有一个包含 GPT-2 的权重（约 500 MB）：**这里拿不到预训练好
