@@ -241,6 +241,7 @@ ATTACKS = {
         return self.y * (g - (g * self.y).sum(axis=self.axis, keepdims=True))""")),
     "symlink_to_a_classmate": ("softmax", None),  # softmax.py -> ../alice/softmax.py
     "symlink_to_the_reference": ("rmsnorm", None),  # rmsnorm.py -> reference/modern.py
+    "symlinked_folder": ("softmax", None),  # the student's folder -> ../alice
     "parent_memory": ("softmax", softmax(before="""
         import os
         MEMORY = open(f"/proc/{os.getppid()}/mem", "rb")
@@ -296,6 +297,9 @@ def write_class(folder):
         for name, text in files.items():
             (folder / student / name).write_text(text, encoding="utf-8")
     for student, (exercise, text) in ATTACKS.items():
+        if student == "symlinked_folder":
+            (folder / student).symlink_to(folder / "alice", target_is_directory=True)
+            continue
         (folder / student).mkdir()
         target = folder / student / f"{exercise}.py"
         if student == "symlink_to_a_classmate":
@@ -403,6 +407,7 @@ def test_the_reasons_name_what_was_refused(graded_class):
     assert "a graded file cannot import scratchlm.functional" in lost["imports_the_library"]
     assert "is a link to" in lost["symlink_to_a_classmate"]
     assert "is a link to" in lost["symlink_to_the_reference"]
+    assert "is a link to" in lost["symlinked_folder"]
     for attack in ("execs_reference_source", "spec_from_file_location", "parent_memory",
                    "reads_a_classmate", "recompiles_library_source"):
         assert "may not open" in lost[attack] or "No such file" in lost[attack], lost[attack]

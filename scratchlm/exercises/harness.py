@@ -87,6 +87,9 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     if path.suffix != ".py":
         raise NotGradable(f"{path} is not a Python file")
     real = path.resolve()
+    if within is not None and Path(within).is_symlink():
+        return _not_graded(exercise, class_name, "", f"{Path(within).name} is a link to "
+                           f"{Path(within).resolve()}: a submission is a folder of its own")
     folder = Path(within).resolve() if within is not None else path.absolute().parent
     if real.parent != folder and folder not in real.parents:
         return _not_graded(exercise, class_name, "", f"{path.name} is a link to {real}, "
