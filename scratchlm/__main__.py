@@ -466,6 +466,8 @@ def _train_run(args, run_dir, state, preset, corpus, kind, corpus_name, reverse,
     if not math.isfinite(val):
         print("\n(no sample: the validation loss is not finite)")
         return
+    if dist.rank() != 0:  # rank 0 shows the sample
+        return
     prompt = "\n" if kind == "char" else " "
     print("\n--- sample ---")
     print(_sample_text(model, corpus.tokenizer, prompt, 400, temperature=0.8, top_k=None,
