@@ -32,7 +32,7 @@ import numpy as np
 from scratchlm import backend, checkpoint, checks
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.checkpoint_fields import check_run_state, config_from_state, stored_tokenizer
-from scratchlm.errors import ConfigError
+from scratchlm.errors import ConfigError, RunExistsError
 from scratchlm.metrics import classification_scores
 from scratchlm.models.bert import BertConfig, BertForPreTraining
 from scratchlm.models.classification import (
@@ -430,8 +430,8 @@ def command_finetune(args):
                                                                              args.method)
     out = args.out or f"{os.path.normpath(args.run)}-{args.task}-{suffix}"
     if os.path.exists(os.path.join(out, "results.json")) and not args.force:
-        raise SystemExit(f"error: {out}/results.json exists; pass --force to overwrite it "
-                         "or --out for another folder")
+        raise RunExistsError(f"{out}/results.json exists; pass --force to overwrite it "
+                             "or --out for another folder", path=out)
     results = finetune(args.run, cfg, out_dir=out, progress=not args.no_progress)
     _print_results(results)
     print(f"results in {out}/results.json")
@@ -440,18 +440,18 @@ def command_finetune(args):
 def _verbalizer(text):
     pairs = [item.split("=") for item in text.split(",") if item]
     if any(len(p) != 2 for p in pairs):
-        raise SystemExit(f"error: --verbalizer {text!r}: write word=label pairs, e.g. 差=0,好=1")
+        raise ConfigError(f"--verbalizer {text!r}: write word=label pairs, e.g. 差=0,好=1")
     return {word: int(label) for word, label in pairs}
 
 
 def command_prompt(args):
     if (args.template is None) != (args.verbalizer is None):
-        raise SystemExit("error: give --template and --verbalizer together")
+        raise ConfigError("give --template and --verbalizer together")
     calibrated = "-calibrated" if args.calibrate else ""
     out = args.out or (f"{os.path.normpath(args.run)}-{args.task}-prompt-{args.shots}shot"
                        f"{calibrated}.json")
     if os.path.exists(out) and not args.force:
-        raise SystemExit(f"error: {out} exists; pass --force to overwrite it or --out")
+        raise RunExistsError(f"{out} exists; pass --force to overwrite it or --out", path=out)
     results = prompt_run(args.run, args.task, args.shots, args.seed, args.template,
                          _verbalizer(args.verbalizer) if args.verbalizer else None,
                          args.shots_per_prompt, max_test=args.max_test,

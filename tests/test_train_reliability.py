@@ -20,8 +20,10 @@ import scratchlm as sl
 from scratchlm import checkpoint, optim
 from scratchlm.__main__ import main
 from scratchlm.errors import (
+    CheckpointWriteError,
     ConfigError,
     DivergenceError,
+    RunError,
     RunInUseError,
     TrainingInterrupted,
 )
@@ -466,3 +468,56 @@ def test_perplexity_and_the_summaries_survive_any_loss(tmp_path, data_dir, refer
     main(["eval", "--run", str(tmp_path / "huge"), "--batches", "1", "--data-dir", data_dir])
     out = capsys.readouterr().out
     assert "perplexity inf" in out, out
+
+
+# --------------------------------------------------------------- unwritable folders, full disks
+def test_a_folder_that_cannot_be_written_fails_before_the_first_step(tmp_path, monkeypatch):
+    """The probe (write, fsync, remove) fails as a read-only folder would: no step is taken."""
+    import errno as errors
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if ".scratchlm-write-probe." in os.fspath(path):
+            raise PermissionError(errors.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=20, block_size=8))
+    trainer = Trainer(model, np.arange(200) % 20, None,
+                      TrainConfig(max_steps=3, batch_size=2, checkpoint_interval=1), tmp_path)
+    with pytest.raises(RunError, match=f"cannot write in {tmp_path} \\(Permission denied\\)"):
+        trainer.train(progress=False)
+    assert trainer.step == 0 and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("number, reason", [(28, "the disk is full"),
+                                            (27, "the file-size limit")])
+def test_a_full_disk_is_one_line_naming_the_file_the_space_and_the_kept_checkpoint(
+        tmp_path, monkeypatch, number, reason):
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=20, block_size=8))
+    trainer = Trainer(model, np.arange(200) % 20, None,
+                      TrainConfig(max_steps=2, batch_size=2, checkpoint_interval=1), tmp_path)
+    trainer.train(progress=False, stop_at=1)
+    before = checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"]
+
+    def no_space(state, path):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(checkpoint, "save", no_space)
+    with pytest.raises(CheckpointWriteError) as failure:
+        trainer.train(progress=False)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert f"cannot write {tmp_path / STAGED_CHECKPOINT}: it needs about" in message
+    assert " MiB and " + reason in message
+    assert f"the last good checkpoint, {tmp_path / 'checkpoint.npz'}, is intact" in message
+    monkeypatch.undo()
+    assert checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"] == before == 1
+
+
+def test_recovery_removes_the_hard_link_left_by_a_kill_during_rotation(tmp_path):
+    (tmp_path / "checkpoint.npz").write_bytes(b"x")
+    (tmp_path / "checkpoint.prev.npz.tmp").write_bytes(b"x")
+    assert recover_run(str(tmp_path)) == ["checkpoint.prev.npz.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz"]
