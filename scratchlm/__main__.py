@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from scratchlm import backend, fast, finetune, memory_estimate, pretrain
+from scratchlm import backend, checks, fast, finetune, memory_estimate, pretrain, runs
 from scratchlm import distributed as dist
 from scratchlm.checkpoint_fields import (
     TRAINING_FIELDS,
@@ -43,11 +43,7 @@ from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.runs import (
     CHECKPOINT,
-    PREVIOUS_CHECKPOINT,
-    STAGED_CHECKPOINT,
     load_run_checkpoint,
-    recover_run,
-    run_lock,
 )
 from scratchlm.text import prepare_corpus, train_val_split
 from scratchlm.train import TrainConfig, Trainer
@@ -66,41 +62,6 @@ DEFAULT_PRESET, DEFAULT_CORPUS, DEFAULT_TOKENIZER, DEFAULT_SEED = (
     "shakespeare-char", "shakespeare", "char", 1337)
 #: NumPy's warnings as a run diverges (the Trainer reports the step itself).
 FLOATING_POINT_WARNINGS = "(overflow|invalid value|divide by zero) encountered"
-#: What a run folder holds (--overwrite deletes them) ...
-RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", "loss.png",
-             "tokenizer.json")
-#: ... and what makes it a run a new one must not overwrite: something trained was saved.
-TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _count(text):
-    """An integer >= 0 (argparse type)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def _number(minimum, strict=False, below=None):
-    """An argparse type: a finite float >= minimum (> when ``strict``), < ``below``."""
-    def parse(text):
-        value = float(text)
-        wanted = f"a finite number {'>' if strict else '>='} {minimum:g}"
-        if below is not None:
-            wanted += f" and < {below:g}"
-        if (not math.isfinite(value) or value < minimum or (strict and value == minimum)
-                or (below is not None and value >= below)):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 def build_parser():
@@ -127,32 +88,35 @@ def build_parser():
                        help="char: one token per character; bpe: byte-level BPE trained on the "
                             "corpus; gpt2: GPT-2's own (default: char; a resumed run keeps "
                             "its own)")
-    train.add_argument("--vocab-size", type=_positive_int,
+    train.add_argument("--vocab-size", type=checks.cli_int(1, 2**20),
                        help="BPE vocabulary size (with --tokenizer bpe; default 1000)")
     train.add_argument("--run-name", help="folder name under --out-dir (default: the preset); "
                                           "a name, not a path")
     train.add_argument("--out-dir", default="runs", help="where runs go (default: %(default)s)")
-    train.add_argument("--data-dir", default="data",
-                       help="cache of tokenized corpora (default: %(default)s)")
-    train.add_argument("--max-steps", type=_positive_int, help="optimisation steps")
-    train.add_argument("--batch-size", type=_positive_int, help="sequences per micro-batch")
-    train.add_argument("--grad-accum-steps", type=_positive_int,
+    train.add_argument("--data-dir", help="cache of tokenized corpora (default: "
+                                          "$SCRATCHLM_CACHE, else ~/.cache/scratchlm)")
+    train.add_argument("--max-steps", type=checks.positive_int, help="optimisation steps")
+    train.add_argument("--batch-size", type=checks.positive_int, help="sequences per micro-batch")
+    train.add_argument("--grad-accum-steps", type=checks.positive_int,
                        help="micro-batches whose gradients are averaged per step")
-    train.add_argument("--block-size", type=_positive_int, help="context length in tokens")
-    train.add_argument("--lr", type=_number(0, strict=True), dest="learning_rate",
+    train.add_argument("--block-size", type=checks.cli_int(1, 2**16),
+                       help="context length in tokens")
+    train.add_argument("--lr", type=checks.cli_real(0, low_open=True), dest="learning_rate",
                        help="peak learning rate (with --resume: applied from the next step)")
-    train.add_argument("--warmup-steps", type=_count, help="linear warmup steps")
-    train.add_argument("--weight-decay", type=_number(0), help="AdamW decoupled weight decay")
-    train.add_argument("--grad-clip", type=_number(0), help="clip the gradient norm (0: off)")
-    train.add_argument("--dropout", type=_number(0, below=1),
+    train.add_argument("--warmup-steps", type=checks.count, help="linear warmup steps")
+    train.add_argument("--weight-decay", type=checks.cli_real(0, 1e6),
+                       help="AdamW decoupled weight decay")
+    train.add_argument("--grad-clip", type=checks.cli_real(0, 1e6),
+                       help="clip the gradient norm (0: off)")
+    train.add_argument("--dropout", type=checks.cli_real(0, 1, high_open=True),
                        help="dropout probability in the model")
-    train.add_argument("--eval-interval", type=_positive_int,
+    train.add_argument("--eval-interval", type=checks.positive_int,
                        help="steps between validation losses")
-    train.add_argument("--eval-batches", type=_positive_int,
+    train.add_argument("--eval-batches", type=checks.positive_int,
                        help="batches averaged for each validation loss (default 20)")
-    train.add_argument("--checkpoint-interval", type=_positive_int,
+    train.add_argument("--checkpoint-interval", type=checks.positive_int,
                        help="steps between checkpoints (one is always written at the end)")
-    train.add_argument("--seed", type=int, help=f"random seed (default: {DEFAULT_SEED})")
+    train.add_argument("--seed", type=checks.seed, help=f"random seed (default: {DEFAULT_SEED})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out-dir/--run-name from its checkpoint; "
                             "training flags given with it are applied from the next step, "
@@ -172,7 +136,7 @@ def build_parser():
     train.add_argument("--distributed", action="store_true",
                        help="train data-parallel on the ranks mpiexec started (mpiexec -n N "
                             "python -m scratchlm train --distributed); --batch-size is per rank")
-    train.add_argument("--nproc", type=_positive_int,
+    train.add_argument("--nproc", type=checks.positive_int,
                        help="start N ranks with mpiexec and train data-parallel on them")
     train.add_argument("--zero", type=int, choices=[0, 1], default=0,
                        help="1: shard AdamW's state over the ranks (ZeRO stage 1)")
@@ -184,29 +148,33 @@ def build_parser():
                                  description="Generate text from a run's checkpoint.")
     sample.add_argument("--run", required=True, help="the run folder (holds checkpoint.npz)")
     sample.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    sample.add_argument("--max-new-tokens", type=_positive_int, default=500,
+    sample.add_argument("--max-new-tokens", type=checks.positive_int, default=500,
                         help="tokens to generate (default: %(default)s)")
-    sample.add_argument("--num-samples", type=_positive_int, default=1,
+    sample.add_argument("--num-samples", type=checks.positive_int, default=1,
                         help="independent samples (default: %(default)s)")
-    sample.add_argument("--temperature", type=float, default=0.8,
+    sample.add_argument("--temperature", type=checks.cli_real(0, 100, low_open=True), default=0.8,
                         help="<1 sharper, >1 more random (default: %(default)s)")
-    sample.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest")
-    sample.add_argument("--top-p", type=float, help="sample within probability mass p")
+    sample.add_argument("--top-k", type=checks.positive_int, help="sample among the k likeliest")
+    sample.add_argument("--top-p", type=checks.cli_real(0, 1, low_open=True),
+                        help="sample within probability mass p")
     sample.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sample.add_argument("--seed", type=checks.seed, default=0,
+                        help="random seed (default: %(default)s)")
     sample.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cpu (NumPy) or cuda (CuPy)")
 
     evaluate = commands.add_parser("eval", help="validation loss and perplexity of a run",
                                    description="Mean validation cross-entropy and perplexity.")
     evaluate.add_argument("--run", required=True, help="the run folder (holds checkpoint.npz)")
-    evaluate.add_argument("--batches", type=_positive_int, default=50,
+    evaluate.add_argument("--batches", type=checks.positive_int, default=50,
                           help="validation batches to average (default: %(default)s)")
-    evaluate.add_argument("--data-dir", default="data", help="tokenized corpus cache")
+    evaluate.add_argument("--data-dir", help="tokenized corpus cache (default: $SCRATCHLM_CACHE, "
+                                             "else ~/.cache/scratchlm)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                           help="cpu (NumPy) or cuda (CuPy)")
-    pretrain.add_command(commands, _positive_int)
-    finetune.add_commands(commands, _positive_int)
+    pretrain.add_command(commands)
+    finetune.add_commands(commands)
     return parser
 
 
@@ -245,37 +213,12 @@ def _train_config(args):
     return config
 
 
-def _check_folder(flag, path):
-    """Refuse ``path`` for a folder ``flag`` names when it, or a folder above it, is a file."""
-    here = os.path.abspath(path)
-    while True:
-        if os.path.exists(here):
-            if not os.path.isdir(here):
-                which = "is" if here == os.path.abspath(path) else f"is inside {here}, which is"
-                raise ConfigError(f"{flag} {path} {which} a file, not a folder; give a folder "
-                                  "(it is created if it does not exist)")
-            return
-        parent = os.path.dirname(here)
-        if parent == here:
-            return
-        here = parent
-
-
-def _check_run_name(name):
-    """A run name is one folder name under --out-dir: not empty, absolute, '.', '..' or a
-    path with separators (which could reach outside --out-dir)."""
-    separators = [os.sep] + ([os.altsep] if os.altsep else []) + ["/"]
-    if (not name or os.path.isabs(name) or name in (".", "..")
-            or any(sep in name for sep in separators)):
-        raise ConfigError(f"--run-name {name!r}: give a folder name such as my-run, not a "
-                          "path; runs go under --out-dir (choose that folder with --out-dir)")
-
-
 def _run_dir(args):
-    _check_folder("--out-dir", args.out_dir)
-    _check_folder("--data-dir", args.data_dir)
+    runs.check_folder("--out-dir", args.out_dir)
+    args.data_dir = args.data_dir or runs.cache_dir()
+    runs.check_folder("--data-dir", args.data_dir)
     if args.run_name is not None:
-        _check_run_name(args.run_name)
+        runs.check_run_name(args.run_name)
     run_dir = os.path.join(args.out_dir, args.run_name or args.preset or DEFAULT_PRESET)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise ConfigError(f"the run folder {run_dir} is a file; choose another --run-name or "
@@ -283,22 +226,16 @@ def _run_dir(args):
     return run_dir
 
 
-def _prepare_new_run(run_dir, overwrite):
-    """Refuse to start a run where one is (unless ``overwrite``: then delete its files).
-    A folder holding only a tokenizer (a run stopped before its first checkpoint) is free."""
-    found = [name for name in RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
-    if not any(name in TRAINED_FILES for name in found):
-        return
-    if not overwrite:
+def _refuse_existing_run(run_dir, overwrite):
+    """The trained files of the run in ``run_dir`` (empty when there is none); refuse to
+    start a new run there unless ``overwrite``. Nothing is touched here: ``--overwrite``
+    sets the old run aside only after every check passed (:func:`scratchlm.runs.replacing`)."""
+    found = runs.holds_run(run_dir)
+    if found and not overwrite:
         raise RunExistsError(f"{run_dir} holds a run already ({', '.join(found)}); continue it "
                              "with --resume, start again in its place with --overwrite, or "
                              "choose another --run-name", path=run_dir)
-    with run_lock(run_dir):
-        recover_run(run_dir)
-        for name in RUN_FILES:
-            if os.path.exists(os.path.join(run_dir, name)):
-                os.remove(os.path.join(run_dir, name))
-    print(f"--overwrite: deleted the run in {run_dir} ({', '.join(found)})")
+    return found
 
 
 def _resumed_settings(args, state, run_dir):
@@ -388,7 +325,7 @@ def _resume_command(args, run_dir):
              "--run-name", os.path.basename(run_dir)]
     if dist.world_size() > 1:
         parts += ["--nproc", str(dist.world_size())] + (["--zero", "1"] if args.zero else [])
-    if args.data_dir != "data":
+    if args.data_dir != runs.cache_dir():
         parts += ["--data-dir", args.data_dir]
     if args.no_progress:
         parts.append("--no-progress")
@@ -406,7 +343,7 @@ def command_train(args):
         dist.init("nccl" if args.device == "cuda" else "mpi")
         if dist.rank() != 0:  # rank 0 speaks for the group; errors still reach stderr
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's lifetime)
-    state = None
+    state, replaced = None, []
     if args.resume:
         try:
             with dist.rank_zero_first():  # rank 0 tidies the run folder, then all read it
@@ -421,9 +358,7 @@ def command_train(args):
         preset = state["extras"].get("preset", args.preset or "resumed")
         vocab = model_config.vocab_size if kind == "bpe" else None
     else:
-        with dist.rank_zero_first():
-            if dist.rank() == 0:
-                _prepare_new_run(run_dir, args.overwrite)
+        replaced = _refuse_existing_run(run_dir, args.overwrite)
         args.preset = args.preset or DEFAULT_PRESET
         args.seed = DEFAULT_SEED if args.seed is None else args.seed
         preset, corpus_name = args.preset, args.corpus or DEFAULT_CORPUS
@@ -443,6 +378,21 @@ def command_train(args):
         model_config = GPTConfig.from_preset(preset, **overrides)
     _check_memory(model_config, train_config, args.force, resuming=state is not None,
                   optimizer_shards=dist.world_size() if args.zero else 1)
+    if dist.rank() == 0:
+        runs.check_writable(run_dir)
+    if not (replaced and dist.rank() == 0):
+        return _train_run(args, run_dir, state, preset, corpus, kind, corpus_name, reverse,
+                          train_ids, val_ids, model_config, train_config)
+    print(f"--overwrite: the run in {run_dir} ({', '.join(replaced)}) is set aside, and "
+          "deleted once the new run's first checkpoint is verified")
+    with runs.replacing(run_dir):
+        _train_run(args, run_dir, state, preset, corpus, kind, corpus_name, reverse,
+                   train_ids, val_ids, model_config, train_config)
+
+
+def _train_run(args, run_dir, state, preset, corpus, kind, corpus_name, reverse, train_ids,
+               val_ids, model_config, train_config):
+    """Build the model and the Trainer, train, and report (every check has passed)."""
     backend.manual_seed(train_config.seed)
     model = GPT(model_config)
     if state is None:
@@ -488,6 +438,14 @@ def command_train(args):
         if dist.rank() == 0:  # one report for the group
             print(f"{stop}\nto resume: {_resume_command(args, run_dir)}", file=sys.stderr)
         raise SystemExit(stop.exit_status) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, mid-step
+        if args.debug:
+            raise
+        saved = trainer.saved_step
+        resume = (f"the checkpoint of step {saved} is kept; to resume: "
+                  f"{_resume_command(args, run_dir)}" if saved is not None
+                  else "no checkpoint was saved yet")
+        fail(f"\ninterrupted (SIGINT) during step {trainer.step + 1}; {resume}", 130)
     except DivergenceError as error:
         if error.checkpoint is None:
             raise
@@ -581,13 +539,17 @@ def command_eval(args):
     train.device, train.eval_batches = args.device, args.batches
     kind = state["extras"]["tokenizer_kind"]
     vocab = tokenizer.vocab_size if kind == "bpe" else None
-    corpus = prepare_corpus(state["extras"]["corpus"], kind, data_dir=args.data_dir,
+    data_dir = args.data_dir or runs.cache_dir()
+    runs.check_folder("--data-dir", data_dir)
+    print(f"evaluating {args.run} on {args.batches} validation batches (corpus cache: "
+          f"{data_dir})", flush=True)
+    corpus = prepare_corpus(state["extras"]["corpus"], kind, data_dir=data_dir,
                             vocab_size=vocab)
     ids = corpus.ids[::-1].copy() if state["extras"].get("reverse") else corpus.ids
     train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
     trainer = Trainer(model, train_ids, val_ids, train, args.run)
-    val = trainer.evaluate()
-    print(f"validation loss {val:.4f} nats/token, perplexity {perplexity(val):.2f} "
+    val = trainer.evaluate(progress=not args.no_progress)
+    print(f"validation loss {val:.4f} nats/token, perplexity {perplexity(val):.4g} "
           f"({args.batches} batches of {train.batch_size}×{model.block_size} tokens)")
 
 

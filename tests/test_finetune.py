@@ -71,7 +71,8 @@ def test_pretrain_finetune_prompt_end_to_end(tmp_path, capsys):
     cli.main(["pretrain", "--preset", "bert-zh-tiny", "--out-dir", str(runs), "--no-progress"])
     state = sl.load(runs / "bert-zh-tiny" / "checkpoint.npz")
     assert state["extras"]["model_kind"] == "bert"
-    with pytest.raises(SystemExit, match="exists"):  # a run is never overwritten unasked
+    # a run is never overwritten unasked
+    with pytest.raises(SystemExit, match="holds a run already"):
         cli.main(["pretrain", "--preset", "bert-zh-tiny", "--out-dir", str(runs)])
 
     base = str(runs / "bert-zh-tiny")

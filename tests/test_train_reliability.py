@@ -196,7 +196,7 @@ def test_a_signal_mid_run_saves_and_the_printed_command_resumes_bit_identically(
 def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
     """The first SIGINT (sent after step 10) lets the step finish and starts a save; the
     save stalls; a second SIGINT ends the process at once, the half-written file removed
-    and the last checkpoint (step 8) intact."""
+    and the last checkpoint (step 8) intact; the command that resumes it is printed."""
     run_dir = tmp_path / "run"
     process = start(train_args(tmp_path, "run", data_dir), script=STALLING, STALL_SAVE="2",
                     SELF_SIGINT_AT="10")
@@ -206,7 +206,8 @@ def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
     _, stderr = process.communicate(timeout=60)
     assert time.monotonic() - started < 30  # not the 60 s the save would have slept
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "to resume" not in stderr
+    assert "interrupted (SIGINT) during step 11; the checkpoint of step 8 is kept" in stderr
+    assert "to resume: python -m scratchlm train --resume" in stderr
     assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 8
     assert temporaries(run_dir) == []
 
@@ -250,9 +251,11 @@ def test_a_second_train_into_the_same_run_refuses_and_overwrite_replaces_it(
         with open(os.path.join(reference, file), "rb") as f:
             (copy / file).write_bytes(f.read())
     main(train_args(tmp_path, "copy", data_dir, "--overwrite", "--max-steps", "2"))
-    assert "--overwrite: deleted the run" in capsys.readouterr().out
+    assert "is set aside, and deleted once the new run's first checkpoint is verified" in \
+        capsys.readouterr().out
     assert checkpoint.load(str(copy / "checkpoint.npz"))["step"] == 2
     assert not (copy / "checkpoint.prev.npz").exists()  # the old run's files went
+    assert sorted(os.listdir(tmp_path)) == ["copy"]  # and the folder it was set aside in
 
     # a folder with only a tokenizer (stopped before its first checkpoint) is no run
     os.remove(copy / "checkpoint.npz")
