@@ -237,7 +237,8 @@ class Trainer:
         """A batch of ``data``: drawn by its function, or random windows of token ids moved
         to the device. Data-parallel: this rank's shard of a global batch of N·batch_size
         (every rank draws the same one)."""
-        size = self.config.batch_size * dist.world_size()
+        ranks = 1 if self.data_parallel is None else dist.world_size()
+        size = self.config.batch_size * ranks
         if callable(data):
             batch = data(rng, size)
         else:
