@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scratchlm import backend, checkpoint, checks
+from scratchlm import backend, checkpoint, checks, runs
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.checkpoint_fields import check_run_state, config_from_state, stored_tokenizer
 from scratchlm.errors import ConfigError, RunExistsError
@@ -275,8 +275,13 @@ def _jsonable(values):
 
 def save_results(model, results, out_dir, cfg, base):
     """``results.json`` and the trained weights (LoRA: the adapter only; prompt tuning: the
-    trainable arrays only; otherwise the whole classifier)."""
-    os.makedirs(out_dir, exist_ok=True)
+    trainable arrays only; otherwise the whole classifier), written under the folder's lock
+    (:func:`scratchlm.runs.run_lock`): one process writes into it at a time."""
+    with runs.run_lock(out_dir):
+        _write_results(model, results, out_dir, cfg, base)
+
+
+def _write_results(model, results, out_dir, cfg, base):
     weights = os.path.join(out_dir, "adapter.npz" if cfg.method in ("lora", "prompt-tuning")
                            else "model.npz")
     if cfg.method == "lora":

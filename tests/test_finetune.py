@@ -77,6 +77,9 @@ def test_pretrain_finetune_prompt_end_to_end(tmp_path, capsys):
         cli.main(["pretrain", "--preset", "bert-zh-tiny", "--out-dir", str(runs)])
 
     base = str(runs / "bert-zh-tiny")
+    with pytest.raises(SystemExit, match=r"max_length=100000, but the model in .* reads at "
+                                         r"most 32 tokens; give --max-length 32 or less"):
+        cli.main(["finetune", "--from", base, "--max-length", "100000", "--no-progress"])
     cli.main(["finetune", "--from", base, "--method", "full", "--max-steps", "60",
               "--lr", "3e-3", "--max-train", "3000", "--max-test", "400", "--no-progress"])
     results = json.loads((runs / "bert-zh-tiny-sentiment-zh-full" / "results.json").read_text())
