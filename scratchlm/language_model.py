@@ -75,7 +75,7 @@ TRAIN_FLAGS = {"max_steps": "--max-steps", "batch_size": "--batch-size",
                "warmup_steps": "--warmup-steps", "weight_decay": "--weight-decay",
                "grad_clip": "--grad-clip", "eval_interval": "--eval-interval",
                "eval_batches": "--eval-batches", "checkpoint_interval": "--checkpoint-interval",
-               "skip_nonfinite": "--skip-nonfinite", "device": "--device"}
+               "skip_nonfinite": "--skip-nonfinite", "device": "--device", "seed": "--seed"}
 
 
 def _given_training_flags(args):
@@ -85,7 +85,7 @@ def _given_training_flags(args):
 
 def _train_config(args):
     """A new run's TrainConfig: the preset's settings, then the flags given."""
-    values = dict(TRAIN_PRESETS.get(args.preset, {}), seed=args.seed, device="cpu")
+    values = dict(TRAIN_PRESETS.get(args.preset, {}), device="cpu")
     values.update(_given_training_flags(args))
     config = TrainConfig(**values)
     config.warmup_steps = min(config.warmup_steps, config.max_steps)
@@ -125,8 +125,7 @@ def _resumed_settings(args, state, run_dir):
     given = {"--corpus": (args.corpus, extras.get("corpus")),
              "--tokenizer": (args.tokenizer, extras.get("tokenizer_kind")),
              "--block-size": (args.block_size, saved_model.get("block_size")),
-             "--dropout": (args.dropout, saved_model.get("dropout")),
-             "--seed": (args.seed, state["train_config"].get("seed"))}
+             "--dropout": (args.dropout, saved_model.get("dropout"))}
     if args.preset is not None:
         given["--preset"] = (args.preset, extras.get("preset"))
     if args.vocab_size is not None:
@@ -136,11 +135,12 @@ def _resumed_settings(args, state, run_dir):
     for flag, (value, saved) in given.items():
         if value is not None and value != saved:
             raise ConfigError(f"{flag} {value}: the run in {run_dir} was trained with {saved}, "
-                              "and a resumed run keeps its model, data and seed; drop the "
+                              "and a resumed run keeps its model and data; drop the "
                               "flag to resume it, or start a new run (another --run-name, "
                               "or --overwrite)")
     train_config = TrainConfig.from_dict({**state["train_config"],
                                           **_given_training_flags(args)})
+    runs.check_resume(state["train_config"], train_config, f"train --resume {run_dir}")
     if train_config.max_steps <= state["step"]:
         raise ConfigError(f"the run in {run_dir} is at step {state['step']} and its max_steps "
                           f"is {train_config.max_steps}: nothing to train; give --max-steps "
