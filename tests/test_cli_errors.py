@@ -179,3 +179,32 @@ def test_sample_and_eval_still_work_on_a_good_run(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("to")
     err = refused(capsys, ["sample", "--run", str(tmp_path / "run"), "--prompt", ""])
     assert err == "error: the prompt is empty; give at least one character"
+
+    # eval: progress shown, the corpus cache under $SCRATCHLM_CACHE (nothing in the current
+    # folder), the perplexity to four significant digits
+    from scratchlm import language_model
+
+    asked = {}
+
+    class Corpus:
+        ids = np.array(tokenizer.encode(text))
+
+    Corpus.tokenizer = tokenizer
+
+    def prepare_corpus(name, kind, data_dir, vocab_size):
+        asked["data_dir"] = data_dir
+        return Corpus
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(language_model, "prepare_corpus", prepare_corpus)
+        patch.setenv("SCRATCHLM_CACHE", str(tmp_path / "cache"))
+        patch.chdir(elsewhere)
+        main(["eval", "--run", str(tmp_path / "run"), "--batches", "3"])
+    out, err = capsys.readouterr()
+    assert asked["data_dir"] == str(tmp_path / "cache") and os.listdir(elsewhere) == []
+    assert f"evaluating {tmp_path / 'run'} on 3 validation batches" in out
+    assert "3/3" in err  # the progress bar over the batches
+    shown = out.split("perplexity ")[1].split(" ")[0]
+    assert len(shown.replace(".", "").lstrip("0")) <= 4, shown
