@@ -158,7 +158,7 @@ _generators = {}
 
 def manual_seed(seed):
     """Seed every random generator scratchlm uses (parameter init, dropout, sampling)."""
-    from scratchlm.errors import check_int
+    from scratchlm.checks import check_int
 
     global _seed
     _seed = check_int("manual_seed", "seed", seed, 0, hint="(NumPy seeds its generators "

@@ -29,9 +29,7 @@ from scratchlm import backend, fast
 from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
+from scratchlm.checks import (
     bad_argument,
     check_bool,
     check_int,
@@ -39,6 +37,7 @@ from scratchlm.errors import (
     check_token_ids,
     is_integer,
 )
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.functional.softmax import softmax_array
 from scratchlm.sampling_filters import top_k_filter, top_p_filter
 

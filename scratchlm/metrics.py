@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int
+from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 MAX_ORDER = 4
 

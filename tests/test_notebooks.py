@@ -268,7 +268,7 @@ def viz_calls_without_chinese(tree, lang):
 
 
 VIZ_FIGURES = {"draw_graph", "attention_heatmap", "embedding_map", "beam_tree", "lr_schedule",
-               "gradient_norms", "loss_curves"}
+               "gradient_norms", "loss_curves", "history_curves"}
 
 
 def test_figure_text_check_catches_english_labels():

@@ -18,7 +18,8 @@ import re
 import numpy as np
 
 from scratchlm import backend, checkpoint
-from scratchlm.errors import ArgumentError, ArgumentTypeError, bad_argument, check_int, check_real
+from scratchlm.checks import bad_argument, check_int, check_real
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.functional.lora import lora_linear
 from scratchlm.nn import init
 from scratchlm.nn.linear import Linear

@@ -19,7 +19,8 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import ArgumentError, ArgumentTypeError, bad_argument
+from scratchlm.checks import bad_argument
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.nn import init
 from scratchlm.nn.embedding import Embedding
 from scratchlm.nn.module import Module, Parameter

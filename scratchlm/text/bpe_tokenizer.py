@@ -7,7 +7,8 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 
-from scratchlm.errors import ArgumentError, ArgumentTypeError, check_id_sequence, check_int
+from scratchlm.checks import check_id_sequence, check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.file_reading import Fields, describe, read_file_bytes, read_json_file
 from scratchlm.text.bpe_training import learn_merges
 from scratchlm.text.byte_level import bytes_to_printable, printable_to_bytes, split_words

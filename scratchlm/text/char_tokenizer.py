@@ -3,13 +3,8 @@
 import os
 from collections.abc import Iterable
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    check_id_sequence,
-    check_int,
-    check_text,
-)
+from scratchlm.checks import check_id_sequence, check_int, check_text
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.tokenizer_files import (
     distinct_characters,
     loader,

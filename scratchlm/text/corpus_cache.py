@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, FileFormatError, check_int
+from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError, FileFormatError
 from scratchlm.file_reading import open_regular_file
 from scratchlm.text.bpe_tokenizer import MAX_VOCAB_SIZE, BPETokenizer
 from scratchlm.text.char_tokenizer import CharTokenizer

@@ -17,15 +17,8 @@ import json
 import re
 from collections import Counter
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    bad_argument,
-    check_bool,
-    check_id_sequence,
-    check_int,
-    check_text,
-)
+from scratchlm.checks import bad_argument, check_bool, check_id_sequence, check_int, check_text
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.tokenizer_files import (
     distinct_characters,
     loader,
