@@ -22,7 +22,7 @@
 # remembers its inputs, and `backward()` walks the recorded graph from the loss back to the
 # parameters applying the chain rule once per operation.
 #
-# We first write such an engine here, on single numbers, in about thirty lines (after
+# We first write such an engine here, on single numbers, in about forty lines (after
 # micrograd): a `Value`, addition, multiplication, tanh, a topological sort and `backward`.
 # Then we check it against scratchlm's `Tensor` on the same expression, and take the step to
 # arrays: broadcasting, writing an operation, checking it numerically.
@@ -41,7 +41,7 @@ plt.rcParams.update(viz.font_settings(LANG))
 rng = np.random.default_rng(0)
 
 # %% [markdown]
-# ## A scalar engine in thirty lines
+# ## A scalar engine in forty lines
 #
 # A `Value` holds a number (`data`), its gradient (`grad` $= \partial L/\partial$ this value,
 # 0 until backward), the values it was computed from (`parents`) and a function
@@ -349,7 +349,7 @@ else:
 # - Reverse-mode differentiation records each operation and its inputs while computing, then
 #   visits the operations in reverse topological order, each multiplying the gradient that
 #   reaches its output by its local derivative and adding the result into its inputs.
-# - Thirty lines make a working scalar engine (`Value`); on $	anh(wx + b)$ its gradients equal
+# - Forty lines make a working scalar engine (`Value`); on $	anh(wx + b)$ its gradients equal
 #   the hand formulas and scratchlm's to float32 precision.
 # - A value used twice, or broadcast over rows, receives the **sum** of its gradients; leaves
 #   accumulate across `backward()` calls until cleared.

@@ -158,8 +158,11 @@ _generators = {}
 
 def manual_seed(seed):
     """Seed every random generator scratchlm uses (parameter init, dropout, sampling)."""
+    from scratchlm.checks import check_int
+
     global _seed
-    _seed = int(seed)
+    _seed = check_int("manual_seed", "seed", seed, 0, hint="(NumPy seeds its generators "
+                      "with integers ≥ 0)")
     _generators.clear()
 
 

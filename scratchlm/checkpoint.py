@@ -71,7 +71,7 @@ import zlib
 import numpy as np
 
 from scratchlm.backend import is_gpu_array, to_numpy
-from scratchlm.errors import FileFormatError
+from scratchlm.errors import ArgumentError, ArgumentTypeError, FileFormatError, MissingFileError
 from scratchlm.file_reading import JSONProblem, open_regular_file, parse_json
 
 FORMAT = "scratchlm-checkpoint"
@@ -131,11 +131,11 @@ def _savable(array, where):
     array = to_numpy(array)
     dtype = array.dtype
     if dtype.hasobject:
-        raise TypeError(f"save: {where} is an array of dtype object; object arrays need "
-                        "pickle and are refused (a checkpoint can never run code)")
+        raise ArgumentTypeError(f"save: {where} is an array of dtype object; object arrays need "
+                                "pickle and are refused (a checkpoint can never run code)")
     if dtype.kind not in ARRAY_KINDS or dtype.names is not None or dtype.shape:
-        raise TypeError(f"save: {where} is an array of dtype {dtype}; a checkpoint holds "
-                        "arrays of booleans, numbers, strings and datetimes")
+        raise ArgumentTypeError(f"save: {where} is an array of dtype {dtype}; a checkpoint holds "
+                                "arrays of booleans, numbers, strings and datetimes")
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
@@ -153,9 +153,9 @@ def _encode(value, components, where, arrays, depth=1):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if depth + 3 > MAX_JSON_DEPTH:
-        raise ValueError(f"save: {where} is nested too deeply: a checkpoint holds dicts, "
-                         f"lists and tuples about {MAX_JSON_DEPTH // 3} levels deep at most "
-                         "(does the state contain itself?)")
+        raise ArgumentError(f"save: {where} is nested too deeply: a checkpoint holds dicts, "
+                            f"lists and tuples about {MAX_JSON_DEPTH // 3} levels deep at most "
+                            "(does the state contain itself?)")
     if isinstance(value, np.ndarray) or is_gpu_array(value):
         name = "/".join((ARRAY_PREFIX, *components))
         arrays[name] = _savable(value, where)
@@ -169,12 +169,12 @@ def _encode(value, components, where, arrays, depth=1):
         pairs = []
         for key, item in value.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
-                raise TypeError(f"save: {where} has a key {key!r} of type "
-                                f"{type(key).__name__}; keys must be strings or integers")
+                raise ArgumentTypeError(f"save: {where} has a key {key!r} of type "
+                                        f"{type(key).__name__}; keys must be strings or integers")
             pairs.append([key, _encode(item, (*components, _escape(key)),
                                        f"{where}[{key!r}]", arrays, depth + 3)])
         return {"dict": pairs}
-    raise TypeError(
+    raise ArgumentTypeError(
         f"save: {where} is a {type(value).__module__}.{type(value).__qualname__}; a checkpoint "
         "holds arrays, numbers (int, float, bool), None, strings, and dicts, lists and tuples "
         "of them (a Tensor: save tensor.numpy())")
@@ -221,6 +221,9 @@ def save(state, path):
     temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
     # created like any new file (mode 0o666 less the umask); O_EXCL: never an existing file
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    if not os.path.isdir(directory):
+        raise MissingFileError(f"save: cannot write {path}: the folder {directory} does not "
+                               "exist; create it first (os.makedirs)", path=path)
     handle = os.open(temporary, flags, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:

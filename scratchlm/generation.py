@@ -29,9 +29,7 @@ from scratchlm import backend, fast
 from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
+from scratchlm.checks import (
     bad_argument,
     check_bool,
     check_int,
@@ -39,6 +37,7 @@ from scratchlm.errors import (
     check_token_ids,
     is_integer,
 )
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.functional.softmax import softmax_array
 from scratchlm.sampling_filters import top_k_filter, top_p_filter
 
@@ -126,6 +125,25 @@ def _next_token_logits(model, ids, caches):
     return logits.data[:, -1, :]
 
 
+def _check_some_token_possible(logits, xp):
+    """Refuse logits holding NaN (a diverged model: argmax and sampling would return token 0
+    silently) or a row where every token is -inf (nothing can be chosen)."""
+    nan_rows = xp.isnan(logits).any(axis=-1)
+    if bool(nan_rows.any()):
+        row = int(xp.argmax(nan_rows))
+        raise ArgumentError(f"sample_next: row {row} of logits {tuple(logits.shape)} holds NaN "
+                            "(the model diverged or its weights are damaged); expected finite "
+                            "logits (check the model with sl.detect_anomaly())",
+                            where="sample_next", name="logits", value=logits)
+    dead_rows = (logits == -xp.inf).all(axis=-1)
+    if bool(dead_rows.any()):
+        row = int(xp.argmax(dead_rows))
+        raise ArgumentError(f"sample_next: row {row} of logits {tuple(logits.shape)} is -inf "
+                            "for every token, so no token can be chosen; expected at least "
+                            "one finite logit per row", where="sample_next", name="logits",
+                            value=logits)
+
+
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True, rng=None):
     """The next token id per row of ``logits`` (B, V): greedy (``do_sample=False`` or
     ``temperature=0``), or sampled from softmax(logits / temperature) after filtering."""
@@ -138,6 +156,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, do_sample=True,
                            "at least one token", error=ArgumentTypeError
                            if not hasattr(logits, "ndim") else ArgumentError)
     xp = backend.get_array_module(logits)
+    _check_some_token_possible(logits, xp)
     if not do_sample or temperature == 0:
         return logits.argmax(axis=-1)
     logits = logits.astype(np.float64) / temperature

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int
+from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 MAX_ORDER = 4
 
@@ -39,6 +40,16 @@ def perplexity(mean_nll):
     token (natural log, as cross-entropy returns it) is ``mean_nll``. Any loss gives a
     number: ``inf`` when exp overflows (a loss above about 709.78, or inf), ``nan`` for NaN,
     so a summary can always print it (``f"{perplexity(loss):.2f}"`` shows 'inf' or 'nan')."""
+    if isinstance(mean_nll, (bool, str, bytes)) or not isinstance(
+            mean_nll, (int, float, np.integer, np.floating)) and getattr(mean_nll, "ndim", 1):
+        raise ArgumentTypeError(f"perplexity: mean_nll={mean_nll!r:.40}; expected a number "
+                                "(a mean negative log-likelihood)", where="perplexity",
+                                name="mean_nll", value=mean_nll)
+    if float(mean_nll) < 0:
+        raise ArgumentError(f"perplexity: mean_nll={float(mean_nll)!r} is negative; expected a "
+                            "mean negative log-likelihood ≥ 0 (pass the loss, not its "
+                            "log-probability)", where="perplexity", name="mean_nll",
+                            value=mean_nll)
     try:
         return math.exp(float(mean_nll))
     except OverflowError:

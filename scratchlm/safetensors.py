@@ -34,7 +34,7 @@ import numpy as np
 
 from scratchlm.backend import is_gpu_array, to_numpy
 from scratchlm.checkpoint import count_nonfinite
-from scratchlm.errors import FileFormatError
+from scratchlm.errors import ArgumentError, ArgumentTypeError, FileFormatError
 from scratchlm.file_reading import JSONProblem, open_regular_file, parse_json
 
 METADATA_KEY = "__metadata__"
@@ -250,8 +250,8 @@ def load_safetensors(path, *, allow_nonfinite=False):
 def _tag_of(name, array):
     tag = TAGS.get((array.dtype.kind, array.dtype.itemsize))
     if tag is None:
-        raise TypeError(f"save_safetensors: tensor {name!r} has dtype {array.dtype}, which "
-                        f"safetensors cannot hold; supported: {', '.join(TAGS.values())}")
+        raise ArgumentTypeError(f"save_safetensors: tensor {name!r} has dtype {array.dtype}, which "
+                                f"safetensors cannot hold; supported: {', '.join(TAGS.values())}")
     return tag
 
 
@@ -260,19 +260,19 @@ def save_safetensors(tensors, path, metadata=None):
     optional ``metadata`` dict of strings. Tensors are laid out largest itemsize first, so
     every tensor starts at a multiple of its itemsize, as the reference writer does."""
     if not isinstance(tensors, dict):
-        raise TypeError(f"save_safetensors: tensors must be a dict of name -> array, "
-                        f"got {type(tensors).__name__}")
+        raise ArgumentTypeError(f"save_safetensors: tensors must be a dict of name -> array, "
+                                f"got {type(tensors).__name__}")
     if metadata is not None and not (isinstance(metadata, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
-        raise TypeError("save_safetensors: metadata must be a dict of strings to strings")
+        raise ArgumentTypeError("save_safetensors: metadata must be a dict of strings to strings")
     arrays = {}
     for name, array in tensors.items():
         if not isinstance(name, str) or name == METADATA_KEY:
-            raise ValueError(f"save_safetensors: tensor name {name!r} must be a string "
-                             f"other than {METADATA_KEY!r}")
+            raise ArgumentError(f"save_safetensors: tensor name {name!r} must be a string "
+                                f"other than {METADATA_KEY!r}")
         if not (isinstance(array, np.ndarray) or is_gpu_array(array)):
-            raise TypeError(f"save_safetensors: tensor {name!r} must be an array, "
-                            f"got {type(array).__name__}")
+            raise ArgumentTypeError(f"save_safetensors: tensor {name!r} must be an array, "
+                                    f"got {type(array).__name__}")
         array = to_numpy(array)
         arrays[name] = (_tag_of(name, array), array)
 

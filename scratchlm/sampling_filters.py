@@ -26,6 +26,10 @@ def _check_logits(name, logits):
     if logits.dtype.kind != "f":
         raise ArgumentTypeError(f"{name}: logits must be a floating-point array, got dtype "
                                 f"{logits.dtype}", where=name, name="logits", value=logits)
+    if bool(get_array_module(logits).isnan(logits).any()):
+        raise ArgumentError(f"{name}: logits hold NaN (a diverged model or damaged weights); "
+                            "expected finite logits or -inf", where=name, name="logits",
+                            value=logits)
 
 
 def _fill_removed(logits, remove):

@@ -1,41 +1,29 @@
-"""Training: the one loop for every model (GPT, BERT, the encoder-decoder), with validation,
-checkpoints, progress and the loss plot.
+"""Training: the one loop for every model (GPT, BERT, the encoder-decoder).
 
-One optimisation step, with gradient accumulation over ``grad_accum_steps`` micro-batches:
+One optimisation step, with gradient accumulation over A = ``grad_accum_steps`` micro-batches:
 
     g = (1/A) Σₐ ∇θ L(batchₐ)                     mean gradient of A micro-batches
-    g ← g · min(1, c / ‖g‖)                        clip the global norm to c
-    θ ← AdamW(θ, g, lr(step))                      lr: linear warmup, then cosine decay
+    g ← g · min(1, c / ‖g‖)                        clip the global norm to c = ``grad_clip``
+    m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²            AdamW's moments
+    θ ← θ − lr(t) · (m̂ / (√v̂ + ε) + λ θ)                      λ on weight matrices only
+    lr(t) = lr · t / warmup                         for t < warmup, then cosine decay to
+    lr(t) = lr · (r + (1 − r) · ½ (1 + cos(π · (t − warmup) / (T − warmup))))    r · lr
 
-AdamW decays the weight matrices only (:func:`scratchlm.optim.weight_decay_groups`). Every
-``eval_interval`` steps the mean loss over a fixed set of validation batches is recorded. A
-checkpoint holds everything the next step depends on — weights, optimizer moments, the
-step, both random generators, the loss history — so a resumed run continues with the
-bit-identical loss curve (on the CPU) as if it had never stopped.
-
-Reliability. A checkpoint is written beside the last good one (``checkpoint.next.npz``), read
-back — every array's CRC-32 checked and every value finite — and only then renamed over
-``checkpoint.npz``; the one it replaces stays as ``checkpoint.prev.npz``. A kill at any moment
-leaves a loadable checkpoint, and the temporary files of an interrupted save are removed at
-the next start or save (:func:`recover_run`). One process at a time trains into a run folder
-(a lock on ``run_dir/.lock``). A NaN or infinite loss or gradient norm stops training with a
-:class:`~scratchlm.errors.DivergenceError` before the update is made, so no checkpoint ever
-holds a diverged state — or, with ``skip_nonfinite``, the step is skipped (no update) and
-counted in ``history["skipped_step"]``. SIGINT (Ctrl-C) and SIGTERM finish the current step,
-save a checkpoint and raise :class:`~scratchlm.errors.TrainingInterrupted`; a second signal
-stops at once. A state loaded into a Trainer whose config differs from the checkpoint's
-(a resumed run with a new learning rate, say) trains with the Trainer's config, and the
-changes are listed in ``trainer.resumed_changes`` and recorded in the checkpoint.
+with m̂, v̂ the bias-corrected moments, T = ``max_steps`` and r = ``min_lr_ratio``. Every
+``eval_interval`` steps the mean loss over ``eval_batches`` fixed validation batches is
+recorded. A NaN or infinite loss or gradient norm makes no update (``skip_nonfinite``: the
+step is skipped and counted; otherwise :class:`~scratchlm.errors.DivergenceError`).
 
 What the loop trains on is a pair of functions: ``draw(rng, batch_size) -> batch`` and
 ``loss_fn(model, batch) -> loss``. A language model's are built in: token ids as 1-D
 arrays give random windows of ``block_size`` tokens (:func:`scratchlm.text.get_batch`).
+Where the run is kept — checkpoints that resume bit-identically, the lock, what survives a
+kill — is :mod:`scratchlm.runs`.
 """
 
 import contextlib
 import json
 import math
-import numbers
 import os
 import signal
 import sys
@@ -45,26 +33,14 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from scratchlm import backend, checkpoint, fast, optim
+from scratchlm import backend, fast, optim, runs
 from scratchlm import distributed as dist
 from scratchlm.autograd.grad_mode import no_grad
-from scratchlm.checkpoint_fields import check_run_state
-from scratchlm.errors import (
-    ConfigError,
-    DivergenceError,
-    RunInUseError,
-    RunNotFoundError,
-    ScratchlmError,
-    TrainingInterrupted,
-)
+from scratchlm.checks import check_bool, check_choice, check_int, check_real
+from scratchlm.errors import ArgumentError, ConfigError, DivergenceError, TrainingInterrupted
 from scratchlm.metrics import perplexity
 from scratchlm.text import get_batch
 from scratchlm.time_estimate import StepTimeEstimate, core_use, fastest_of, format_duration
-
-CHECKPOINT = "checkpoint.npz"
-PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"  # the one the last save replaced
-STAGED_CHECKPOINT = "checkpoint.next.npz"  # written and verified before it is renamed
-LOCK_FILE = ".lock"
 
 
 @dataclass
@@ -94,62 +70,30 @@ class TrainConfig:
         """Raise :class:`~scratchlm.errors.ConfigError` (a ValueError) naming the first
         field that cannot work and what it takes; the Trainer calls it again, since fields
         may be assigned after construction."""
-        def fail(name, wanted):
-            value = getattr(self, name)
-            raise ConfigError(f"TrainConfig: {name} must be {wanted}, got {value!r}")
-
-        def integer(value):
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        def real(value):
-            return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                    and math.isfinite(value))
-
-        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval",
-                     "eval_batches", "checkpoint_interval"):
-            if not integer(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "an integer >= 1")
-        if not integer(self.warmup_steps) or self.warmup_steps < 0:
-            fail("warmup_steps", "an integer >= 0")
-        if not real(self.learning_rate) or self.learning_rate <= 0:
-            fail("learning_rate", "a finite number > 0 (try 1e-3)")
-        if not real(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            fail("min_lr_ratio", "a number in [0, 1]")
-        if not real(self.weight_decay) or self.weight_decay < 0:
-            fail("weight_decay", "a finite number >= 0")
-        for name in ("beta1", "beta2"):
-            if not real(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                fail(name, "a number in [0, 1)")
-        if not real(self.eps) or self.eps <= 0:
-            fail("eps", "a finite number > 0")
-        if not real(self.grad_clip) or self.grad_clip < 0:
-            fail("grad_clip", "a finite number >= 0 (0: no clipping)")
-        if not integer(self.seed):
-            fail("seed", "an integer")
-        if self.device not in ("cpu", "cuda"):
-            fail("device", "'cpu' or 'cuda'")
-        if not isinstance(self.skip_nonfinite, (bool, np.bool_)):
-            fail("skip_nonfinite", "True or False")
+        where = "TrainConfig"
+        try:
+            for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_interval",
+                         "eval_batches", "checkpoint_interval"):
+                check_int(where, name, getattr(self, name), 1)
+            check_int(where, "warmup_steps", self.warmup_steps, 0)
+            check_real(where, "learning_rate", self.learning_rate, 0, low_open=True,
+                       hint="(try 1e-3)")
+            check_real(where, "min_lr_ratio", self.min_lr_ratio, 0, 1)
+            check_real(where, "weight_decay", self.weight_decay, 0)
+            check_real(where, "beta1", self.beta1, 0, 1, high_open=True)
+            check_real(where, "beta2", self.beta2, 0, 1, high_open=True)
+            check_real(where, "eps", self.eps, 0, low_open=True)
+            check_real(where, "grad_clip", self.grad_clip, 0, hint="(0: no clipping)")
+            check_int(where, "seed", self.seed, 0, 2**32, hint="(NumPy's seeds)")
+            check_choice(where, "device", self.device, ("cpu", "cuda"))
+            check_bool(where, "skip_nonfinite", self.skip_nonfinite)
+        except ArgumentError as error:
+            raise ConfigError(str(error)) from None
 
     @classmethod
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-#: Fields a resumed run may not change: the random generators continue from the checkpoint.
-FIXED_ON_RESUME = ("seed",)
-
-
-def config_changes(saved, config):
-    """[(field, saved value, new value)] for every field of ``config`` (a TrainConfig) that
-    differs from ``saved`` (a checkpoint's ``train_config`` dict); fields the checkpoint
-    does not have (written by an older scratchlm) count as unchanged."""
-    changes = []
-    for f in fields(config):
-        if f.name in saved and saved[f.name] != getattr(config, f.name):
-            changes.append((f.name, saved[f.name], getattr(config, f.name)))
-    return changes
 
 
 def model_loss(model, batch):
@@ -293,7 +237,8 @@ class Trainer:
         """A batch of ``data``: drawn by its function, or random windows of token ids moved
         to the device. Data-parallel: this rank's shard of a global batch of N·batch_size
         (every rank draws the same one)."""
-        size = self.config.batch_size * dist.world_size()
+        ranks = 1 if self.data_parallel is None else dist.world_size()
+        size = self.config.batch_size * ranks
         if callable(data):
             batch = data(rng, size)
         else:
@@ -302,17 +247,19 @@ class Trainer:
                 y, self.config.device)
         return batch if self.data_parallel is None else dist.shard_batch(batch)
 
-    def evaluate(self, data=None):
-        """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation."""
+    def evaluate(self, data=None, progress=False):
+        """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation
+        (``progress``: with a bar over the batches)."""
         data = self.val_data if data is None else self._checked_data("evaluation", data)
         if data is None:
             raise ValueError("Trainer.evaluate: no validation data; give val_data or data")
         rng = np.random.default_rng(self.config.seed + 1)
         self.model.eval()
         losses = []
-        with no_grad():
+        with no_grad(), progress_bar(self.config.eval_batches, 0, progress, "batch") as bar:
             for _ in range(self.config.eval_batches):
                 losses.append(self.loss_fn(self.model, self._batch(data, rng)).item())
+                bar.update(1)
         self.model.train()
         if self.data_parallel is not None:
             return float(dist.all_reduce(np.mean(losses))[0])
@@ -368,8 +315,6 @@ class Trainer:
         run_dir and this is the main thread) SIGINT/SIGTERM finish the current step, save a
         checkpoint and raise :class:`~scratchlm.errors.TrainingInterrupted`; a second signal
         stops at once (KeyboardInterrupt for SIGINT, the default action for SIGTERM)."""
-        from tqdm.auto import tqdm
-
         fast.tune_process()
         cfg = self.config
         cfg.validate()
@@ -381,16 +326,16 @@ class Trainer:
             dist.barrier()  # every rank has loaded what it resumes from
         with contextlib.ExitStack() as stack:
             if self.run_dir is not None and writer:
-                stack.enter_context(run_lock(self.run_dir))
-                self.removed_files = recover_run(self.run_dir)
+                runs.check_writable(self.run_dir)
+                stack.enter_context(runs.run_lock(self.run_dir))
+                self.removed_files = runs.recover_run(self.run_dir)
             if handle_signals:
                 stack.enter_context(self._signals_stop_training())
             threads = stack.enter_context(fast.ThreadsFollowLoad())
-            bar = stack.enter_context(tqdm(total=last, initial=self.step,
-                                           disable=not (progress and writer), unit="step",
-                                           dynamic_ncols=True))
+            bar = stack.enter_context(progress_bar(last, self.step, progress and writer))
             started, first_step = time.perf_counter(), self.step
-            while self.step < last and self._stop_signal is None:
+            stopping = None
+            while self.step < last and stopping is None:
                 threads.check()
                 step_started = time.perf_counter()
                 loss = self.train_step()
@@ -403,19 +348,25 @@ class Trainer:
                     bar.update(1)  # redraws the bar once per step
                 if on_step is not None:
                     on_step(self, loss)
-                if self.data_parallel is not None:  # a signal on any rank stops them all
-                    signum = int(dist.all_reduce(self._stop_signal or 0, op="max")[0])
-                    self._stop_signal = signum or None
                 if self.val_data is not None and (self.step % cfg.eval_interval == 0
                                                   or self.step == cfg.max_steps):
                     self._validate(bar)
                 if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
                                                  or self.step == last):
                     self.save()
-            if self._stop_signal is not None:
+                stopping = self._agreed_stop()
+            if stopping is not None:
+                self._stop_signal = stopping
                 bar.close()
                 raise self._interrupted()
         return self.history
+
+    def _agreed_stop(self):
+        """The signal that ends training after this step, if any: this process's, or
+        data-parallel, any rank's — every rank gets the same answer, so all stop together."""
+        if self.data_parallel is None:
+            return self._stop_signal
+        return int(dist.all_reduce(self._stop_signal or 0, op="max")[0]) or None
 
     def _interrupted(self):
         """Save (unless this step is saved already) and say so, after a signal."""
@@ -490,7 +441,7 @@ class Trainer:
     def checkpoint_path(self):
         if self.run_dir is None:
             return None
-        return os.path.join(self.run_dir, CHECKPOINT)
+        return os.path.join(self.run_dir, runs.CHECKPOINT)
 
     def state(self):
         return {
@@ -521,7 +472,7 @@ class Trainer:
         if dist.rank() != 0:
             self.saved_step = self.step
             return
-        bad = nonfinite_arrays(state)
+        bad = runs.nonfinite_arrays(state)
         if bad:
             kept = (f"; {self.checkpoint_path} is kept" if os.path.exists(self.checkpoint_path)
                     else "")
@@ -532,14 +483,22 @@ class Trainer:
                 f"{self.config.learning_rate / 10:.3g})", step=self.step,
                 checkpoint=self.checkpoint_path if kept else None)
         os.makedirs(self.run_dir, exist_ok=True)
-        with run_lock(self.run_dir):
-            recover_run(self.run_dir)
-            write_checkpoint(state, self.run_dir)
-            write_text_atomic(os.path.join(self.run_dir, "config.json"), json.dumps(
+        with runs.run_lock(self.run_dir):
+            runs.recover_run(self.run_dir)
+            runs.write_checkpoint(state, self.run_dir)
+            runs.write_text_atomic(os.path.join(self.run_dir, "config.json"), json.dumps(
                 {"model": self.model.config.to_dict(), "train": asdict(self.config)},
                 indent=2))
-            plot_losses(self.history, os.path.join(self.run_dir, "loss.png"))
+            self._plot_losses(os.path.join(self.run_dir, "loss.png"))
         self.saved_step = self.step
+
+    def _plot_losses(self, path):
+        """The loss curves (:func:`scratchlm.viz.history_curves`) as a PNG at ``path``."""
+        from scratchlm import viz  # matplotlib loads only when a run is saved
+
+        temporary = f"{path}.tmp.png"
+        viz.history_curves(self.history).savefig(temporary, dpi=110)
+        os.replace(temporary, path)
 
     def load_state(self, state):
         """Continue from a :meth:`state` (as saved): weights, optimizer, step, generators.
@@ -551,27 +510,18 @@ class Trainer:
         next checkpoint records them. A different ``seed`` is refused
         (:class:`~scratchlm.errors.ConfigError`): the random generators continue from the
         checkpoint, so a new seed could not take effect."""
-        saved = state.get("train_config") or {}
-        changes = config_changes(saved, self.config)
-        fixed = [c for c in changes if c[0] in FIXED_ON_RESUME]
-        if fixed:
-            name, old, new = fixed[0]
-            raise ConfigError(f"Trainer.load_state: the checkpoint was trained with {name}="
-                              f"{old!r}; a resumed run keeps it (its random generators "
-                              f"continue from the checkpoint), so {name}={new!r} cannot be "
-                              f"applied: resume with {name}={old!r}, or start a new run")
-        fresh_groups = [{k: v for k, v in group.items() if k not in ("params", "lr")}
-                        for group in self.optimizer.param_groups]
-        fresh_base_lrs = list(self.scheduler.base_lrs)
+        changes = runs.check_resume(state.get("train_config") or {}, self.config,
+                                    "Trainer.load_state")
         self.model.load_state_dict(state["model"])
         self.model.to(self.config.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        # This config's hyperparameters, not the checkpoint's (identical when unchanged).
-        for group, fresh in zip(self.optimizer.param_groups, fresh_groups):
-            group.update(fresh)
-        self.scheduler.base_lrs = fresh_base_lrs
-        self.scheduler.load_state_dict(self.scheduler.state_dict())  # sets the groups' lr
+        # The moments and the schedule's position come from the checkpoint; the
+        # hyperparameters (AdamW's, the schedule's peak) from this trainer's config.
+        saved = state["optimizer"]
+        groups = [{**old, **{k: v for k, v in new.items() if k != "params"}}
+                  for old, new in zip(saved["param_groups"], self.optimizer.param_groups)]
+        self.optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
+        self.scheduler.load_state_dict({**state["scheduler"],
+                                        "base_lrs": self.scheduler.base_lrs})
         self.step = int(state["step"])
         self.data_rng.bit_generator.state = state["rng"]["data"]
         backend.set_rng_state(state["rng"]["engine"])
@@ -595,191 +545,33 @@ def gradient_norm(params):
     return math.sqrt(float(sum(xp.vdot(g.reshape(-1), g.reshape(-1)) for g in grads)))
 
 
-def nonfinite_arrays(state, where=""):
-    """Names (dotted paths) of the float arrays in the nested ``state`` holding NaN or Inf."""
-    bad = []
-    if isinstance(state, dict):
-        for key, value in state.items():
-            bad += nonfinite_arrays(value, f"{where}.{key}" if where else str(key))
-    elif isinstance(state, (list, tuple)):
-        for i, value in enumerate(state):
-            bad += nonfinite_arrays(value, f"{where}[{i}]")
-    elif hasattr(state, "dtype") and getattr(state.dtype, "kind", "") in "fc":
-        xp = backend.get_array_module(state)
-        if not bool(xp.isfinite(state).all()):
-            bad.append(where)
-    return bad
+def progress_bar(total, initial, shown, unit="step"):
+    """tqdm's bar over the steps, or a stand-in that draws nothing when ``shown`` is False
+    (tqdm is not even imported then)."""
+    if not shown:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
 
 
-# ------------------------------------------------------------------------ the run folder
-def write_checkpoint(state, run_dir):
-    """Write ``state`` as ``run_dir/checkpoint.npz`` without ever losing the last good one:
-    into ``checkpoint.next.npz`` (itself written atomically by :func:`scratchlm.checkpoint.save`),
-    read back with every array's CRC-32 and finiteness checked, then renamed over
-    ``checkpoint.npz``; the checkpoint it replaces becomes ``checkpoint.prev.npz`` (a hard
-    link made first where the file system allows, so ``checkpoint.npz`` never goes missing)."""
-    staged = os.path.join(run_dir, STAGED_CHECKPOINT)
-    checkpoint.save(state, staged)
-    try:
-        checkpoint.load(staged)  # CRC-32 of every array, and no NaN or Inf
-    except BaseException:
-        _remove(staged)
-        raise
-    _promote(run_dir)
+class _NoBar:
+    """The progress bar's methods the loop calls, doing nothing but ``write``."""
 
+    def __enter__(self):
+        return self
 
-def _promote(run_dir):
-    """Rename the verified ``checkpoint.next.npz`` over ``checkpoint.npz``, keeping the one
-    it replaces as ``checkpoint.prev.npz``."""
-    current = os.path.join(run_dir, CHECKPOINT)
-    previous = os.path.join(run_dir, PREVIOUS_CHECKPOINT)
-    if os.path.exists(current):
-        link = previous + ".tmp"
-        _remove(link)
-        try:
-            os.link(current, link)
-            os.replace(link, previous)
-        except OSError:  # no hard links here: move it (recover_run covers the gap)
-            os.replace(current, previous)
-    os.replace(os.path.join(run_dir, STAGED_CHECKPOINT), current)
-    checkpoint.fsync_directory(run_dir)
+    def __exit__(self, *exc):
+        return False
 
+    def set_postfix(self, *args, **kwargs):
+        pass
 
-def recover_run(run_dir):
-    """Tidy a run folder after a kill: remove the temporary files of an interrupted save,
-    and finish an interrupted rotation — a ``checkpoint.next.npz`` (complete, since
-    :func:`scratchlm.checkpoint.save` renames it into place) that verifies now is the newest
-    checkpoint and is promoted as :func:`write_checkpoint` would have; one that does not
-    verify goes. Returns the names removed."""
-    if not os.path.isdir(run_dir):
-        return []
-    removed = []
-    for name in sorted(os.listdir(run_dir)):
-        if _is_temporary(name):
-            _remove(os.path.join(run_dir, name))
-            removed.append(name)
-    staged = os.path.join(run_dir, STAGED_CHECKPOINT)
-    if os.path.exists(staged):
-        try:
-            checkpoint.load(staged)
-        except ScratchlmError:
-            _remove(staged)
-            removed.append(STAGED_CHECKPOINT)
-        else:
-            _promote(run_dir)
-    return removed
+    def update(self, n=1):
+        pass
 
+    def close(self):
+        pass
 
-def _is_temporary(name):
-    """The temporary files a save writes: checkpoint.save's ``.<name>.<uuid>.tmp``, the
-    hard link ``checkpoint.prev.npz.tmp``, ``config.json.tmp`` and ``loss.png.tmp.png``."""
-    return ((name.startswith(".checkpoint") and name.endswith(".tmp"))
-            or name in (PREVIOUS_CHECKPOINT + ".tmp", "config.json.tmp", "loss.png.tmp.png"))
-
-
-def load_run_checkpoint(run_dir):
-    """The state in ``run_dir/checkpoint.npz``, after :func:`recover_run` (so a kill during a
-    save never loses the run); :class:`~scratchlm.errors.RunNotFoundError` when the folder
-    or the checkpoint is missing."""
-    path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.isdir(run_dir):
-        raise RunNotFoundError(f"no checkpoint at {path}: there is no run folder {run_dir}",
-                               path=run_dir)
-    try:
-        with run_lock(run_dir):
-            recover_run(run_dir)
-    except RunInUseError:
-        pass  # a training process owns the folder (and tidies it); its checkpoint is whole
-    except OSError:
-        pass  # a folder this user may only read: nothing to tidy from here
-    if not os.path.exists(path):
-        raise RunNotFoundError(f"no checkpoint at {path}: the run folder has none (a run "
-                               "writes its first one after checkpoint_interval steps)",
-                               path=run_dir)
-    return check_run_state(checkpoint.load(path), path)
-
-
-def write_text_atomic(path, text):
-    """``text`` into ``path`` through ``path + '.tmp'`` and a rename: never half a file."""
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-def _remove(path):
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-_held_locks = {}  # real path of a run folder -> [file descriptor, depth] in this process
-
-
-@contextlib.contextmanager
-def run_lock(run_dir, wait=False):
-    """Hold ``run_dir/.lock`` (an advisory ``flock``) for the block: one process trains into
-    a run at a time. Re-entrant within a process; where ``fcntl`` is missing (Windows),
-    nothing is locked. :class:`~scratchlm.errors.RunInUseError` when another process holds
-    it (``wait=True``: wait for it instead)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    os.makedirs(run_dir, exist_ok=True)
-    key = os.path.realpath(run_dir)
-    if key in _held_locks:
-        _held_locks[key][1] += 1
-        try:
-            yield
-        finally:
-            _held_locks[key][1] -= 1
-        return
-    descriptor = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise RunInUseError(f"another process is training into {run_dir} (it holds "
-                                f"{os.path.join(run_dir, LOCK_FILE)}); wait for it to finish "
-                                "or stop it, or choose another --run-name",
-                                path=run_dir) from None
-        _held_locks[key] = [descriptor, 1]
-        try:
-            yield
-        finally:
-            del _held_locks[key]
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-    finally:
-        os.close(descriptor)
-
-
-def plot_losses(history, path):
-    """Training loss per step (and its running mean) with validation loss, as a PNG."""
-    # A Figure with its own Agg canvas, not pyplot: training inside a notebook must not
-    # switch matplotlib's backend (the notebook's later plots would come out blank).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    steps, train = np.asarray(history["step"]), np.asarray(history["train_loss"])
-    if len(train):
-        ax.plot(steps, train, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step)")
-        window = max(1, len(train) // 50)
-        smooth = np.convolve(train, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], smooth, color="tab:blue", label="train (running mean)")
-    if history["val_loss"]:
-        ax.plot(history["val_step"], history["val_loss"], "o-", color="tab:orange",
-                label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    def write(self, text):
+        print(text)

@@ -39,8 +39,8 @@ from scratchlm import backend
 from scratchlm.errors import ArgumentError, ArgumentTypeError, RunNotFoundError
 
 __all__ = ["draw_graph", "attention_heatmap", "embedding_map", "beam_tree", "beam_search_tree",
-           "lr_schedule", "gradient_norms", "loss_curves", "graph_nodes", "graph_gradients",
-           "cjk_font", "font_settings", "LANGUAGES", "CJK_FONT_PACKAGE"]
+           "lr_schedule", "gradient_norms", "loss_curves", "history_curves", "graph_nodes",
+           "graph_gradients", "cjk_font", "font_settings", "LANGUAGES", "CJK_FONT_PACKAGE"]
 
 # ---------------------------------------------------------------- languages and fonts
 #: The languages a figure's own text (titles, axis labels, legends) can be written in.
@@ -683,7 +683,7 @@ def beam_search_tree(model, prompt, max_new_tokens, beam_width=3):
     record its tree: a list of levels, level t the ``beam_width`` hypotheses kept after t + 1
     new tokens (:class:`BeamNode`, best first), the best final hypothesis' path marked."""
     from scratchlm import generation
-    from scratchlm.errors import check_int
+    from scratchlm.checks import check_int
 
     where = "beam_tree"
     max_new_tokens = check_int(where, "max_new_tokens", max_new_tokens, 1)
@@ -756,12 +756,11 @@ def beam_tree(model, prompt, max_new_tokens, beam_width=3, decode=None, lang="en
 # ------------------------------------------------------------------- learning-rate schedules
 def _schedule_values(where, label, schedule, steps):
     from scratchlm.optim.lr_scheduler import LRScheduler, warmup_cosine_lr
-    from scratchlm.train import TrainConfig
 
     if isinstance(schedule, LRScheduler):
         base = schedule.base_lrs[0]
         return [schedule.lr_at(s, base) for s in range(steps)]
-    if isinstance(schedule, TrainConfig):
+    if _is_train_config(schedule):
         peak = schedule.learning_rate
         return [warmup_cosine_lr(s, peak, schedule.warmup_steps, schedule.max_steps,
                                  schedule.min_lr_ratio * peak) for s in range(steps)]
@@ -780,6 +779,13 @@ def _schedule_values(where, label, schedule, steps):
                             name="schedule", value=schedule)
 
 
+def _is_train_config(value):
+    """Whether ``value`` is a :class:`~scratchlm.train.TrainConfig` (recognised by its
+    schedule's fields: viz sits below training and does not import it)."""
+    return all(hasattr(value, name) for name in ("learning_rate", "warmup_steps", "max_steps",
+                                                "min_lr_ratio"))
+
+
 @_in_language
 def lr_schedule(schedule, steps=None, title=None, lang="en"):
     """The learning rate at each update ``0 … steps − 1``.
@@ -794,15 +800,13 @@ def lr_schedule(schedule, steps=None, title=None, lang="en"):
         raise ArgumentError(f"{where}: the dict of schedules is empty", where=where,
                             name="schedule", value=schedule)
     if steps is None:
-        from scratchlm.train import TrainConfig
-
-        lengths = [c.max_steps for c in curves.values() if isinstance(c, TrainConfig)]
+        lengths = [c.max_steps for c in curves.values() if _is_train_config(c)]
         if not lengths:
             raise ArgumentError(f"{where}: steps=None; give the number of steps to draw "
                                 "(only a TrainConfig knows its own)", where=where,
                                 name="steps", value=steps)
         steps = max(lengths)
-    from scratchlm.errors import check_int
+    from scratchlm.checks import check_int
 
     steps = check_int(where, "steps", steps, 1)
     fig = _figure(7, 3.5)
@@ -904,7 +908,7 @@ def read_history(run_dir):
     """The loss history a :class:`~scratchlm.train.Trainer` saved in ``run_dir``'s
     checkpoint: a dict ``step``, ``train_loss``, ``val_step``, ``val_loss`` of NumPy arrays."""
     from scratchlm import checkpoint
-    from scratchlm.train import CHECKPOINT
+    from scratchlm.runs import CHECKPOINT
 
     where = "loss_curves"
     if not isinstance(run_dir, (str, os.PathLike)):
@@ -927,17 +931,31 @@ def loss_curves(run_dir, smooth=None, title=None, lang="en"):
     1/50 of the run) and the validation loss when the run recorded one — three lines a run,
     read from the run's ``checkpoint.npz``. ``lang``: the language of the labels ("en" or
     "zh")."""
-    text = TEXT[lang]
     if isinstance(run_dir, Mapping):
         runs = dict(run_dir)
     elif isinstance(run_dir, (list, tuple)):
         runs = {os.path.basename(os.fspath(r).rstrip("/")): r for r in run_dir}
     else:
         runs = {"": run_dir}
+    return _loss_figure({label: read_history(folder) for label, folder in runs.items()},
+                        smooth, title, lang)
+
+
+@_in_language
+def history_curves(history, smooth=None, title=None, lang="en"):
+    """The curves of :func:`loss_curves` from a loss history itself (a Trainer's
+    ``history``: lists ``step``, ``train_loss``, ``val_step``, ``val_loss``); the Trainer
+    saves this figure as its run's ``loss.png``."""
+    history = {key: np.asarray(history.get(key, []), dtype=np.float64)
+               for key in ("step", "train_loss", "val_step", "val_loss")}
+    return _loss_figure({"": history}, smooth, title, lang)
+
+
+def _loss_figure(histories, smooth, title, lang):
+    text = TEXT[lang]
     fig = _figure(7, 4)
     ax = fig.add_subplot()
-    for colour, (label, folder) in enumerate(runs.items()):
-        history = read_history(folder)
+    for colour, (label, history) in enumerate(histories.items()):
         steps, train = history["step"], history["train_loss"]
         prefix = f"{label}: " if label else ""
         c = f"C{colour}"

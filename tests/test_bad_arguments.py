@@ -27,9 +27,7 @@ from scratchlm.models import (
     GPTConfig,
     Seq2SeqConfig,
     Seq2SeqTransformer,
-    TranslationRun,
     make_pretraining_batch,
-    train_translation,
     trim_at_eos,
 )
 from scratchlm.nn.transformer_init import init_transformer_weights
@@ -57,6 +55,7 @@ from scratchlm.text.sentiment import (
     load_sentiment,
 )
 from scratchlm.text.special_chars import SpecialCharTokenizer
+from scratchlm.translate import TranslationRun, train_translation
 
 NAN, INF = math.nan, math.inf
 V = 11  # the tiny models' vocabulary
@@ -146,8 +145,8 @@ BAD_ARGUMENTS = {
     "gpt_n_embd_zero": (lambda: gpt_config(n_embd=0), I, r"GPTConfig: n_embd=0;", "n_embd"),
     "gpt_n_embd_not_divisible": (lambda: gpt_config(n_embd=10, n_head=3), I,
                                  r"GPTConfig: n_embd=10 is not divisible by n_head=3; expected "
-                                 r"n_embd a multiple of n_head \(for example n_embd=9 or "
-                                 r"n_embd=12\)", "n_embd"),
+                                 r"n_embd a multiple of n_head \(for example 9 or 12\), or "
+                                 r"a n_head that divides 10", "n_head"),
     "gpt_vocab_size_zero": (lambda: gpt_config(vocab_size=0), I,
                             r"GPTConfig: vocab_size=0; expected an integer ≥ 1", "vocab_size"),
     "gpt_vocab_size_str": (lambda: gpt_config(vocab_size="65"), T,

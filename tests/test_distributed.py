@@ -8,6 +8,7 @@ is the two ranks' together, N·B; the one-process side is independent of MPI.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -121,6 +122,25 @@ def test_sigterm_on_one_rank_saves_once_and_stops_every_rank(tmp_path):
         ("0", "3"), ("1", "3")], output[-2000:]
     assert checkpoint.load(tmp_path / "checkpoint.npz")["step"] == 3
     assert output.count("SIGTERM: stopping after the current step") == 1
+
+
+def test_ctrl_c_to_mpiexec_stops_every_rank_at_the_same_step(tmp_path):
+    """mpiexec forwards SIGINT to every rank; they agree on the step, save once, exit 0."""
+    process = subprocess.Popen([MPIEXEC, "-n", str(RANKS), sys.executable, WORKER, "train",
+                                str(tmp_path), "--max-steps", "1000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                   [os.path.dirname(os.path.dirname(WORKER))]
+                                   + os.environ.get("PYTHONPATH", "").split(os.pathsep))})
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output[-2000:]
+    stops = re.findall(r"rank (\d) stopped at step (\d+)", output)
+    assert sorted(r for r, _ in stops) == ["0", "1"] and len({s for _, s in stops}) == 1, output
+    assert checkpoint.load(tmp_path / "checkpoint.npz")["step"] == int(stops[0][1])
 
 
 @pytest.mark.parametrize("case", ["kill", "raise"])

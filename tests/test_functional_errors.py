@@ -34,9 +34,10 @@ BAD_CALLS = {
     "layer_norm_0d": (lambda: F.layer_norm(t(), None, None), ValueError,
                       r"layer_norm: input must have at least one axis"),
     "dropout_p_negative": (lambda: F.dropout(t(3), -0.1), ValueError,
-                           r"dropout: p=-0.1 is not a probability; expected 0 ≤ p ≤ 1"),
+                           r"dropout: p=-0.1; expected a finite number in \[0, 1\] "
+                           r"\(a probability\)"),
     "dropout_p_above_one": (lambda: F.dropout(t(3), 1.5), ValueError,
-                            r"dropout: p=1.5 is not a probability"),
+                            r"dropout: p=1.5; expected a finite number in \[0, 1\]"),
     "embedding_id_too_large": (lambda: F.embedding(np.array([[0, 7, 2]]), t(5, 3)), IndexError,
                                r"embedding: id 7 is out of range for a table of 5 rows "
                                r"\(weight of shape \(5, 3\)\); expected 0 ≤ id < 5"),
@@ -104,7 +105,8 @@ BAD_CALLS = {
         r"q, k and v need at least 2 axes"),
     "attention_dropout_p": (
         lambda: F.scaled_dot_product_attention(t(3, 4), t(3, 4), t(3, 4), dropout_p=2.0),
-        ValueError, r"scaled_dot_product_attention: dropout_p=2.0 is not a probability"),
+        ValueError,
+        r"scaled_dot_product_attention: dropout_p=2.0; expected a finite number in \[0, 1\]"),
 }
 
 

@@ -415,6 +415,11 @@ def test_grade_all_from_an_installed_wheel_grades_against_stored_results(tmp_pat
     with pytest.raises(SystemExit, match="no hidden reference .* --expected RELEASE/expected"):
         main(["grade-all", str(folder), "--csv", str(out)])
     assert not out.exists()
+    with pytest.raises(SystemExit, match="holds the results of the practice seed 0 only; "
+                                         "grading on the held-out seed 5 needs the hidden"):
+        main(["grade-all", str(folder), "--csv", str(out), "--expected", str(stored),
+              "--seed", "5"])
+    assert not out.exists()
     assert main(["grade-all", str(folder), "--csv", str(out), "--expected", str(stored),
                  "--timeout", str(TIMEOUT), "--memory", str(MEMORY_MB), "--jobs", "2"]) == 0
     with open(out, newline="", encoding="utf-8") as handle:

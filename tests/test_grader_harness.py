@@ -5,9 +5,11 @@ reason; a report is only data, validated before anything is compared. (The attac
 trust model are in test_grader_attacks.py.)"""
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from scratchlm.exercises.answers import prepare_cases
 from scratchlm.exercises.grader import CaseResult, get_exercise
 from scratchlm.exercises.harness import _judged, _parse_report
 from scratchlm.exercises.runner import decode, encode
-from scratchlm.exercises.sandbox import bwrap_works
+from scratchlm.exercises.sandbox import SUPERVISOR, bwrap_works
 
 #: short limits keep the suite quick: a file that loops costs this many seconds
 TIMEOUT = 4
@@ -286,3 +288,23 @@ def test_the_student_side_forward_is_the_librarys(name):
                 np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
             else:
                 assert mine == theirs, (name, attribute)
+
+
+def test_the_supervisor_kills_a_double_forked_setsid_daemon(tmp_path):
+    """Below the audit hook (which refuses fork): the supervisor, a subreaper, finds a
+    daemon that double-forked and left the session, and kills it before it returns."""
+    marker = tmp_path / "daemon_was_here"
+    daemon = (f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+              f"        time.sleep(1.5)\n        open({str(marker)!r}, 'w').write('alive')\n"
+              "        os._exit(0)\n    os._exit(0)\n")
+    status_read, status_write = os.pipe()
+    config = {"argv": [sys.executable, "-c", daemon], "env": {}, "cwd": str(tmp_path),
+              "timeout": 10, "fds": [], "status_fd": status_write}
+    supervisor = subprocess.run([sys.executable, "-I", "-S", "-c", SUPERVISOR,
+                                 json.dumps(config)], pass_fds=[status_write], timeout=60)
+    os.close(status_write)
+    with os.fdopen(status_read) as status:
+        assert json.loads(status.read()) == {"status": 0, "timed_out": False}
+    assert supervisor.returncode == 0
+    time.sleep(2.5)
+    assert not marker.exists()

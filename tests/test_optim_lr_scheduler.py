@@ -113,23 +113,23 @@ def test_scheduler_state_dict_resumes_the_same_rates():
 
 BAD_SCHEDULES = {
     "negative warmup": (lambda o: optim.WarmupCosine(o, -1, 10), ValueError,
-                        r"WarmupCosine: warmup_steps must be an integer >= 0, got -1"),
+                        r"WarmupCosine: warmup_steps=-1; expected an integer ≥ 0"),
     "fractional total": (lambda o: optim.WarmupCosine(o, 1, 10.5), ValueError,
-                         "total_steps must be an integer"),
+                         r"total_steps=10.5 \(a float\); expected an integer ≥ 0"),
     "min ratio above 1": (lambda o: optim.WarmupCosine(o, 1, 10, min_lr_ratio=1.5), ValueError,
-                          r"min_lr_ratio must be a number in \[0, 1\], got 1.5"),
+                          r"min_lr_ratio=1.5; expected a finite number in \[0, 1\]"),
     "zero d_model": (lambda o: optim.NoamSchedule(o, 0, 4000), ValueError,
-                     "NoamSchedule: d_model must be an integer >= 1, got 0"),
+                     "NoamSchedule: d_model=0; expected an integer ≥ 1"),
     "zero warmup": (lambda o: optim.NoamSchedule(o, 512, 0), ValueError,
-                    "warmup_steps must be an integer >= 1"),
+                    "warmup_steps=0; expected an integer ≥ 1"),
     "negative factor": (lambda o: optim.NoamSchedule(o, 512, 10, factor=-1.0), ValueError,
-                        "factor must be a number > 0"),
+                        "factor=-1.0; expected a finite number > 0"),
     "not an optimizer": (lambda o: optim.WarmupCosine(o.param_groups, 1, 10), TypeError,
                          "expected a scratchlm.optim optimizer, got list"),
     "noam step 0": (lambda o: optim.noam_lr(0, 512, 4000), ValueError,
-                    "noam_lr: step must be an integer >= 1, got 0"),
+                    "noam_lr: step=0; expected an integer ≥ 1"),
     "negative cosine step": (lambda o: optim.warmup_cosine_lr(-1, 1.0, 1, 10, 0.1), ValueError,
-                             "warmup_cosine_lr: step must be an integer >= 0"),
+                             "warmup_cosine_lr: step=-1; expected an integer ≥ 0"),
 }
 
 

@@ -12,14 +12,10 @@ from conftest import DEVICES
 import scratchlm as sl
 import scratchlm.nn as nn
 from scratchlm.metrics import bleu
-from scratchlm.models.seq2seq import (
-    Seq2SeqConfig,
-    Seq2SeqTransformer,
-    pad_sequences,
-    train_translation,
-    trim_at_eos,
-)
+from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, trim_at_eos
+from scratchlm.text import pad_sequences
 from scratchlm.train import TrainConfig, Trainer
+from scratchlm.translate import train_translation
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 13  # the three special ids and ten symbols

@@ -25,16 +25,3 @@ def test_pad_sequences_pads_on_the_right():
     assert pad_sequences([[], []]).shape == (2, 0)
     with pytest.raises(ValueError, match="no sequences"):
         pad_sequences([])
-
-
-def test_the_old_import_places_still_work():
-    from scratchlm.models import CharVocabulary as from_models
-    from scratchlm.models import pad_sequences as pad_from_models
-    from scratchlm.models.seq2seq import NUM_SPECIAL_IDS as special
-    from scratchlm.models.seq2seq import PAD_ID as pad_id
-    from scratchlm.models.seq2seq import CharVocabulary as from_seq2seq
-    from scratchlm.models.seq2seq import pad_sequences as pad_from_seq2seq
-
-    assert from_models is from_seq2seq is CharVocabulary
-    assert pad_from_models is pad_from_seq2seq is pad_sequences
-    assert (pad_id, special) == (PAD_ID, NUM_SPECIAL_IDS)

@@ -45,9 +45,10 @@ import numpy as np
 import scratchlm as sl
 from scratchlm import viz
 from scratchlm.metrics import bleu
-from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, train_translation
+from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from scratchlm.text import CharVocabulary, load_zh_en_pairs, pad_sequences
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID
+from scratchlm.translate import train_translation
 
 LANG = "zh"  # 图中文字的语言
 plt.rcParams.update(viz.font_settings(LANG))

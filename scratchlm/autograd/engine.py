@@ -97,7 +97,7 @@ def call_backward(fn, grad_outputs):
     """``fn.backward`` on its outputs' gradients (zeros for an output that received none),
     as a tuple with one gradient (or None) per input; NaN and Inf raise inside
     ``detect_anomaly()``."""
-    if any(g is None for g in grad_outputs):
+    if len(grad_outputs) > 1 and any(g is None for g in grad_outputs):
         xp = backend.get_array_module(*[g for g in grad_outputs if g is not None])
         grad_outputs = [xp.zeros(shape, dtype) if g is None else g
                         for g, (shape, dtype) in zip(grad_outputs, fn.output_meta)]

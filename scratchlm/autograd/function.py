@@ -55,7 +55,7 @@ class Function:
         op = _implementation(self, arrays)  # this op, or the fast layer's version of it
         needs = None  # recorded for backward only if grad mode is on and an input needs one
         if grad_mode._enabled:
-            needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            needs = tuple([isinstance(x, Tensor) and x.requires_grad for x in inputs])
             if True in needs:
                 op.needs_input_grad = needs  # backward may skip the other inputs
             else:
@@ -67,10 +67,11 @@ class Function:
             return _unrecorded(outputs)
         op.inputs = tuple([x if n else None for x, n in zip(inputs, needs)])
         op.input_versions = [None if x is None else x._version for x in op.inputs]
-        results = outputs if isinstance(outputs, tuple) else (outputs,)
-        op.output_meta = [(y.shape, y.dtype) for y in results]
-        tensors = tuple(Tensor._wrap(y, op, i) for i, y in enumerate(results))
-        return tensors if isinstance(outputs, tuple) else tensors[0]
+        if isinstance(outputs, tuple):
+            op.output_meta = [(y.shape, y.dtype) for y in outputs]
+            return tuple([Tensor._wrap(y, op, i) for i, y in enumerate(outputs)])
+        op.output_meta = [(outputs.shape, outputs.dtype)]
+        return Tensor._wrap(outputs, op, 0)
 
     def release(self):
         """Drop everything saved for backward (the graph's intermediate buffers)."""

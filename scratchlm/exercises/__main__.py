@@ -251,8 +251,8 @@ def _command(args):
             check_output_file(args.lms, "--lms", args.overwrite)
         if args.feedback:
             check_output_folder(args.feedback, "--feedback", args.overwrite)
-        check_answer_key(args.expected)
         seed = args.seed if args.seed is not None else environment_seed()
+        check_answer_key(args.expected, PRACTICE_SEED if seed is None else seed)
         try:
             sandbox = check_sandbox(args.sandbox)
         except ValueError as error:

@@ -31,6 +31,11 @@ be removed) refuses, whatever calls it:
   sockets: nothing outlives the grading, and nothing talks to the network;
 * raising its own resource limits.
 
+What it cannot refuse: a frame's ``f_back`` raises no audit event, so from its own frame a
+file can walk up into the harness's frames. They hold the cases' inputs and the number of
+the report pipe, nothing the parent trusts: a report the file writes itself is judged like
+any answer, and forging one only replaces the file's answers with others.
+
 Why, when the parent already judges every result: the child holds nothing worth stealing
 (no answers), but the machine does — the answer key on disk, the library to delegate to,
 the grader's process to patch, other files to overwrite. The hook keeps the graded file

@@ -62,12 +62,13 @@ def how_graded(exercise):
     if isinstance(exercise, Task) and exercise.graded:
         return exercise.graded
     if not isinstance(exercise, Task):
-        return ("output and gradients against scratchlm's own op (stored here); the "
-                "gradients also against central differences of your op")
+        return ("forward output and gradients against scratchlm's own op to float64 "
+                "precision (stored here), for a random cotangent; a backward that calls "
+                "forward, or changes g or an input in place, fails")
     if exercise.kind == "op":
         return ("output against the hidden reference's (stored here); gradients against "
                 "central differences of ⟨reference(x), c⟩ for the grader's cotangent c "
-                "(stored here)")
+                "(stored here); a backward that calls forward fails")
     if exercise.check is not None:
         return "its result against the hidden reference's (stored here), and by rules"
     return "result against the hidden reference's (stored here)"

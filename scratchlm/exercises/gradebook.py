@@ -105,15 +105,21 @@ def grade_one(folder, exercise, timeout, memory_mb, expected=None, seed=PRACTICE
     return Mark(exercise, report.points, points, report.lost, report)
 
 
-def check_answer_key(expected):
+def check_answer_key(expected, seed=PRACTICE_SEED):
     """The answers grade-all compares with: the hidden reference (the instructor's source
-    checkout) or the folder of stored results ``expected``; refused at once when neither
-    is there (an installed wheel has no reference)."""
+    checkout) or the folder of stored results ``expected``, which hold the practice seed's
+    cases only; refused at once when neither is there (an installed wheel has no
+    reference) or when stored results are asked for a held-out seed."""
     if expected is not None:
         folder = Path(expected)
         if not folder.is_dir():
             raise NotGradable(f"grade-all: --expected {folder} is not a folder (name a "
                               "release's expected/ folder)")
+        if seed != PRACTICE_SEED:
+            raise NotGradable(f"grade-all: --expected {folder} holds the results of the "
+                              f"practice seed {PRACTICE_SEED} only; grading on the held-out "
+                              f"seed {seed} needs the hidden reference (run it from the "
+                              "source checkout, without --expected)")
         return folder
     if not reference_available():
         raise NotGradable("grade-all: this installation has no hidden reference (only the "
@@ -131,7 +137,7 @@ def grade_all(submissions, exercises=None, *, timeout=DEFAULT_TIMEOUT,
     ``seed`` (the instructor's secret one, for the grade that counts), graded against the
     hidden reference or the stored results in the folder ``expected``."""
     timeout, memory_mb, jobs = check_timeout(timeout), check_memory(memory_mb), check_jobs(jobs)
-    expected = check_answer_key(expected)
+    expected = check_answer_key(expected, seed)
     students, exercises = students_and_exercises(submissions, exercises)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     work = [(student, exercise) for student in students for exercise in exercises]
@@ -200,7 +206,7 @@ def similarity(submissions, students, exercises):
                                                                             "replace")
         try:
             base = statement(exercise)
-        except Exception:  # a statement needs the library's op; the starter is then empty
+        except (OSError, ValueError):  # a source inspect cannot read: no starter to remove
             base = ""
         pairs += similar_pairs(sources, exercise, base)
     return pairs

@@ -22,6 +22,12 @@ reference's ``backward`` and that of any fast subclass registered for it by one 
 functions, ``backward = Softmax.backward``) fails and says so. Grading the reference class
 itself (or a registered fast version) grades the library.
 
+That is :func:`grade`, in this process, for a class you trust (a notebook). A file graded
+with :func:`scratchlm.exercises.harness.grade_file` (``grade``, ``grade-all``) runs in a
+sandboxed child that never sees the library: there the child only runs forward and backward
+(and fails a backward that calls forward), and this process judges the raw results it sent
+back with :func:`check_outputs` — checks 1, 2 and 4 — and no gradcheck of the student's op.
+
 A student's copy grades against the results ``release`` stored instead (``expected=``, or
 found near the graded file: :mod:`scratchlm.exercises.expected`); the checks are the same.
 """

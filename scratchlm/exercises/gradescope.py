@@ -43,12 +43,11 @@ import zipfile
 from pathlib import Path
 
 from scratchlm.exercises.catalog import EXERCISES
+from scratchlm.exercises.harness import PRACTICE_SEED
 from scratchlm.exercises.options import check_memory, check_timeout
 
 #: the root Gradescope lays out, unless SCRATCHLM_AUTOGRADER_ROOT names another
 DEFAULT_ROOT = "/autograder"
-#: the seed of the release's expected/ (what students practise against)
-PRACTICE_SEED = 0
 #: the visibilities Gradescope accepts for a test
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 #: the package copied into the zip (this file's package's package)

@@ -21,9 +21,14 @@ The rules of every backward:
 * ``g`` is ∂L/∂y, shaped like forward's output; return one gradient per input of forward,
   in order, shaped like that input (or like the broadcast shape: the engine sums it back),
   and ``None`` for an input that gets no gradient (integer ids and targets, an absent mask);
-* use what forward saved on ``self``; do not recompute the forward pass;
-* never modify ``g`` in place (another op may hold the same array): write into new arrays;
-* work on whole arrays: no Python loop over rows, batch or time.
+* use what forward saved on ``self``: a backward that calls forward fails ("a numerical
+  derivative is not a derivation");
+* never modify ``g`` or the inputs in place (another op may hold the same array): write
+  into new arrays.
+
+The grader checks these three rules, forward's output, and each gradient against the
+library's to float64 precision. (Advice it does not grade: work on whole arrays, with no
+Python loop over rows, batch or time.)
 """
 
 import inspect

@@ -15,6 +15,7 @@ import textwrap
 
 from scratchlm import Function
 from scratchlm.exercises.catalog import EXERCISES, TRACKS
+from scratchlm.exercises.expected import how_graded
 from scratchlm.exercises.grader import get_exercise
 from scratchlm.exercises.tasks import Task
 
@@ -69,9 +70,18 @@ def task_statement(task):
                              subsequent_indent="#" + " " * 13)]
     if task.needs:
         header.append(f"#   this file must also define: {', '.join(task.needs)}")
+    header += _graded(task)
     header += [f"# Hints, one at a time: python -m scratchlm.exercises show {task.name} --hint 1",
                f"# Grade it:   python -m scratchlm.exercises grade {task.name} THIS_FILE.py", ""]
     return "\n".join(header) + "\n" + task.stub
+
+
+def _graded(exercise):
+    """The statement's lines saying what the grader checks, on cases drawn from a seed."""
+    checked = how_graded(exercise).replace(" (stored here)", "")
+    return textwrap.wrap(f"{checked}; the cases are drawn from a seed (practice: the "
+                         "release's; the grade: the teacher's own)", WIDTH,
+                         initial_indent="#   graded:   ", subsequent_indent="#" + " " * 13)
 
 
 def forward_methods(reference):
@@ -113,6 +123,7 @@ def statement(name):
               f"#   forward:  {exercise.formula}",
               *textwrap.wrap(exercise.task, WIDTH, initial_indent="#   your job: ",
                              subsequent_indent="#" + " " * 13),
+              *_graded(exercise),
               f"# Hints, one at a time: python -m scratchlm.exercises show {name} --hint 1",
               f"# Grade it:   python -m scratchlm.exercises grade {name} THIS_FILE.py", ""]
     sources = "\n".join(textwrap.dedent(inspect.getsource(method))

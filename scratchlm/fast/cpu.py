@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from scratchlm.checks import normalize_axis
 from scratchlm.fast.engine import returns_new_gradients
 from scratchlm.fast.registry import implements
 from scratchlm.fast.rows import (
@@ -40,7 +41,6 @@ from scratchlm.fast.rows import (
 )
 from scratchlm.functional.activations import GELUErf, GELUTanh, ReLU, Sigmoid
 from scratchlm.functional.attention import ScaledDotProductAttention, checked_mask
-from scratchlm.functional.checks import normalize_axis
 from scratchlm.functional.cross_entropy import CrossEntropy
 from scratchlm.functional.dropout import Dropout, keep_mask, survivor_scale
 from scratchlm.functional.embedding import Embedding

@@ -19,7 +19,6 @@ from scratchlm.autograd import engine
 from scratchlm.autograd.engine import (
     call_backward,
     check_inputs_unchanged,
-    key,
     sum_to_shape,
     topological_order,
 )
@@ -59,33 +58,43 @@ class _Sum:
 @implements(engine.run_backward, "cpu")
 @implements(engine.run_backward, "cuda")
 def run_backward_in_place(root, grad, retain_graph=False):
-    """:func:`scratchlm.autograd.engine.run_backward`, adding into gradient buffers."""
-    sums = {key(root): _Sum(grad, owned=False)}
+    """:func:`scratchlm.autograd.engine.run_backward`, adding into gradient buffers. The
+    sums are kept per op ({op: {output index: sum}}) and per leaf, which is quicker to look
+    up than the reference's one dictionary."""
+    op_sums, leaf_sums = {}, {}
+    _sum_into(root, grad, False, op_sums, leaf_sums)
     for fn in reversed(topological_order(root)):
-        outputs = [sums.pop((fn, i), None) for i in range(len(fn.output_meta))]
-        if all(s is None for s in outputs):  # nothing after this op reached the loss
+        sums = op_sums.pop(fn, None)
+        if sums is None:  # nothing after this op reached the loss
             continue
         check_inputs_unchanged(fn)
         fn.may_overwrite_saved = not retain_graph  # freed right after, unless retained
-        grad_inputs = call_backward(fn, [s if s is None else s.value for s in outputs])
+        count = len(fn.output_meta)
+        grad_outputs = [sums[0].value] if count == 1 else [
+            sums[i].value if i in sums else None for i in range(count)]
         new = type(fn) in NEW_GRADIENTS
-        for x, g in zip(fn.inputs, grad_inputs):
-            if x is None or g is None:
-                continue
-            owned = new
-            if g.shape != x.shape:
-                g, owned = sum_to_shape(g, x.shape, fn.name), True
-            if g.dtype != x.dtype:
-                g, owned = g.astype(x.dtype), True
-            total = sums.get(key(x))
-            if total is None:
-                sums[key(x)] = _Sum(g, owned)
-            else:
-                total.add(g, owned)
+        for x, g in zip(fn.inputs, call_backward(fn, grad_outputs)):
+            if x is not None and g is not None:
+                _sum_into(x, g, new, op_sums, leaf_sums, fn.name)
         if not retain_graph:
             fn.release()
-    for leaf, total in sums.items():  # only leaves are left: each op popped its outputs
+    for leaf, total in leaf_sums.items():
         if leaf.grad is None:
             leaf.grad = total.value if total.owned else total.value.copy()
         else:
             leaf.grad += total.value
+
+
+def _sum_into(x, g, owned, op_sums, leaf_sums, op_name="backward"):
+    """Add the gradient ``g`` of ``x`` (summed to its shape and cast to its dtype first) into
+    its running sum; ``owned``: this engine may write into ``g``."""
+    if g.shape != x.shape:
+        g, owned = sum_to_shape(g, x.shape, op_name), True
+    if g.dtype != x.dtype:
+        g, owned = g.astype(x.dtype), True
+    sums, k = (leaf_sums, x) if x._ctx is None else (op_sums.setdefault(x._ctx, {}), x._index)
+    total = sums.get(k)
+    if total is None:
+        sums[k] = _Sum(g, owned)
+    else:
+        total.add(g, owned)

@@ -7,7 +7,7 @@ import numpy as np
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.functional.checks import check_probability
+from scratchlm.checks import check_probability
 from scratchlm.functional.dropout import keep_mask, survivor_scale
 from scratchlm.functional.softmax import shifted_exp
 
@@ -116,5 +116,5 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     mask; ``is_causal`` lets query i attend keys j ≤ i; both may be combined. A query with
     no key to attend gets zeros. ``dropout_p`` drops attention weights (always, as PyTorch).
     """
-    check_probability(OP, dropout_p, "dropout_p")
+    check_probability(OP, "dropout_p", dropout_p)
     return ScaledDotProductAttention(is_causal, dropout_p)(q, k, v, attn_mask)

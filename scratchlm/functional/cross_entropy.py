@@ -3,7 +3,7 @@ the class axis last): the loss of a classifier and of every language model here.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.functional.checks import check_reduction, integer_array
+from scratchlm.checks import check_reduction, integer_array
 from scratchlm.functional.losses import reduce_losses
 from scratchlm.functional.softmax import shifted_exp
 

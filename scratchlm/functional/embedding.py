@@ -3,7 +3,7 @@
 from scratchlm import backend
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.functional.checks import integer_array
+from scratchlm.checks import integer_array
 
 
 def _check_ids(ids, weight):

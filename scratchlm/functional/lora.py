@@ -9,7 +9,7 @@ r-dimensional h = d(x) Aᵀ, never as the full ΔW.
 """
 
 from scratchlm.autograd.function import Function
-from scratchlm.functional.checks import check_probability
+from scratchlm.checks import check_probability
 from scratchlm.functional.dropout import keep_mask, survivor_scale
 
 
@@ -45,7 +45,7 @@ class LoRALinear(Function):
     """
 
     def __init__(self, scaling, dropout_p=0.0, keep=None):
-        check_probability("lora_linear", dropout_p)
+        check_probability("lora_linear", "dropout_p", dropout_p)
         self.scaling, self.dropout_p, self.keep = float(scaling), dropout_p, keep
 
     def forward(self, x, weight, lora_a, lora_b, bias=None):

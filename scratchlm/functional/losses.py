@@ -4,8 +4,8 @@ a 0-d tensor."""
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.checks import check_reduction
 from scratchlm.functional.activations import logistic
-from scratchlm.functional.checks import check_reduction
 
 
 def reduce_losses(losses, reduction, count):

@@ -8,7 +8,7 @@ overflows, even for scores of ±1e4.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.functional.checks import normalize_axis
+from scratchlm.checks import normalize_axis
 
 
 def shifted_exp(x, axis=-1):

@@ -17,15 +17,7 @@ from scratchlm.models.classification import (
     GPTForSequenceClassification,
 )
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig
-from scratchlm.models.seq2seq import (
-    SEQ2SEQ_PRESETS,
-    Seq2SeqConfig,
-    Seq2SeqTransformer,
-    TranslationRun,
-    train_translation,
-    trim_at_eos,
-)
-from scratchlm.text import CharVocabulary, pad_sequences  # their home; kept here for old imports
+from scratchlm.models.seq2seq import SEQ2SEQ_PRESETS, Seq2SeqConfig, Seq2SeqTransformer, trim_at_eos
 
 __all__ = [
     "BERT_PRESETS", "BertConfig", "BertForPreTraining", "BertModel", "BertOutput",
@@ -33,6 +25,5 @@ __all__ = [
     "GPT", "GPTConfig", "PRESETS",
     "BertForSequenceClassification", "BertForTokenClassification", "ClassifierOutput",
     "GPTForSequenceClassification",
-    "SEQ2SEQ_PRESETS", "CharVocabulary", "Seq2SeqConfig", "Seq2SeqTransformer",
-    "TranslationRun", "pad_sequences", "train_translation", "trim_at_eos",
+    "SEQ2SEQ_PRESETS", "Seq2SeqConfig", "Seq2SeqTransformer", "trim_at_eos",
 ]

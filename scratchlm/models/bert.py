@@ -24,16 +24,16 @@ import numpy as np
 from scratchlm import backend, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
+from scratchlm.checks import (
+    check_attention_sizes,
     check_int,
     check_probability,
     check_real,
     check_token_ids,
     show,
 )
-from scratchlm.models.gpt import check_config, check_heads
+from scratchlm.errors import ArgumentError, ArgumentTypeError
+from scratchlm.models.gpt import check_config
 from scratchlm.text import mask_tokens
 from scratchlm.text.next_sentence import make_nsp_pairs, pack_bert_pairs
 
@@ -63,7 +63,7 @@ class BertConfig:
             self.dim_feedforward = 4 * self.n_embd
         self.dim_feedforward = check_int("BertConfig", "dim_feedforward", self.dim_feedforward,
                                          1, hint="(None for 4·n_embd)")
-        check_heads("BertConfig", "n_embd", self.n_embd, "n_head", self.n_head)
+        check_attention_sizes("BertConfig", "n_embd", self.n_embd, "n_head", self.n_head)
         check_probability("BertConfig", "dropout", self.dropout)
         check_real("BertConfig", "nsp_weight", self.nsp_weight, 0, hint="(λ in L_MLM + λ L_NSP)")
         check_real("BertConfig", "layer_norm_eps", self.layer_norm_eps, 0, low_open=True)

@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass
 from scratchlm import backend, generation, nn
 from scratchlm import functional as F
 from scratchlm.autograd.tensor import Tensor
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
+from scratchlm.checks import (
+    check_attention_sizes,
     check_bool,
     check_int,
     check_probability,
     check_token_ids,
     show,
 )
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.models.hf_gpt2 import read_hf_gpt2
 
 SIZE_HINTS = {
@@ -32,17 +32,6 @@ SIZE_HINTS = {
     "n_head": "(the number of attention heads)",
     "n_embd": "(the width of the residual stream)",
 }
-
-
-def check_heads(where, width_name, width, heads_name, heads):
-    """The width must split evenly into the heads: a clear error naming both otherwise."""
-    if width % heads:
-        near = width // heads * heads or heads
-        suggestion = f"for example {width_name}={near} or {width_name}={near + heads}"
-        raise ArgumentError(f"{where}: {width_name}={width} is not divisible by "
-                            f"{heads_name}={heads}; expected {width_name} a multiple of "
-                            f"{heads_name} ({suggestion})", where=where, name=width_name,
-                            value=width)
 
 
 @dataclass
@@ -65,7 +54,7 @@ class GPTConfig:
                                           hint=SIZE_HINTS[name]))
         check_probability("GPTConfig", "dropout", self.dropout)
         self.bias = check_bool("GPTConfig", "bias", self.bias)
-        check_heads("GPTConfig", "n_embd", self.n_embd, "n_head", self.n_head)
+        check_attention_sizes("GPTConfig", "n_embd", self.n_embd, "n_head", self.n_head)
 
     @classmethod
     def from_preset(cls, name, **overrides):

@@ -1,7 +1,8 @@
 """``Dropout``: zero activations at random while training."""
 
 from scratchlm import functional as F
-from scratchlm.errors import ArgumentError, check_real
+from scratchlm.checks import check_real
+from scratchlm.errors import ArgumentError
 from scratchlm.nn.module import Module
 
 

@@ -1,7 +1,7 @@
 """``Embedding``: a learned vector per token id."""
 
 from scratchlm import functional as F
-from scratchlm.errors import check_int
+from scratchlm.checks import check_int
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 

@@ -1,7 +1,8 @@
 """``FeedForward``: the position-wise two-layer network of every Transformer block."""
 
 from scratchlm import functional as F
-from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int, check_probability, show
+from scratchlm.checks import check_int, check_probability, show
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.nn.dropout import Dropout
 from scratchlm.nn.linear import Linear
 from scratchlm.nn.module import Module

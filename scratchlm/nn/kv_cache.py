@@ -10,7 +10,7 @@ Caches hold plain arrays and are for inference: use them under ``sl.no_grad()``.
 """
 
 from scratchlm import backend
-from scratchlm.errors import check_int
+from scratchlm.checks import check_int
 
 
 class KVCache:

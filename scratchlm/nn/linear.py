@@ -3,7 +3,7 @@
 import math
 
 from scratchlm import functional as F
-from scratchlm.errors import check_bool, check_int
+from scratchlm.checks import check_bool, check_int
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 

@@ -1,7 +1,8 @@
 """``LayerNorm``: normalize each position's features to zero mean and unit variance."""
 
 from scratchlm import functional as F
-from scratchlm.errors import ArgumentError, check_int, check_real
+from scratchlm.checks import check_int, check_real
+from scratchlm.errors import ArgumentError
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 

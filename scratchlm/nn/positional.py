@@ -6,7 +6,8 @@ the position of x's first step (non-zero when decoding one token at a time with 
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, check_int
+from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
 

@@ -12,8 +12,14 @@ Arguments, masks and defaults follow ``torch.nn.TransformerEncoderLayer`` /
 Init: every Linear U(±1/√fan_in), every LayerNorm γ = 1, β = 0.
 """
 
-from scratchlm.errors import check_bool, check_int, check_probability, check_real
-from scratchlm.nn.attention import MultiHeadAttention, check_attention_sizes
+from scratchlm.checks import (
+    check_attention_sizes,
+    check_bool,
+    check_int,
+    check_probability,
+    check_real,
+)
+from scratchlm.nn.attention import MultiHeadAttention
 from scratchlm.nn.dropout import Dropout
 from scratchlm.nn.feedforward import FeedForward, activation_function
 from scratchlm.nn.module import Module

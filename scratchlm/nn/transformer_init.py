@@ -19,7 +19,8 @@ variance of activations and gradients the same through every layer.
 import math
 
 from scratchlm import backend
-from scratchlm.errors import ArgumentTypeError, bad_argument, check_bool, check_int, check_real
+from scratchlm.checks import bad_argument, check_bool, check_int, check_real
+from scratchlm.errors import ArgumentTypeError
 from scratchlm.nn import init
 from scratchlm.nn.embedding import Embedding
 from scratchlm.nn.linear import Linear

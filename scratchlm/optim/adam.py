@@ -16,7 +16,8 @@ m is updated as m + (1 − β₁)(g − m) (``lerp``), and the last line divides
 import math
 
 from scratchlm.backend import get_array_module
-from scratchlm.optim.optimizer import Optimizer, check_range
+from scratchlm.checks import check_real
+from scratchlm.optim.optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -27,14 +28,14 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def check_hyperparameters(self, group, where):
-        check_range(where, "lr", group["lr"], 0.0)
-        check_range(where, "eps", group["eps"], 0.0)
-        check_range(where, "weight_decay", group["weight_decay"], 0.0)
+        check_real(where, "lr", group["lr"], 0)
+        check_real(where, "eps", group["eps"], 0)
+        check_real(where, "weight_decay", group["weight_decay"], 0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}")
-        check_range(where, "betas[0]", betas[0], 0.0, 1.0)
-        check_range(where, "betas[1]", betas[1], 0.0, 1.0)
+        check_real(where, "betas[0]", betas[0], 0, 1, high_open=True)
+        check_real(where, "betas[1]", betas[1], 0, 1, high_open=True)
 
     def initial_state(self, param):
         xp = get_array_module(param)

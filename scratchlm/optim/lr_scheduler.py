@@ -10,14 +10,9 @@
 
 import abc
 import math
-import numbers
 
+from scratchlm.checks import check_int, check_real
 from scratchlm.optim.optimizer import Optimizer
-
-
-def _check_count(owner, name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
 
 
 def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr):
@@ -31,7 +26,7 @@ def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr):
     The warmup never gives 0 (the first update is not wasted); the cosine runs from max_lr
     at s = warmup down to min_lr at s = total and stays there.
     """
-    _check_count("warmup_cosine_lr", "step", step)
+    check_int("warmup_cosine_lr", "step", step, 0)
     if step < warmup_steps:
         return max_lr * (step + 1) / (warmup_steps + 1)
     if step >= total_steps:
@@ -48,7 +43,7 @@ def noam_lr(step, d_model, warmup_steps, factor=1.0):
     It rises linearly for ``warmup_steps`` steps, peaks at step = warmup, then decays as
     1/√step.
     """
-    _check_count("noam_lr", "step", step, minimum=1)
+    check_int("noam_lr", "step", step, 1)
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
@@ -92,8 +87,8 @@ class LRScheduler(abc.ABC):
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state dict has "
                              f"{len(base_lrs)} base learning rate(s) but the optimizer has "
                              f"{len(self.optimizer.param_groups)} parameter group(s)")
-        _check_count(f"{type(self).__name__}.load_state_dict", "last_step",
-                     state_dict["last_step"])
+        check_int(f"{type(self).__name__}.load_state_dict", "last_step",
+                  state_dict["last_step"], 0)
         self.base_lrs, self.last_step = base_lrs, int(state_dict["last_step"])
         self._apply()
 
@@ -103,12 +98,9 @@ class WarmupCosine(LRScheduler):
     ``min_lr_ratio`` times it as min_lr."""
 
     def __init__(self, optimizer, warmup_steps, total_steps, min_lr_ratio=0.1):
-        _check_count("WarmupCosine", "warmup_steps", warmup_steps)
-        _check_count("WarmupCosine", "total_steps", total_steps)
-        if isinstance(min_lr_ratio, bool) or not isinstance(min_lr_ratio, numbers.Real) or not (
-                0 <= min_lr_ratio <= 1):
-            raise ValueError(f"WarmupCosine: min_lr_ratio must be a number in [0, 1], "
-                             f"got {min_lr_ratio!r}")
+        check_int("WarmupCosine", "warmup_steps", warmup_steps, 0)
+        check_int("WarmupCosine", "total_steps", total_steps, 0)
+        check_real("WarmupCosine", "min_lr_ratio", min_lr_ratio, 0, 1)
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
         self.min_lr_ratio = min_lr_ratio
         super().__init__(optimizer)
@@ -123,10 +115,9 @@ class NoamSchedule(LRScheduler):
     update number s (0-based) uses ``noam_lr(s + 1, ...)``."""
 
     def __init__(self, optimizer, d_model, warmup_steps, factor=1.0):
-        _check_count("NoamSchedule", "d_model", d_model, minimum=1)
-        _check_count("NoamSchedule", "warmup_steps", warmup_steps, minimum=1)
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or factor <= 0:
-            raise ValueError(f"NoamSchedule: factor must be a number > 0, got {factor!r}")
+        check_int("NoamSchedule", "d_model", d_model, 1)
+        check_int("NoamSchedule", "warmup_steps", warmup_steps, 1)
+        check_real("NoamSchedule", "factor", factor, 0, low_open=True)
         self.d_model, self.warmup_steps, self.factor = d_model, warmup_steps, factor
         super().__init__(optimizer)
 

@@ -17,24 +17,12 @@ the one hook, :data:`scratchlm.autograd.dispatch.faster`, which the fast layer f
 """
 
 import abc
-import math
-import numbers
 
 import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd import dispatch
 from scratchlm.autograd.tensor import Tensor
-
-
-def check_range(owner, name, value, low, high=math.inf, high_inclusive=False):
-    """Raise a ValueError unless ``low <= value < high`` (``<= high`` if inclusive)."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    in_range = number and low <= value and (value <= high if high_inclusive else value < high)
-    if not in_range:
-        bound = "]" if high_inclusive else ")"
-        raise ValueError(f"{owner}: {name} must be a number in [{low}, {high}{bound}, "
-                         f"got {value!r}")
 
 
 def weight_decay_groups(named_parameters, weight_decay):

@@ -11,7 +11,8 @@ For each parameter θ with gradient g, as ``torch.optim.SGD`` computes it:
 With μ = 0 it is plain gradient descent, θ ← θ − η ∂J/∂θ.
 """
 
-from scratchlm.optim.optimizer import Optimizer, check_range
+from scratchlm.checks import check_real
+from scratchlm.optim.optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -23,10 +24,10 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def check_hyperparameters(self, group, where):
-        check_range(where, "lr", group["lr"], 0.0)
-        check_range(where, "momentum", group["momentum"], 0.0)
-        check_range(where, "dampening", group["dampening"], 0.0, 1.0, high_inclusive=True)
-        check_range(where, "weight_decay", group["weight_decay"], 0.0)
+        check_real(where, "lr", group["lr"], 0)
+        check_real(where, "momentum", group["momentum"], 0)
+        check_real(where, "dampening", group["dampening"], 0, 1)
+        check_real(where, "weight_decay", group["weight_decay"], 0)
         if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
             raise ValueError(f"{where}: nesterov=True needs momentum > 0 and dampening = 0, "
                              f"got momentum={group['momentum']}, "

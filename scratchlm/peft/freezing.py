@@ -7,6 +7,7 @@ state for it, so fine-tuning the top of a network costs less time and memory tha
 
 import fnmatch
 
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.nn.module import Module
 
 
@@ -25,8 +26,8 @@ def set_trainable(model, patterns, trainable=True):
     changed = [name for name, p in model.named_parameters() if _matches(name, patterns)]
     if not changed:
         names = [name for name, _ in model.named_parameters()]
-        raise ValueError(f"set_trainable: no parameter of {type(model).__name__} matches "
-                         f"{list(patterns)}; its parameters are named like {names[:6]} ...")
+        raise ArgumentError(f"set_trainable: no parameter of {type(model).__name__} matches "
+                            f"{list(patterns)}; its parameters are named like {names[:6]} ...")
     lookup = dict(model.named_parameters())
     for name in changed:
         lookup[name].requires_grad_(trainable)
@@ -42,7 +43,7 @@ def block_names(model):
     lists = [(name, module) for name, module in model.named_modules()
              if isinstance(module, ModuleList) and len(module)]
     if not lists:
-        raise ValueError(f"block_names: {type(model).__name__} has no ModuleList of blocks")
+        raise ArgumentError(f"block_names: {type(model).__name__} has no ModuleList of blocks")
     name, blocks = max(lists, key=lambda item: len(item[1]))
     return [f"{name}.{i}" for i in range(len(blocks))]
 
@@ -58,7 +59,7 @@ def freeze(model, patterns=None, train_top_k=None, train=("classifier", "score")
       are ignored here.
     """
     if not isinstance(model, Module):
-        raise TypeError(f"freeze: expected a Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"freeze: expected a Module, got {type(model).__name__}")
     if patterns is not None:
         set_trainable(model, patterns, False)
         return model
@@ -67,8 +68,8 @@ def freeze(model, patterns=None, train_top_k=None, train=("classifier", "score")
     if train_top_k:
         blocks = block_names(model)
         if train_top_k > len(blocks):
-            raise ValueError(f"freeze: train_top_k={train_top_k} but the model has "
-                             f"{len(blocks)} blocks")
+            raise ArgumentError(f"freeze: train_top_k={train_top_k} but the model has "
+                                f"{len(blocks)} blocks")
         names += blocks[len(blocks) - train_top_k:] + ["ln_f"]
     names += list(train)
     for name, parameter in model.named_parameters():

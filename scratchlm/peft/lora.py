@@ -18,6 +18,8 @@ import re
 import numpy as np
 
 from scratchlm import backend, checkpoint
+from scratchlm.checks import bad_argument, check_int, check_real
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.functional.lora import lora_linear
 from scratchlm.nn import init
 from scratchlm.nn.linear import Linear
@@ -43,11 +45,8 @@ class LoRALinear(Module):
     def __init__(self, base, r=8, alpha=16, dropout=0.0):
         super().__init__()
         if not isinstance(base, Linear):
-            raise TypeError(f"LoRALinear: wraps an nn.Linear, got {type(base).__name__}")
-        if not (isinstance(r, int) and r >= 1):
-            raise ValueError(f"LoRALinear: r must be a positive integer, got {r!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LoRALinear: dropout must be in [0, 1), got {dropout}")
+            raise ArgumentTypeError(f"LoRALinear: wraps an nn.Linear, got {type(base).__name__}")
+        r, alpha, dropout = check_lora_settings("LoRALinear", r, alpha, dropout)
         self.in_features, self.out_features = base.in_features, base.out_features
         self.r, self.alpha, self.dropout = r, alpha, dropout
         self.scaling = alpha / r
@@ -97,6 +96,14 @@ class LoRALinear(Module):
                 f"r={self.r}, alpha={self.alpha}, dropout={self.dropout}, merged={self.merged}")
 
 
+def check_lora_settings(where, r, alpha, dropout):
+    """(r, alpha, dropout) checked: r an integer ≥ 1, alpha a finite number, dropout in
+    [0, 1)."""
+    return (check_int(where, "r", r, 1, hint="(the adapter's rank)"),
+            check_real(where, "alpha", alpha, hint="(the scale is alpha / r)"),
+            check_real(where, "dropout", dropout, 0, 1, high_open=True))
+
+
 def _parent(model, dotted):
     *path, leaf = dotted.split(".")
     module = model
@@ -110,6 +117,12 @@ def _target_names(model, target_modules):
     end the module's name (``"c_attn"`` matches ``transformer.h.0.attn.c_attn``), or one
     string taken as a regular expression over the whole name (as peft does)."""
     linears = [name for name, m in model.named_modules() if isinstance(m, Linear) and name]
+    if not isinstance(target_modules, str) and not (
+            hasattr(target_modules, "__iter__")
+            and all(isinstance(t, str) for t in target_modules)):
+        raise bad_argument("apply_lora", "target_modules", target_modules, "a list of layer "
+                           "names (['c_attn']) or one regular expression (a str)",
+                           error=ArgumentTypeError)
     if isinstance(target_modules, str):
         chosen = [n for n in linears if re.fullmatch(target_modules, n)]
     else:
@@ -117,16 +130,21 @@ def _target_names(model, target_modules):
         chosen = [n for n in linears if any(n == t or n.endswith("." + t) for t in targets)]
     if not chosen:
         suffixes = sorted({n.rsplit(".", 1)[-1] for n in linears})
-        raise ValueError(f"apply_lora: no Linear layer of {type(model).__name__} matches "
-                         f"target_modules={target_modules!r}; its Linear layers end in "
-                         f"{suffixes}")
+        raise ArgumentError(f"apply_lora: no Linear layer of {type(model).__name__} matches "
+                            f"target_modules={target_modules!r}; its Linear layers end in "
+                            f"{suffixes}")
     return chosen
 
 
 def apply_lora(model, target_modules, r=8, alpha=16, dropout=0.0, modules_to_save=()):
     """Swap the matching ``Linear`` layers of ``model`` for :class:`LoRALinear` (in place)
     and freeze everything else; parameters under ``modules_to_save`` (e.g. ``"classifier"``)
-    stay trainable. Returns the model. Tied Linear layers (GPT's ``lm_head``) are refused."""
+    stay trainable. Returns the model. Tied Linear layers (GPT's ``lm_head``) are refused.
+    Every argument is checked before the model changes."""
+    if not isinstance(model, Module):
+        raise bad_argument("apply_lora", "model", model, "an nn.Module",
+                           error=ArgumentTypeError)
+    check_lora_settings("apply_lora", r, alpha, dropout)
     names = _target_names(model, target_modules)
     tied = {id(p) for _, m in model.named_modules() if not isinstance(m, Linear)
             for p in m._parameters.values() if p is not None}
@@ -135,8 +153,8 @@ def apply_lora(model, target_modules, r=8, alpha=16, dropout=0.0, modules_to_sav
         parent, leaf = _parent(model, name)
         base = parent._modules[leaf]
         if id(base.weight) in tied:
-            raise ValueError(f"apply_lora: {name}'s weight is tied to another module's "
-                             "parameter (an embedding); leave it out of target_modules")
+            raise ArgumentError(f"apply_lora: {name}'s weight is tied to another module's "
+                                "parameter (an embedding); leave it out of target_modules")
         setattr(parent, leaf, LoRALinear(base, r=r, alpha=alpha, dropout=dropout))
     for name, parameter in model.named_parameters():
         if name.endswith((".lora_A", ".lora_B")) or (modules_to_save
@@ -177,7 +195,7 @@ def save_lora(model, path, base):
     (the pre-trained run it adapts, e.g. ``runs/bert-zh-small``). Not the frozen weights."""
     config = getattr(model, "_lora_config", None)
     if config is None:
-        raise ValueError("save_lora: the model has no LoRA layers; call apply_lora first")
+        raise ArgumentError("save_lora: the model has no LoRA layers; call apply_lora first")
     checkpoint.save({"adapter": adapter_state_dict(model), "lora_config": config,
                      "base": str(base)}, path)
 
@@ -189,12 +207,12 @@ def load_lora(model, path):
     named = dict(model.named_parameters())
     missing = [name for name in state["adapter"] if name not in named]
     if missing:
-        raise ValueError(f"load_lora: {path} holds {missing[:4]}, which the model lacks; "
-                         f"apply_lora with {state['lora_config']} first")
+        raise ArgumentError(f"load_lora: {path} holds {missing[:4]}, which the model lacks; "
+                            f"apply_lora with {state['lora_config']} first")
     for name, array in state["adapter"].items():
         if named[name].shape != array.shape:
-            raise ValueError(f"load_lora: {name} has shape {array.shape} in {path}, "
-                             f"{named[name].shape} in the model")
+            raise ArgumentError(f"load_lora: {name} has shape {array.shape} in {path}, "
+                                f"{named[name].shape} in the model")
     for name, array in state["adapter"].items():
         target = named[name]
         target.data = backend.to_device(array.astype(target.dtype), target.device)

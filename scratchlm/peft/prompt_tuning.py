@@ -19,6 +19,8 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.checks import bad_argument
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.nn import init
 from scratchlm.nn.embedding import Embedding
 from scratchlm.nn.module import Module, Parameter
@@ -41,8 +43,8 @@ def find_input_embedding(model):
             for part in path:
                 parent = parent._modules[part]
             return parent, leaf, module
-    raise ValueError(f"PromptTuning: found no word embedding (an Embedding named 'wte' or "
-                     f"'word_embeddings') in {type(model).__name__}")
+    raise ArgumentError(f"PromptTuning: found no word embedding (an Embedding named 'wte' or "
+                        f"'word_embeddings') in {type(model).__name__}")
 
 
 class PromptEmbedding(Module):
@@ -76,9 +78,12 @@ class PromptTuning(Module):
 
     def __init__(self, model, num_virtual_tokens, init="random", train=()):
         super().__init__()
+        if not isinstance(model, Module):
+            raise bad_argument("PromptTuning", "model", model, "an nn.Module (a GPT or BERT)",
+                               error=ArgumentTypeError)
         if not (isinstance(num_virtual_tokens, int) and num_virtual_tokens >= 1):
-            raise ValueError(f"PromptTuning: num_virtual_tokens must be a positive integer, "
-                             f"got {num_virtual_tokens!r}")
+            raise ArgumentError(f"PromptTuning: num_virtual_tokens must be a positive integer, "
+                                f"got {num_virtual_tokens!r}")
         self.model = model
         self.num_virtual_tokens = n = num_virtual_tokens
         _, _, embedding = find_input_embedding(model)
@@ -93,8 +98,8 @@ class PromptTuning(Module):
             ids = np.resize(np.asarray(list(init), dtype=np.int64), n)
             values = backend.to_numpy(table)[ids]
         else:
-            raise ValueError(f"PromptTuning: init must be 'random', 'vocab' or a list of "
-                             f"token ids, got {init!r}")
+            raise ArgumentError(f"PromptTuning: init must be 'random', 'vocab' or a list of "
+                                f"token ids, got {init!r}")
         model.requires_grad_(False)
         if train:
             for name, parameter in model.named_parameters():
@@ -108,14 +113,14 @@ class PromptTuning(Module):
         named = dict(zip(self._parameter_names, args))
         overlap = set(named) & set(kwargs)
         if overlap:
-            raise TypeError(f"PromptTuning: {sorted(overlap)} given twice")
+            raise ArgumentTypeError(f"PromptTuning: {sorted(overlap)} given twice")
         named.update(kwargs)
         first = self._parameter_names[0]
         ids = named[first]
         ids = ids.data if isinstance(ids, Tensor) else ids
         if getattr(ids, "ndim", 0) != 2:
-            raise ValueError(f"PromptTuning: {first} should be token ids (batch, time), got "
-                             f"shape {getattr(ids, 'shape', None)}")
+            raise ArgumentError(f"PromptTuning: {first} should be token ids (batch, time), got "
+                                f"shape {getattr(ids, 'shape', None)}")
         n, shape = self.num_virtual_tokens, ids.shape
         for name, value in list(named.items()):
             array = value.data if isinstance(value, Tensor) else value

@@ -7,7 +7,8 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 
-from scratchlm.errors import ArgumentError, check_id_sequence, check_int
+from scratchlm.checks import check_id_sequence, check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.file_reading import Fields, describe, read_file_bytes, read_json_file
 from scratchlm.text.bpe_training import learn_merges
 from scratchlm.text.byte_level import bytes_to_printable, printable_to_bytes, split_words
@@ -17,6 +18,10 @@ from scratchlm.text.tokenizer_files import (
     read_tokenizer_json,
     write_tokenizer_json,
 )
+
+#: The largest vocabulary `train` learns: ids must fit the int32 arrays models take, and a
+#: model's embedding of this many rows is already gigabytes wide.
+MAX_VOCAB_SIZE = 2**24
 
 #: How many distinct words `encode` remembers before it starts its cache afresh.
 WORD_CACHE_SIZE = 200_000
@@ -45,14 +50,14 @@ class BPETokenizer:
         ``(left, right, merged)`` and special tokens, whose ids follow the ordinary ones."""
         if sorted(special_tokens.values()) != list(
                 range(len(id_to_bytes), len(id_to_bytes) + len(special_tokens))):
-            raise ValueError("BPETokenizer: special token ids must follow the ordinary ids "
-                             f"0..{len(id_to_bytes) - 1} without gaps, got {special_tokens}")
+            raise ArgumentError("BPETokenizer: special token ids must follow the ordinary ids "
+                                f"0..{len(id_to_bytes) - 1} without gaps, got {special_tokens}")
         bytes_to_id = {token: token_id for token_id, token in enumerate(id_to_bytes)}
         if len(bytes_to_id) != len(id_to_bytes):
-            raise ValueError("BPETokenizer: two token ids stand for the same bytes")
+            raise ArgumentError("BPETokenizer: two token ids stand for the same bytes")
         missing = [byte for byte in range(256) if bytes([byte]) not in bytes_to_id]
         if missing:
-            raise ValueError(f"BPETokenizer: bytes {missing[:5]} have no token of their own")
+            raise ArgumentError(f"BPETokenizer: bytes {missing[:5]} have no token of their own")
         self._id_to_bytes = id_to_bytes
         self._byte_ids = [bytes_to_id[bytes([byte])] for byte in range(256)]
         self._merge_ranks = {(left, right): rank for rank, (left, right, _) in enumerate(merges)}
@@ -91,15 +96,18 @@ class BPETokenizer:
         Returns the tokenizer itself.
         """
         if not isinstance(text, str):
-            raise TypeError(f"BPETokenizer.train: expected text as str, got {type(text).__name__}")
+            raise ArgumentTypeError(f"BPETokenizer.train: expected text as str, got "
+                                    f"{type(text).__name__}")
         if isinstance(special_tokens, str):
-            raise TypeError("BPETokenizer.train: special_tokens must be a list of strings, "
-                            f"got the single string {special_tokens!r}")
+            raise ArgumentTypeError("BPETokenizer.train: special_tokens must be a list of strings, "
+                                    f"got the single string {special_tokens!r}")
         special_tokens = list(dict.fromkeys(special_tokens))
         if not all(isinstance(token, str) and token for token in special_tokens):
-            raise ValueError("BPETokenizer.train: special tokens must be non-empty strings, "
-                             f"got {special_tokens}")
-        vocab_size = check_int("BPETokenizer.train", "vocab_size", vocab_size)
+            raise ArgumentError("BPETokenizer.train: special tokens must be non-empty strings, "
+                                f"got {special_tokens}")
+        vocab_size = check_int("BPETokenizer.train", "vocab_size", vocab_size, 1,
+                               MAX_VOCAB_SIZE + 1, hint="(GPT-2's vocabulary has 50,257 "
+                               "tokens)")
         num_merges = vocab_size - 256 - len(special_tokens)
         if num_merges < 0:
             raise ArgumentError(f"BPETokenizer.train: vocab_size={vocab_size} is smaller than "
@@ -129,7 +137,8 @@ class BPETokenizer:
         any other special token text is encoded as ordinary text.
         """
         if not isinstance(text, str):
-            raise TypeError(f"BPETokenizer.encode: expected text as str, got {type(text).__name__}")
+            raise ArgumentTypeError(f"BPETokenizer.encode: expected text as str, got "
+                                    f"{type(text).__name__}")
         if allowed_special == "all":
             allowed = list(self._special_tokens)
         elif isinstance(allowed_special, str) or not hasattr(allowed_special, "__iter__"):
@@ -141,8 +150,9 @@ class BPETokenizer:
             allowed = list(allowed_special)
             unknown = [token for token in allowed if token not in self._special_tokens]
             if unknown:
-                raise ValueError(f"BPETokenizer.encode: allowed_special names {unknown}, which "
-                                 f"are not special tokens (those are {list(self._special_tokens)})")
+                raise ArgumentError(f"BPETokenizer.encode: allowed_special names {unknown}, "
+                                    "which are not special tokens (those are "
+                                    f"{list(self._special_tokens)})")
         ids: list[int] = []
         for piece in _split_on(text, allowed):
             if piece in allowed:
@@ -285,16 +295,16 @@ class BPETokenizer:
                               special_tokens: dict[str, int]) -> None:
         """Install tables given as GPT-2 writes them: printable token strings."""
         if sorted(vocab.values()) != list(range(len(vocab))):
-            raise ValueError(f"BPETokenizer: the vocabulary's ids must be 0..{len(vocab) - 1}, "
-                             "each once")
+            raise ArgumentError(f"BPETokenizer: the vocabulary's ids must be 0..{len(vocab) - 1}, "
+                                "each once")
         id_to_bytes = [b""] * len(vocab)
         for token, token_id in vocab.items():
             id_to_bytes[token_id] = printable_to_bytes(token)
         merge_ids = []
         for merge in merges:
             if len(merge) != 2 or "".join(merge) not in vocab or any(t not in vocab for t in merge):
-                raise ValueError(f"BPETokenizer: merge {merge} must join two tokens of the "
-                                 "vocabulary into a third")
+                raise ArgumentError(f"BPETokenizer: merge {merge} must join two tokens of the "
+                                    "vocabulary into a third")
             left, right = merge
             merge_ids.append((vocab[left], vocab[right], vocab[left + right]))
         self._set_tables(id_to_bytes, merge_ids, special_tokens)

@@ -15,7 +15,7 @@ import re
 import sys
 import unicodedata
 
-from scratchlm.errors import check_text
+from scratchlm.checks import check_text
 
 #: GPT-2's pre-tokenization pattern, as published (tiktoken and the `regex` package read it):
 #: English contractions, runs of letters, runs of digits, runs of other symbols (each

@@ -3,7 +3,8 @@
 import os
 from collections.abc import Iterable
 
-from scratchlm.errors import ArgumentError, check_id_sequence, check_int, check_text
+from scratchlm.checks import check_id_sequence, check_int, check_text
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.tokenizer_files import (
     distinct_characters,
     loader,
@@ -26,10 +27,10 @@ class CharTokenizer:
     def _set_chars(self, chars: Iterable[str]) -> None:
         chars = list(chars)
         if any(not isinstance(char, str) or len(char) != 1 for char in chars):
-            raise ValueError("CharTokenizer: expected single characters, got "
-                             f"{[c for c in chars if not isinstance(c, str) or len(c) != 1][:5]}")
+            wrong = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+            raise ArgumentError(f"CharTokenizer: expected single characters, got {wrong[:5]}")
         if len(set(chars)) != len(chars):
-            raise ValueError("CharTokenizer: the characters must be distinct")
+            raise ArgumentError("CharTokenizer: the characters must be distinct")
         self._chars = chars
         self._ids = {char: index for index, char in enumerate(chars)}
 
@@ -49,7 +50,8 @@ class CharTokenizer:
         Returns the tokenizer itself.
         """
         if not isinstance(text, str):
-            raise TypeError(f"CharTokenizer.train: expected text as str, got {type(text).__name__}")
+            raise ArgumentTypeError(f"CharTokenizer.train: expected text as str, got "
+                                    f"{type(text).__name__}")
         vocab_size = check_int("CharTokenizer.train", "vocab_size", vocab_size, 1, optional=True,
                                hint="(an upper bound on the distinct characters)")
         if not text:
@@ -60,7 +62,7 @@ class CharTokenizer:
         chars = sorted(set(text))
         if vocab_size is not None and len(chars) > vocab_size:
             raise ArgumentError(f"CharTokenizer.train: the text has {len(chars)} distinct "
-                             f"characters, more than vocab_size={vocab_size}")
+                                f"characters, more than vocab_size={vocab_size}")
         self._set_chars(chars)
         return self
 
@@ -70,8 +72,8 @@ class CharTokenizer:
             return [self._ids[char] for char in text]
         except KeyError as error:
             char = error.args[0]
-            raise ValueError(f"CharTokenizer.encode: character {char!r} (U+{ord(char):04X}) is "
-                             "not in the vocabulary; train on a text that contains it") from None
+            raise ArgumentError(f"CharTokenizer.encode: character {char!r} (U+{ord(char):04X}) is "
+                                "not in the vocabulary; train on a text that contains it") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         pieces = []

@@ -6,7 +6,8 @@ shifted up to make room for three special tokens.
     [EOS] = 2   the decoder's last label: "the sentence ends here"; decoding stops at it
 """
 
-from scratchlm.errors import ArgumentTypeError, bad_argument, check_id_sequence, check_text
+from scratchlm.checks import bad_argument, check_id_sequence, check_text
+from scratchlm.errors import ArgumentTypeError
 from scratchlm.text.char_tokenizer import CharTokenizer
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2

@@ -14,7 +14,8 @@ import json
 import re
 from pathlib import Path
 
-from scratchlm.errors import ArgumentError, ArgumentTypeError, bad_argument, check_int
+from scratchlm.checks import bad_argument, check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.package_data import package_data
 
 # ---------------------------------------------------------------------------- Shakespeare

@@ -7,9 +7,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, FileFormatError, check_int
+from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError, FileFormatError
 from scratchlm.file_reading import open_regular_file
-from scratchlm.text.bpe_tokenizer import BPETokenizer
+from scratchlm.text.bpe_tokenizer import MAX_VOCAB_SIZE, BPETokenizer
 from scratchlm.text.char_tokenizer import CharTokenizer
 from scratchlm.text.corpora import load_chinese, load_shakespeare
 from scratchlm.text.gpt2_files import load_gpt2_tokenizer
@@ -54,6 +55,10 @@ def prepare_corpus(name: str, tokenizer_kind: str = "char", data_dir: str | os.P
         vocab_size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else \
             check_int("prepare_corpus", "vocab_size", vocab_size, 256,
                       hint="(the 256 byte tokens and the merges learned)")
+        if vocab_size > MAX_VOCAB_SIZE:
+            raise ArgumentError(f"prepare_corpus: vocab_size={vocab_size}; expected at most "
+                                f"{MAX_VOCAB_SIZE:,} (GPT-2's vocabulary has 50,257 tokens)",
+                                where="prepare_corpus", name="vocab_size", value=vocab_size)
         key = f"{name}-bpe{vocab_size}"
     elif vocab_size is not None:
         raise ArgumentError(f"prepare_corpus: vocab_size applies to 'bpe' only; a "

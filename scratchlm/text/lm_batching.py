@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from scratchlm.errors import ArgumentError, ArgumentTypeError, check_int, check_real
+from scratchlm.checks import check_int, check_real
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 def train_val_split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

@@ -4,13 +4,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    check_id_sequence,
-    check_int,
-    check_probability,
-)
+from scratchlm.checks import check_id_sequence, check_int, check_probability
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 #: Label of a position the MLM loss ignores (cross_entropy's default ignore_index).
 IGNORE_INDEX = -100

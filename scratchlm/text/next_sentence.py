@@ -7,13 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    bad_argument,
-    check_id_sequence,
-    check_int,
-)
+from scratchlm.checks import bad_argument, check_id_sequence, check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 def make_nsp_pairs(sentences_by_document: Sequence[Sequence], rng: np.random.Generator

@@ -4,13 +4,8 @@ from itertools import chain
 
 import numpy as np
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    bad_argument,
-    check_id_sequence,
-    check_int,
-)
+from scratchlm.checks import bad_argument, check_id_sequence, check_int
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 def pad_sequences(sequences, pad_id=0):

@@ -17,15 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    bad_argument,
-    check_choice,
-    check_int,
-    check_real,
-    check_text,
-)
+from scratchlm.checks import bad_argument, check_choice, check_int, check_real, check_text
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.package_data import package_data
 
 SENTIMENT_TASKS = ("sentiment-zh", "sentiment-en")

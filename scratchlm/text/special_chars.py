@@ -17,15 +17,8 @@ import json
 import re
 from collections import Counter
 
-from scratchlm.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    bad_argument,
-    check_bool,
-    check_id_sequence,
-    check_int,
-    check_text,
-)
+from scratchlm.checks import bad_argument, check_bool, check_id_sequence, check_int, check_text
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.text.tokenizer_files import (
     distinct_characters,
     loader,
@@ -56,8 +49,8 @@ class SpecialCharTokenizer:
     def _set_chars(self, chars):
         single = all(isinstance(c, str) and len(c) == 1 for c in chars)
         if not single or len(set(chars)) != len(chars):
-            raise ValueError("SpecialCharTokenizer: the vocabulary must be distinct single "
-                             "characters")
+            raise ArgumentError("SpecialCharTokenizer: the vocabulary must be distinct single "
+                                "characters")
         self._chars = chars
         self._ids = {c: len(SPECIAL_TOKENS) + i for i, c in enumerate(chars)}
 
@@ -115,9 +108,9 @@ class SpecialCharTokenizer:
         if token in SPECIAL_TOKENS:
             return SPECIAL_TOKENS.index(token)
         if token not in self._ids:
-            raise ValueError(f"SpecialCharTokenizer: {token!r} is not a token of the "
-                             f"vocabulary ({self.vocab_size} tokens); choose a label word "
-                             "that is a single known character")
+            raise ArgumentError(f"SpecialCharTokenizer: {token!r} is not a token of the "
+                                f"vocabulary ({self.vocab_size} tokens); choose a label word "
+                                "that is a single known character")
         return self._ids[token]
 
     # ------------------------------------------------------------------ saving, loading
