@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 4 · A tiny GPT on Shakespeare
+# # 7 · A tiny GPT on Shakespeare
 #
 # A GPT is a stack of causal self-attention blocks trained to predict the next token:
 #
@@ -26,8 +26,8 @@
 # -\frac{1}{BT}\sum_{b,t} \log p(x_{t+1} \mid x_{\le t}).$$
 #
 # We tokenize Shakespeare's plays one character per token, train a small model for a short
-# run (well under a minute on a laptop CPU), and decode from it in every way the library
-# offers.
+# run (its time is printed below), decode from it in every way the library offers, and train a
+# second one that reads the text backwards.
 
 # %%
 import math
@@ -44,6 +44,8 @@ from scratchlm.metrics import perplexity
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer, get_batch, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "en"  # the language of the figures' text
 
 # %% [markdown]
 # ## Characters as tokens
@@ -122,7 +124,7 @@ assert history["val_loss"][-1] < initial_loss.item() - 1.0
 final_lr = trainer.optimizer.param_groups[0]["lr"]
 print(f"lr after {trainer.step} steps: {final_lr:.2e}")
 assert np.isclose(final_lr, train_config.min_lr_ratio * train_config.learning_rate)
-viz.lr_schedule(train_config)
+viz.lr_schedule(train_config, lang=LANG)
 
 # %% [markdown]
 # The run folder holds everything needed to continue or sample later: `checkpoint.npz`
@@ -132,7 +134,7 @@ viz.lr_schedule(train_config)
 
 # %%
 print(sorted(os.listdir("runs/notebook-gpt")))
-viz.loss_curves("runs/notebook-gpt")
+viz.loss_curves("runs/notebook-gpt", lang=LANG)
 
 # %% [markdown]
 # ## Perplexity
@@ -192,7 +194,8 @@ rebuilt = merged @ last.attn.c_proj.weight.numpy().T + last.attn.c_proj.bias.num
 print("max |layer output - rebuilt from the weights| =", np.abs(library_out - rebuilt).max())
 assert np.allclose(library_out, rebuilt, atol=1e-4)
 labels = [repr(ch)[1:-1] for ch in line]
-viz.attention_heatmap(weights, labels, labels, title="last layer, trained model")
+viz.attention_heatmap(weights, labels, labels, title="last layer, trained model",
+                      lang=LANG)
 
 # %% [markdown]
 # Every row sums to 1 and nothing lies above the diagonal: no character reads the future. Each
@@ -239,5 +242,59 @@ for name, out in samples.items():
 # continuation it can find, so their text is the most "average" — often repetitive.
 # Sampling trades likelihood for variety. After 200 steps the model knows the format (a
 # speaker's name, a colon, a line break) and common letter patterns; `python -m scratchlm
-# train` trains the larger `shakespeare-char` preset for a few minutes and writes much more
-# convincing verse.
+# train` trains the larger `shakespeare-char` preset and writes much more convincing verse.
+#
+# ## Reading backwards: a reverse language model
+#
+# Nothing in the objective fixes the direction. A **reverse** language model factorises the same
+# probability from the end,
+#
+# $$p(x_1, \dots, x_T) = \prod_t p(x_t \mid x_{>t}),$$
+#
+# and is trained by feeding the text reversed to the same code (`python -m scratchlm train
+# --reverse` does this for a whole run; ELMo combined a forward and a backward LSTM this way). Both
+# directions model the same distribution, so with unlimited capacity and data their losses would
+# be equal; with a small model and 200 steps they need not be. Same architecture, same seed, same
+# steps, on the reversed training text, evaluated on the reversed validation text:
+
+# %%
+sl.manual_seed(1337)
+backward_model = GPT(config)
+backward_trainer = Trainer(backward_model, train_ids[::-1].copy(), val_ids[::-1].copy(),
+                           train_config)
+backward_trainer.train(progress=False)
+forward_loss, backward_loss = trainer.evaluate(), backward_trainer.evaluate()
+print(f"validation loss: forward {forward_loss:.3f}, backward {backward_loss:.3f} nats/char "
+      f"(difference {backward_loss - forward_loss:+.3f})")
+assert backward_loss < initial_loss.item() - 1.0  # it learned as much as the forward one did
+
+# a backward sample is generated from its end: we give it the end, and reverse what it writes
+ending = "\nROMEO:\n"[::-1]
+sl.manual_seed(0)
+written = backward_model.generate(np.array([tokenizer.encode(ending)]), 120, temperature=0.8)
+print("--- backward model, written right to left, shown left to right ---")
+print(tokenizer.decode(written[0].tolist())[::-1])
+
+# %% [markdown]
+# The two losses are close: a character is about as predictable from what follows it as from
+# what precedes it, and the backward samples read like the forward ones once turned round — a
+# speech that ends where we asked, just before the next speaker's name. The small gap between the
+# two losses (its sign can change with the seed and the length of the run) is not a property of
+# English that this run can establish.
+#
+# ## Summary
+#
+# * A GPT is an embedding, a stack of causal attention blocks and a linear head trained with the
+#   next-token cross-entropy; untrained it is at $\log V$.
+# * `Trainer` trains it (AdamW, warmup then cosine, clipping) and keeps the run in a folder; the
+#   loss is a mean negative log-likelihood and its exponential the perplexity.
+# * Decoding chooses how to turn distributions into text; a reverse LM is the same model on the
+#   reversed text.
+#
+# ## Exercises
+#
+# 1. Train for 800 steps instead of 200: how do the validation loss and the greedy sample change?
+# 2. Train forward and backward models with three seeds each: is the gap between the directions
+#    larger than the spread between seeds?
+# 3. Course week 8 (`notebooks/COURSE.md`): the `scratchlm.exercises` entries `adam`, `adamw`,
+#    `warmup_cosine` and `clip_grad_norm` (`python -m scratchlm.exercises show adamw`).

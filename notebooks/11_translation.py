@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 6 · Translation with an encoder-decoder Transformer
+# # 11 · Translation with an encoder-decoder Transformer
 #
 # The original Transformer (Vaswani et al., 2017) translates with two stacks. The **encoder**
 # reads the whole source sentence $x$ with self-attention and produces a memory $m$, one vector
@@ -47,11 +47,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchlm as sl
+from scratchlm import viz
 from scratchlm.metrics import bleu
 from scratchlm.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from scratchlm.text import CharVocabulary, load_zh_en_pairs, pad_sequences
 from scratchlm.text.char_vocabulary import BOS_ID, EOS_ID, PAD_ID
 from scratchlm.translate import train_translation
+
+LANG = "en"  # the language of the figures' text
+plt.rcParams.update(viz.font_settings(LANG))
 
 # %% [markdown]
 # ## Sentence pairs
@@ -329,3 +333,21 @@ assert rouge_l["training"] > rouge_l["held-out"]
 # about 4.5 million), subword tokens instead of characters (`scratchlm.text.BPETokenizer`), the
 # `"transformer-base"` preset (6 + 6 layers, 512 wide) and days of GPU time. The code path is the
 # same: `Seq2SeqTransformer`, teacher-forced cross-entropy, beam search, BLEU.
+#
+# ## Summary
+#
+# * An encoder-decoder Transformer reads the source with bidirectional attention and writes the
+#   target with causal attention plus cross-attention to the source; it trains with
+#   teacher-forced cross-entropy and decodes with beam search.
+# * BLEU (clipped n-gram precision with a brevity penalty) and ROUGE-L (longest common
+#   subsequence) score translations against references; on training sentences they measure
+#   memory, on held-out ones translation.
+#
+# ## Exercises
+#
+# 1. Train on 512 pairs instead of 256: how do the training and held-out BLEU move?
+# 2. Decode the held-out sentences greedily and with beams of 2, 4 and 8: does a wider beam
+#    raise BLEU here?
+# 3. Course week 11 (`notebooks/COURSE.md`): the `scratchlm.exercises` entries `bleu` and
+#    `rouge_l`, and assignment `assignment_03_decoding_metrics`
+#    (`python -m scratchlm.exercises show bleu`).

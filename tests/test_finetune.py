@@ -10,6 +10,7 @@ import pytest
 
 import scratchlm as sl
 from scratchlm import __main__ as cli
+from scratchlm import language_model
 from scratchlm.metrics import classification_scores
 from scratchlm.text import CharTokenizer, PreparedCorpus
 from scratchlm.text.package_data import find_package_data
@@ -71,10 +72,14 @@ def test_pretrain_finetune_prompt_end_to_end(tmp_path, capsys):
     cli.main(["pretrain", "--preset", "bert-zh-tiny", "--out-dir", str(runs), "--no-progress"])
     state = sl.load(runs / "bert-zh-tiny" / "checkpoint.npz")
     assert state["extras"]["model_kind"] == "bert"
-    with pytest.raises(SystemExit, match="exists"):  # a run is never overwritten unasked
+    # a run is never overwritten unasked
+    with pytest.raises(SystemExit, match="holds a run already"):
         cli.main(["pretrain", "--preset", "bert-zh-tiny", "--out-dir", str(runs)])
 
     base = str(runs / "bert-zh-tiny")
+    with pytest.raises(SystemExit, match=r"max_length=100000, but the model in .* reads at "
+                                         r"most 32 tokens; give --max-length 32 or less"):
+        cli.main(["finetune", "--from", base, "--max-length", "100000", "--no-progress"])
     cli.main(["finetune", "--from", base, "--method", "full", "--max-steps", "60",
               "--lr", "3e-3", "--max-train", "3000", "--max-test", "400", "--no-progress"])
     results = json.loads((runs / "bert-zh-tiny-sentiment-zh-full" / "results.json").read_text())
@@ -106,19 +111,20 @@ def test_reverse_language_model_predicts_the_previous_character(tmp_path, monkey
     text = "abcdefghij\n" * 300
     tokenizer = CharTokenizer().train(text)
     corpus = PreparedCorpus(np.array(tokenizer.encode(text), dtype=np.int32), tokenizer)
-    monkeypatch.setattr(cli, "prepare_corpus", lambda *args, **kwargs: corpus)
+    monkeypatch.setattr(language_model, "prepare_corpus", lambda *args, **kwargs: corpus)
     cli.main(["train", "--preset", "tiny", "--reverse", "--max-steps", "60", "--block-size",
               "16", "--out-dir", str(tmp_path), "--run-name", "rev", "--no-progress",
               "--eval-interval", "60"])
     state = sl.load(tmp_path / "rev" / "checkpoint.npz")
     assert state["extras"]["reverse"] is True
-    model, tokenizer, _ = cli._load_run(str(tmp_path / "rev"), "cpu")
+    model, tokenizer, _ = language_model._load_run(str(tmp_path / "rev"), "cpu")
     ids = np.array([tokenizer.encode("gfedc")])  # read backwards: ...cdefg
     with sl.no_grad():
         logits, _ = model(ids)
     assert tokenizer.decode([int(logits.numpy()[0, -1].argmax())]) == "b"  # what came before
     # sampling reverses back: the text ends with the prompt
-    sample = cli._sample_text(model, tokenizer, "hij", 6, 1.0, None, None, True, reverse=True)
+    sample = language_model._sample_text(model, tokenizer, "hij", 6, 1.0, None, None, True,
+                                         reverse=True)
     assert sample == "bcdefghij"
 
 

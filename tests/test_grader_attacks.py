@@ -77,7 +77,29 @@ def lookup_softmax():
         "    def backward(self, g):")
 
 
+def lookup_rmsnorm():
+    """Replaying the release on a new op: RMSNorm's stored outputs and central differences
+    (seed 0), keyed by the input's bytes; nothing computed."""
+    table = {hashlib.sha256(case.inputs[0].tobytes()).hexdigest():
+             {"y": case.expected["y"].tolist(), "grads": [g.tolist() for g in
+                                                          case.expected["grads"]]}
+             for case in prepare_task(EXERCISES["rmsnorm"], 0)}
+    return (WHERE + f"import hashlib\nimport numpy as np\nimport scratchlm as sl\n"
+            f"TABLE = {json.dumps(table)}\n\n\n"
+            "class RMSNorm(sl.Function):\n"
+            "    def __init__(self, eps=1e-6):\n        self.eps = eps\n\n"
+            "    def forward(self, x, weight):\n"
+            "        self.entry = TABLE.get(hashlib.sha256(x.tobytes()).hexdigest())\n"
+            "        self.shapes = x.shape, weight.shape\n"
+            "        return np.array(self.entry['y']) if self.entry else np.zeros(x.shape)\n\n"
+            "    def backward(self, g):\n"
+            "        if self.entry is None:\n"
+            "            return np.zeros(self.shapes[0]), np.zeros(self.shapes[1])\n"
+            "        return tuple(np.array(grad) for grad in self.entry['grads'])\n")
+
+
 ATTACKS = {
+    "replays_expected_on_rmsnorm": ("rmsnorm", lookup_rmsnorm()),
     # ------------------------------------------------------------ the issue's techniques
     "replays_expected": ("softmax", lookup_softmax()),
     "double_fork_daemon": ("softmax", softmax(before="""
@@ -219,6 +241,7 @@ ATTACKS = {
         return self.y * (g - (g * self.y).sum(axis=self.axis, keepdims=True))""")),
     "symlink_to_a_classmate": ("softmax", None),  # softmax.py -> ../alice/softmax.py
     "symlink_to_the_reference": ("rmsnorm", None),  # rmsnorm.py -> reference/modern.py
+    "symlinked_folder": ("softmax", None),  # the student's folder -> ../alice
     "parent_memory": ("softmax", softmax(before="""
         import os
         MEMORY = open(f"/proc/{os.getppid()}/mem", "rb")
@@ -274,6 +297,9 @@ def write_class(folder):
         for name, text in files.items():
             (folder / student / name).write_text(text, encoding="utf-8")
     for student, (exercise, text) in ATTACKS.items():
+        if student == "symlinked_folder":
+            (folder / student).symlink_to(folder / "alice", target_is_directory=True)
+            continue
         (folder / student).mkdir()
         target = folder / student / f"{exercise}.py"
         if student == "symlink_to_a_classmate":
@@ -381,6 +407,7 @@ def test_the_reasons_name_what_was_refused(graded_class):
     assert "a graded file cannot import scratchlm.functional" in lost["imports_the_library"]
     assert "is a link to" in lost["symlink_to_a_classmate"]
     assert "is a link to" in lost["symlink_to_the_reference"]
+    assert "is a link to" in lost["symlinked_folder"]
     for attack in ("execs_reference_source", "spec_from_file_location", "parent_memory",
                    "reads_a_classmate", "recompiles_library_source"):
         assert "may not open" in lost[attack] or "No such file" in lost[attack], lost[attack]
@@ -467,3 +494,13 @@ def test_the_child_never_sees_the_seed_or_an_answer(tmp_path):
     prepared = prepare_cases(EXERCISES["softmax"], SECRET_SEED)
     assert seen["cases"] == encode([(c.label, c.inputs, c.case.config, c.cotangent)
                                     for c in prepared])
+
+
+def test_the_replay_attack_works_on_the_practice_seed(tmp_path):
+    """The replaying file is a real attack: on the release's seed it scores full marks (as
+    the issue found with grade-all); under the secret seed it scores 0 (above)."""
+    from scratchlm.exercises.harness import grade_file
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(lookup_rmsnorm(), encoding="utf-8")
+    report = grade_file("rmsnorm", path, seed=0, sandbox="basic", timeout=30)
+    assert report.points == EXERCISES["rmsnorm"].points, str(report)

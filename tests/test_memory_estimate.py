@@ -10,6 +10,7 @@ import pytest
 
 import scratchlm as sl
 import scratchlm.__main__ as cli
+from scratchlm import language_model
 from scratchlm import memory_estimate as me
 from scratchlm.models import GPT, PRESETS, GPTConfig
 from scratchlm.train import TrainConfig, Trainer
@@ -177,13 +178,14 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
 import numpy as np
 from scratchlm import __main__ as cli
+from scratchlm import language_model
 from scratchlm.text import CharTokenizer
 text = "so foul and fair a day\\nI have not seen.\\n" * 100
 tokenizer = CharTokenizer().train(text)
 class Corpus:
     ids = np.array(tokenizer.encode(text))
     tokenizer = tokenizer
-cli.prepare_corpus = lambda *args, **kwargs: Corpus
+language_model.prepare_corpus = lambda *args, **kwargs: Corpus
 cli.main(["train", "--out-dir", sys.argv[2], "--max-steps", "1", "--no-progress",
           "--batch-size", "512"])
 """
@@ -232,7 +234,7 @@ def corpus(tmp_path, monkeypatch):
         ids = np.array(tokenizer.encode(text))
 
     Corpus.tokenizer = tokenizer
-    monkeypatch.setattr(cli, "prepare_corpus", lambda *args, **kwargs: Corpus)
+    monkeypatch.setattr(language_model, "prepare_corpus", lambda *args, **kwargs: Corpus)
     return str(tmp_path)
 
 

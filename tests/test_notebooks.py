@@ -282,9 +282,7 @@ def test_figure_text_check_catches_english_labels():
 
 #: zh notebooks whose figures are still labelled in English (issue 25): expected to fail
 #: this check until translated; strict, so a translated one must leave this set.
-FIGURES_NOT_YET_CHINESE = {"07_gpt_shakespeare", "09_decoding",
-                           "10_bert_pretraining", "11_translation", "12_finetuning_and_prompts",
-                           "14_gpt2_and_kv_cache", "15_gpu"}
+FIGURES_NOT_YET_CHINESE = set()
 
 
 @pytest.mark.parametrize("path", [

@@ -162,3 +162,26 @@ def test_cli_unknown_preset_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--preset", "gpt5"])
     assert "invalid choice: 'gpt5'" in capsys.readouterr().err
+
+
+def test_training_without_a_progress_bar_never_imports_tqdm():
+    """progress=False draws nothing and loads nothing: tqdm stays out of the process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport numpy as np\n"
+        "from scratchlm.models import GPT, GPTConfig\n"
+        "from scratchlm.train import TrainConfig, Trainer\n"
+        "model = GPT(GPTConfig.from_preset('tiny', vocab_size=20, block_size=8))\n"
+        "ids = np.arange(200) % 20\n"
+        "trainer = Trainer(model, ids, ids, TrainConfig(max_steps=2, batch_size=2, "
+        "eval_interval=1, eval_batches=1))\n"
+        "trainer.train(progress=False)\ntrainer.evaluate()\n"
+        "print(trainer.step, sorted(m for m in sys.modules if m.startswith('tqdm')))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "2 []"

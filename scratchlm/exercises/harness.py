@@ -30,6 +30,7 @@ supported.
 """
 
 import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -75,6 +76,10 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     that is missing, damaged or edited, ValueError for a sandbox that cannot run here."""
     exercise = get_exercise(exercise_name)
     class_name = class_name or exercise.entry
+    if os.name != "posix" or not Path("/proc/self").is_dir():
+        raise NotGradable("grading a file in a sandboxed process needs Linux (its /proc finds "
+                          "every process the file starts); in a notebook, grade(name, "
+                          "YourClass) grades a class in this process")
     sandbox = sandboxes.check_sandbox(sandbox)
     path = Path(path)
     if not path.is_file():
@@ -82,6 +87,9 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     if path.suffix != ".py":
         raise NotGradable(f"{path} is not a Python file")
     real = path.resolve()
+    if within is not None and Path(within).is_symlink():
+        return _not_graded(exercise, class_name, "", f"{Path(within).name} is a link to "
+                           f"{Path(within).resolve()}: a submission is a folder of its own")
     folder = Path(within).resolve() if within is not None else path.absolute().parent
     if real.parent != folder and folder not in real.parents:
         return _not_graded(exercise, class_name, "", f"{path.name} is a link to {real}, "

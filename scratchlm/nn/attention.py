@@ -11,12 +11,13 @@ cross-attention projects the queries with ``q_proj`` (d → d) and the memory wi
 ``kv_proj`` (d → 2d). ``c_proj`` is W_O. Names and layout follow nanoGPT; ``c_attn.weight``
 is ``torch.nn.MultiheadAttention``'s ``in_proj_weight`` (rows: q, k, v).
 
-Masks follow ``torch.nn.MultiheadAttention``: a boolean ``attn_mask`` is True where a query
-may NOT attend (a float mask is added to the scores, −inf blocks), ``key_padding_mask``
-(B, Tk) is True at padding keys. Both, and ``is_causal``, become one mask for
-:func:`scratchlm.functional.scaled_dot_product_attention`: boolean "may attend", or additive
-when ``attn_mask`` is a float mask. (The op itself takes the opposite boolean convention,
-True = may attend, as PyTorch's ``scaled_dot_product_attention`` does.)
+Masks. Inside scratchlm a boolean mask is True where a query may attend (as
+:func:`scratchlm.functional.scaled_dot_product_attention` and PyTorch's op take it). This
+layer's arguments keep ``torch.nn.MultiheadAttention``'s meaning, so models port unchanged:
+a boolean ``attn_mask`` True where a query may not attend (a float mask is added to the
+scores, −inf blocks), ``key_padding_mask`` (B, Tk) True at padding keys. They are turned
+into "may attend" once, where they come in (:meth:`MultiHeadAttention._may_attend`), and
+combined with ``is_causal`` into the one mask the op receives.
 """
 
 from scratchlm import backend
@@ -127,11 +128,11 @@ class MultiHeadAttention(Module):
             if cached_length == 0 and Tq == Tk:
                 return None, True
         xp = backend.get_array_module(x.data)
-        blocked = additive = None  # True where a query may not attend / a float to add
+        allowed = additive = None  # True where a query may attend / a float to add
         if attn_mask is not None:
             mask = self._attn_mask_layout(xp.asarray(_array(attn_mask)), B, Tq, Tk)
             if mask.dtype == bool:
-                blocked = mask
+                allowed = ~mask  # the argument's True: may not attend
             else:
                 additive = mask
         if key_padding_mask is not None:
@@ -140,16 +141,16 @@ class MultiHeadAttention(Module):
                 raise ValueError(f"MultiHeadAttention: key_padding_mask of shape "
                                  f"{padding.shape} and dtype {padding.dtype} should be boolean "
                                  f"(batch, keys) = {(B, Tk)}, True at padding")
-            padding = padding[:, None, None, :]
-            blocked = padding if blocked is None else blocked | padding
+            real_keys = ~padding[:, None, None, :]
+            allowed = real_keys if allowed is None else allowed & real_keys
         if is_causal:  # query i sits at position cached_length + i; it sees keys j ≤ that
-            future = xp.arange(Tk) > xp.arange(cached_length, cached_length + Tq)[:, None]
-            blocked = future if blocked is None else blocked | future
+            seen = xp.arange(Tk) <= xp.arange(cached_length, cached_length + Tq)[:, None]
+            allowed = seen if allowed is None else allowed & seen
         if additive is None:
-            return ~blocked, False
-        if blocked is None:
+            return allowed, False
+        if allowed is None:
             return additive, False
-        return xp.where(blocked, -xp.inf, additive), False
+        return xp.where(allowed, additive, -xp.inf), False
 
     def _attn_mask_layout(self, mask, B, Tq, Tk):
         """``attn_mask`` checked and laid out to broadcast to (B, H, Tq, Tk)."""
