@@ -42,11 +42,12 @@ from scratchlm.checkpoint_fields import (
 )
 from scratchlm.errors import ScratchlmError
 from scratchlm.models import GPT, GPTConfig
+from scratchlm.runs import load_run_checkpoint
 from scratchlm.safetensors import load_safetensors, read_safetensors_header, save_safetensors
 from scratchlm.text import BPETokenizer, CharTokenizer
 from scratchlm.text.corpus_cache import read_token_cache
 from scratchlm.text.special_chars import SpecialCharTokenizer
-from scratchlm.train import TrainConfig, Trainer, load_run_checkpoint
+from scratchlm.train import TrainConfig, Trainer
 
 TIME_LIMIT_S = 20
 CRYPTIC = re.compile(r"^error: '?[\w.]+'?$|object is not iterable|list indices must be|"
@@ -221,7 +222,6 @@ STATE_CASES = {
     "extras_list": set_in(["extras"], [1, 2]),
     "extras_tokenizer_missing": lambda state: state["extras"].pop("tokenizer") and None,
     "tokenizer_not_json": set_in(["extras", "tokenizer"], "{not json"),
-    "tokenizer_lone_surrogate": set_in(["extras", "tokenizer"], '{"type": "\ud800"}'),
     "tokenizer_list": set_in(["extras", "tokenizer"], "[1, 2, 3]"),
     "tokenizer_deep": set_in(["extras", "tokenizer"], deep(500)),
     "tokenizer_evil_type": set_in(["extras", "tokenizer"], '{"type": "Evil"}'),
@@ -241,7 +241,8 @@ STATE_CASES = {
     "weights_float16": weights_as(np.float16),
     "weights_int32": weights_as(np.int32),
     "weights_nan": nan_weight,
-    "weight_missing": lambda state: state["model"].pop("transformer.wte.weight") and None,
+    "weight_missing": lambda state: state.update(model={
+        k: v for k, v in state["model"].items() if k != "transformer.wte.weight"}),
     "weight_wrong_shape": set_in(["model", "transformer.wte.weight"], np.zeros((3, 3),
                                                                               np.float32)),
     "rng_garbage": set_in(["rng", "data"], {"bit_generator": "Evil", "state": 5}),
