@@ -132,7 +132,7 @@ def test_the_estimate_beside_a_busy_process_is_within_1_5x_of_the_run(busy_proce
     pass on two BLAS threads beside the busy core, 13x slower than the run's steps, as
     before this estimate followed the load) fails every trial."""
     if busy_process.others >= busy_process.cores or \
-            os.getloadavg()[0] > 2 * busy_process.cores:
+            os.getloadavg()[0] > busy_process.cores + 1:
         pytest.skip(f"other processes saturate the machine already ({busy_process.describe()}"
                     "): the busy process is not the load the estimate is compared beside")
     if not sl.fast.is_fast_enabled():
