@@ -144,8 +144,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On the CPU the rate at 64 dimensions is a fraction of the rate at 128 or 256: at 64 the step is
-# mostly overhead. Beyond that the rate levels off, at what the cores give (on a shared machine,
+# On the CPU the rate at 64 dimensions is below the rate at 128 and 256: at 64 the step is
+# mostly overhead. Beyond that it is bounded by what the cores give (on a shared machine,
 # what its other work leaves them; the numbers above move from run to run). A GPU has far more
 # arithmetic to offer and a larger overhead per op, so it needs even larger arrays to
 # pay off; the measured profile of the library on an H200 (kernel launches per step, the fused

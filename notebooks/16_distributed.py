@@ -338,7 +338,7 @@ plt.show()
 # %% [markdown]
 # Read the projection with care: it keeps this machine's α and β, which are those of two processes
 # talking through shared memory — and on this busy two-core machine a rank also waits for the
-# other to be scheduled, which inflates α far above the microsecond or so of a quiet one. Between
+# other to be scheduled, which can inflate α above the microsecond or so of a quiet one. Between
 # real nodes α is larger (microseconds on InfiniBand, tens of microseconds on Ethernet) and β
 # depends on the network, so the lines show the *shape* — latency dominates small messages and
 # grows with 2(N−1); bandwidth dominates large ones and hardly grows with N — not the times of a

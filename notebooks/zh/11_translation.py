@@ -147,7 +147,7 @@ assert np.allclose(logits_padded.numpy(), logits.numpy(), atol=1e-5)
 # 也是训练 GPT 和 BERT 的那个）在随机抽取的句对批次上训练：AdamW（$\beta = (0.9, 0.98)$，
 # 与论文相同）、学习率先预热再余弦衰减、梯度裁剪，以及**标签平滑** $\varepsilon = 0.1$：
 # 目标分布在参考词元上为 $(1 - \varepsilon)$，再在所有词元上加 $\varepsilon / V$，
-# 防止模型过度自信（也使损失保持在 0 以上）。 1,000 步、每步 32 对，在笔记本电脑 CPU 上约 15 秒。
+# 防止模型过度自信（也使损失保持在 0 以上）。 1,000 步、每步 32 对，所用时间由下面的单元格打印出来。
 
 # %%
 started = time.perf_counter()
