@@ -219,7 +219,7 @@ for name, array in batch._asdict().items():
     print(f"{name:15s} 形状 {array.shape}，类型 {array.dtype}")
 print()
 for row in range(3):
-    print(f"is_next = {batch.nsp_labels[row]}  input : {show(batch.input_ids[row])}")
+    print(f"is_next = {batch.nsp_labels[row]}  输入：{show(batch.input_ids[row])}")
     print("              标签：",
           "".join(show([t]) if t != IGNORE_INDEX else " " for t in batch.mlm_labels[row]))
 

@@ -241,14 +241,14 @@ for hypothesis in ["the cat is on the red mat", "the cat is on"]:
 
 # %%
 scores = {}
-for name, subset in [("training", train_pairs[:100]), ("held-out", held_out)]:
+for name, subset in [("训练集", train_pairs[:100]), ("留出集", held_out)]:
     for width in (1, 4):
         scores[name, width] = run.bleu(subset, beam_width=width)
-        print(f"{name:8s} 句子，束宽 {width}：BLEU {scores[name, width]:5.1f}")
+        print(f"{name}句子，束宽 {width}：BLEU {scores[name, width]:5.1f}")
 print()
 for chinese, english in held_out[:4]:
     print(f"{chinese}   参考译文：{english}\n    模型：{run.translate([chinese], 4)[0]}")
-assert scores["training", 1] > 50 > scores["held-out", 1]
+assert scores["训练集", 1] > 50 > scores["留出集", 1]
 
 # %% [markdown]
 # ## ROUGE
@@ -296,12 +296,12 @@ for name, value in by_hand.items():
     assert math.isclose(value, library[name].fmeasure, rel_tol=1e-9)
 
 rouge_l = {}
-for name, subset in [("training", train_pairs[:50]), ("held-out", held_out)]:
+for name, subset in [("训练集", train_pairs[:50]), ("留出集", held_out)]:
     translations = run.translate([chinese for chinese, _ in subset], 4)
     rouge_l[name] = np.mean([rouge(t, english)["rougeL"].fmeasure
                              for t, (_, english) in zip(translations, subset)])
-    print(f"{name:8s} 句子：平均 ROUGE-L F = {rouge_l[name]:.3f}")
-assert rouge_l["training"] > rouge_l["held-out"]
+    print(f"{name}句子：平均 ROUGE-L F = {rouge_l[name]:.3f}")
+assert rouge_l["训练集"] > rouge_l["留出集"]
 
 # %% [markdown]
 # 模型复现了它 256 个训练句子中的大部分，BLEU 也如实反映——但训练数据上的高 BLEU 只衡量记忆。
