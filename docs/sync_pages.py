@@ -12,7 +12,6 @@ out of date, naming this command).
 """
 
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,4 +91,3 @@ def write():
 
 if __name__ == "__main__":
     write()
-    sys.exit(0)

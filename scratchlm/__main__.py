@@ -36,8 +36,9 @@ def build_parser():
     train = commands.add_parser(
         "train", help="train a GPT on a corpus (default: character-level Shakespeare on CPU)",
         description="Train a GPT. With no flags: the shakespeare-char preset on Shakespeare's "
-                    "plays, a few minutes on a laptop CPU; writes runs/<name>/ with "
-                    "checkpoint.npz, loss.png and config.json, then prints a sample.")
+                    "plays, 1,500 steps (the README gives its measured time); writes "
+                    "runs/<name>/ with checkpoint.npz, loss.png and config.json, then prints a "
+                    "sample.")
     train.add_argument("--preset", choices=sorted(PRESETS),
                        help="model size and its training settings (default: "
                             f"{DEFAULT_PRESET}; a resumed run keeps its own)")

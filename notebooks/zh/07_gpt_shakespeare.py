@@ -177,7 +177,7 @@ q, k, v = (part.reshape(T_line, n_head, -1).transpose(1, 0, 2) for part in np.sp
 scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
 scores = np.where(np.tril(np.ones((T_line, T_line), bool)), scores, -np.inf)
 weights = np.exp(scores - scores.max(-1, keepdims=True))
-weights /= weights.sum(-1, keepdims=True)  # (heads, T, T)
+weights /= weights.sum(-1, keepdims=True)  # (头数, T, T)
 
 merged = (weights @ v).transpose(1, 0, 2).reshape(T_line, -1)
 rebuilt = merged @ last.attn.c_proj.weight.numpy().T + last.attn.c_proj.bias.numpy()
