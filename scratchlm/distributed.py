@@ -125,10 +125,6 @@ def init(backend="mpi"):
                   file=sys.stderr, flush=True)
 
 
-def is_initialized():
-    return _world is not None
-
-
 def _require(what):
     if _world is None:
         raise RuntimeError(f"dist.{what}: call dist.init() first (and start the processes "
