@@ -36,7 +36,7 @@
 # $s_t = 0$ for A and $1$ for B; the NSP classifier reads the final vector of `[CLS]`.
 #
 # We build the data from Shakespeare with `scratchlm.text` and `scratchlm.models.bert`, check
-# each loss by hand, pre-train a tiny BERT for a few seconds, and then watch NSP learn on a
+# each loss by hand, pre-train a tiny BERT for about a minute of CPU, and then watch NSP learn on a
 # corpus whose next sentences can be predicted.
 
 # %%
@@ -342,7 +342,7 @@ assert below_h < 100
 # $\mathcal{L}_\text{MLM}$ falls from $\log V$ below $H$: the model no longer just predicts
 # common characters, it uses the characters around each blank. $\mathcal{L}_\text{NSP}$ stays
 # at $\log 2$ — from a couple of dozen characters of each line, telling a real next line from a
-# random one takes far more training than a few seconds (BERT trained for a million steps of
+# random one takes far more training than this (BERT trained for a million steps of
 # 256 sequences of 512 tokens). How good are the MLM's guesses? On a fresh batch we count the
 # `[MASK]`ed characters it restores, against always guessing the most common character (the
 # space). Then a famous line: we hide each of its characters in turn, one copy of the input per
