@@ -21,9 +21,10 @@
 # 它不经任何针对该任务的训练就能作答。这两种能力都不是编出来的，而是在预训练中学到的。
 # 本篇在小到能当场训练的模型上让这两种能力出现，并与随机猜测对比：
 #
-# 1. 一个 GPT 在“后半段重复前半段”的序列上训练，学会从上下文里复制，而且是突然学会的——损失出现相变
-#    （phase change）；它的注意力头的模式可以直接读出来（Olsson 等 2022 所说的归纳头，
-#    induction head）；
+# 1. 一个两层的 GPT 在随机序列上训练，序列中有一段会重复，而重复的距离每条序列都不同。它学会接着
+#    重复往下写，而且是突然学会的——损失出现相变（phase change）——靠的是一个归纳头（induction
+#    head，Olsson 等 2022）：第二层的一个注意力头找到当前词元上一次出现的位置，读取紧随其后的词元；
+#    第一层的一个头关注前一个词元，为它提供帮助；
 # 2. 一个 BERT 只用掩码语言模型损失，在“每条评论后面跟一句总结”的文本上预训练，
 #    之后借助完形填空提示和标签词映射器（verbalizer）完成分类，而它从未见过一个标签。
 
@@ -48,158 +49,261 @@ started = time.perf_counter()
 SEEDS = [0, 1, 2]
 
 # %% [markdown]
-# ## 重复的随机序列
+# ## 距离随机的重复
 #
-# 每条训练序列先是从 $V = 16$ 个词元中均匀抽取的 $N = 10$ 个词元，然后把这 $N$ 个词元原样再来一遍。
-# 前半段无从预测，最好的损失就是 $\log V$；后半段可以被准确预测，但只能靠读上下文：
-# 每条序列里的词元都是新抽的，没有哪个权重能记住它们。模型在后半段的准确率高于随机猜测（$1/V$），
+# 每条训练序列由 $T = 32$ 个词元组成，每个词元从大小为 $V = 16$ 的词表中均匀抽取。序列中某处有一段
+# 由 $L$ 个互不相同的词元组成的片段 $A$，紧接着又是一遍 $A$：$L$ 在 8 到 14 之间随机抽取，$A$ 的起点
+# 也是随机的。序列里没有任何东西能存进权重（词元每次都是新抽的），在第二遍副本之外，最好的损失就是
+# $\log V$。在第二遍副本里，从它的第二个词元起，下一个词元是完全确定的——前提是模型能找到当前词元
+# 上一次出现的位置，并读出紧随其后的那个词元。“复制 $k$ 个位置之前的词元”这类规则做不到，因为
+# $k = L$ 每条序列都不同，重复从哪里开始也不同。模型在这里的准确率高于随机猜测（$1/V$），
 # 就是最朴素的上下文学习。
+#
+# 三条序列（方括号里是重复使之可以预测的词元）：
 
 # %%
-V, N = 16, 10
+V, T = 16, 32  # 词表大小，序列长度
+LENGTHS = np.arange(8, 15)  # 重复片段可能的长度 L
 
 
-def repeated_sequences(rng, size):
-    half = rng.integers(0, V, (size, N))
-    sequence = np.concatenate([half, half], axis=1)
-    return sequence[:, :-1], sequence[:, 1:]  # 输入，下一个词元的目标
+def repeat_at_random_distance(rng, size):
+    """size 条随机词元序列，每条里有一段 L 个互不相同的词元（L 取自 LENGTHS），从随机位置开始，
+    紧接着再重复一遍。返回输入、下一个词元的目标，以及重复使之可以预测的那些目标的掩码。"""
+    tokens = rng.integers(0, V, (size, T + 1))
+    in_repeat = np.zeros((size, T), bool)
+    for row in range(size):
+        length = rng.choice(LENGTHS)
+        start = rng.integers(0, T + 2 - 2 * length)
+        tokens[row, start:start + 2 * length] = np.tile(rng.permutation(V)[:length], 2)
+        in_repeat[row, start + length:start + 2 * length - 1] = True  # 副本的第 2 个词元起
+    return tokens[:, :-1], tokens[:, 1:], in_repeat
 
 
-x_probe, y_probe = repeated_sequences(np.random.default_rng(99), 256)
-in_context = np.zeros(y_probe.shape, bool)
-in_context[:, N - 1:] = True  # 重复段内的目标（第一个重复的是第 0 个词元）
+def next_token_loss(model, batch):
+    inputs, targets, _ = batch
+    return model(inputs, targets)[1]
 
 
-def probe(model, x, y, mask):
-    """mask 为 True 处与为 False 处下一个词元预测的（损失，准确率）。"""
-    with sl.no_grad():
-        log_p = F.log_softmax(model(x)[0]).numpy()
-    nll = -np.take_along_axis(log_p, y[..., None], -1)[..., 0]
-    hit = log_p.argmax(-1) == y
-    return nll[mask].mean(), hit[mask].mean(), nll[~mask].mean(), hit[~mask].mean()
-
-
-def train_gpt(draw, block_size, n_layer, n_head, n_embd, steps, seed, probe_batch):
-    """在 draw 生成的序列上训练的 GPT；返回模型和每 10 步一次的探测结果。"""
-    sl.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                          n_embd=n_embd))
-    curve = [(0, *probe(model, *probe_batch))]
-
-    def record(trainer, loss):
-        if trainer.step % 10 == 0:
-            curve.append((trainer.step, *probe(model, *probe_batch)))
-
-    config = TrainConfig(max_steps=steps, batch_size=32, learning_rate=3e-3, warmup_steps=20,
-                         weight_decay=0.0, seed=seed)
-    Trainer(model, draw, None, config).train(progress=False, on_step=record)
-    return model, np.array(curve)
-
-
-runs = {seed: train_gpt(repeated_sequences, 2 * N - 1, 2, 1, 32, 300, seed,
-                        (x_probe, y_probe, in_context)) for seed in SEEDS}
-chance = 1 / V
-print(f"随机猜测：准确率 {chance:.3f}，损失 log V = {np.log(V):.3f}")
-for seed, (_, curve) in runs.items():
-    print(f"种子 {seed}：重复段上的准确率 训练前 {curve[0, 2]:.3f}，"
-          f"训练后 {curve[-1, 2]:.3f}；前半段上训练后 {curve[-1, 4]:.3f}")
-
-# %%
-before = np.array([curve[0, 2] for _, curve in runs.values()])
-after = np.array([curve[-1, 2] for _, curve in runs.values()])
-first_half = np.array([curve[-1, 4] for _, curve in runs.values()])
-assert (before < 2 * chance).all() and (after > 0.95).all()
-assert (np.abs(first_half - chance) < 0.05).all()  # 那里无可学习：仍是随机水平
-leaves = np.array([curve[np.argmax(curve[:, 1] < np.log(V) - 0.1), 0]
-                   for _, curve in runs.values()])
-low = np.array([curve[np.argmax(curve[:, 1] < 0.5), 0] for _, curve in runs.values()])
-for seed, start, end, (_, curve) in zip(SEEDS, leaves, low, runs.values()):
-    print(f"种子 {seed}：重复段上的损失在第 {start:.0f} 步离开 log V，"
-          f"在第 {end:.0f} 步降到 0.5 以下；前半段的损失最高到 {curve[:, 3].max():.2f}")
-assert (leaves >= 20).all() and (low - leaves <= 150).all()  # 先是平台期，然后迅速下降
-
-fig, ax = plt.subplots(figsize=(8, 3.6))
-for seed, (_, curve) in runs.items():
-    ax.plot(curve[:, 0], curve[:, 1], color="C0", alpha=0.8,
-            label="重复段上的损失（上下文中）" if seed == 0 else None)
-    ax.plot(curve[:, 0], curve[:, 3], color="C1", alpha=0.8,
-            label="前半段上的损失" if seed == 0 else None)
-ax.axhline(np.log(V), ls="--", c="gray", label="log V（均匀猜测）")
-ax.set(xlabel="训练步数", ylabel="交叉熵（奈特）",
-       title=f"{len(SEEDS)} 个随机种子：先停在 log V，然后骤降")
-ax.legend()
-ax.grid(alpha=0.3)
-plt.show()
+x_probe, y_probe, in_repeat = repeat_at_random_distance(np.random.default_rng(99), 256)
+for row in range(3):
+    print(f"{x_probe[row, 0]:3d} " + " ".join(f"[{t:2d}]" if predictable else f" {t:2d} "
+                                             for t, predictable in zip(y_probe[row],
+                                                                       in_repeat[row])))
 
 # %% [markdown]
-# 重复段上的损失在最初几十步停在 $\log V$——模型只预测词元频率，别的什么也没学到——然后在大约一百步内
-# 降到 0.5 奈特以下（步数打印在上面）。曲线有两个阶段，中间只隔一个很短的过渡，这就是相变；
-# 每个随机种子都在差不多同一步发生。前半段的损失在学习复制的过程中一度升到 $\log V$ 以上（模型还不确
-# 定重复从哪里开始，在没有重复的地方也预期重复），随后回到 $\log V$：那里没有什么可学的。
-#
-# ## 注意力头在读什么
-#
-# 每一层的注意力权重 $A = \operatorname{softmax}(QK^\top/\sqrt{d} + M)$，像第 7 篇那样由该层自己的权
-# 重重新算出，画在一条序列上（行：做预测的位置；列：它读取的位置）：
+# 模型是 scratchlm 的 GPT：两个块，每块一个注意力头，宽 32（块里保留了宽 128 的 MLP），用 Adam
+# 以恒定学习率 $10^{-3}$ 训练，不用权重衰减，每批 32 条新抽的序列，共 1,500 步。每 50 步在 256 条
+# 固定序列上探测一次：重复段上和其他位置上的损失与准确率，以及最后一层那个头的*归纳分数*——
+# 重复段中的查询 $i$ 放在这样一些键 $j + 1$ 上的注意力权重：它们的前一个词元就是查询自己的词元
+# （$x_j = x_i$，$j < i$），也就是归纳头要读的那些词元。注意力权重像第 7 篇那样由该层自己的权重
+# 重新算出（这里还与该层的输出核对）。
 
 # %%
+STEPS, PROBE_EVERY = 1500, 50
+
+
 def attention_maps(model, ids):
-    """一条词元序列在每一层上的注意力权重 (heads, T, T)。"""
+    """词元 ids (B, T) 在每一层上的注意力权重 (B, heads, T, T)，由该层自己的权重重新算出；
+    并核对它们能重建该层的输出。"""
     maps = []
-    T = ids.shape[1]
+    B, T_ids = ids.shape
+    causal = np.tril(np.ones((T_ids, T_ids), bool))
     with sl.no_grad():
-        h = model.transformer.wte(ids) + model.transformer.wpe(np.arange(T))
+        h = model.transformer.wte(ids) + model.transformer.wpe(np.arange(T_ids))
         for block in model.transformer.h:
-            qkv = block.attn.c_attn(block.ln_1(h)).numpy()[0]
-            heads = block.attn.num_heads
-            q, k, _ = (part.reshape(T, heads, -1).transpose(1, 0, 2)
-                       for part in np.split(qkv, 3, -1))
-            scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
-            scores = np.where(np.tril(np.ones((T, T), bool)), scores, -np.inf)
+            x_ln = block.ln_1(h)
+            q, k, v = (part.reshape(B, T_ids, block.attn.num_heads, -1).transpose(0, 2, 1, 3)
+                       for part in np.split(block.attn.c_attn(x_ln).numpy(), 3, -1))
+            scores = np.where(causal, q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1]),
+                              -np.inf)
             weights = np.exp(scores - scores.max(-1, keepdims=True))
-            maps.append(weights / weights.sum(-1, keepdims=True))
+            weights /= weights.sum(-1, keepdims=True)
+            rebuilt = block.attn.c_proj((weights @ v).transpose(0, 2, 1, 3).reshape(B, T_ids, -1))
+            assert np.allclose(rebuilt.numpy(), block.attn(x_ln, is_causal=True).numpy(),
+                               atol=1e-4)
+            maps.append(weights)
             h = block(h)
     return maps
 
 
-def copy_score(weights, offset):
-    """t ≥ offset 处的每个查询放在键 t - offset + 1 上的平均权重：offset 个位置之前
-    当前词元那次出现之后的词元。"""
-    T = weights.shape[-1]
-    return weights[..., np.arange(offset, T), np.arange(1, T - offset + 1)].mean(-1)
+def induction_score(weights, ids, mask):
+    """每个头：查询 i（mask 为 True 处）放在满足 x_j = x_i、j < i 的键 j + 1 上的注意力权重，
+    即它的词元之前每次出现之后的那些词元，对查询取平均。"""
+    before = np.concatenate([np.full((len(ids), 1), -1), ids[:, :-1]], axis=1)  # x_(k-1)
+    follows_same = (before[:, None, :] == ids[:, :, None]) & np.tril(
+        np.ones(weights.shape[-2:], bool))
+    return (weights * follows_same[:, None]).sum(-1).transpose(1, 0, 2)[:, mask].mean(-1)
 
 
-model = runs[0][0]
-sequence = x_probe[:1]
-maps = attention_maps(model, sequence)
-labels = [str(t) for t in sequence[0]]
-for layer, weights in enumerate(maps):
-    print(f"第 {layer} 层：放在前一次出现之后那个词元上的权重 "
-          f"{copy_score(weights, N).round(2)}")
-viz.attention_heatmap(np.concatenate(maps), labels, labels,
-                      title="重复序列（种子 0）", head_names=["第 0 层", "第 1 层"],
-                      lang=LANG)
+def previous_token_score(weights):
+    """每个头：查询放在紧挨着它的前一个词元上的平均注意力权重。"""
+    T_ids = weights.shape[-1]
+    return weights[..., np.arange(1, T_ids), np.arange(T_ids - 1)].mean((0, 2))
 
-# %% [markdown]
-# 复制是第 0 层做的：从后半段开始，它的权重落在前半段同一位置之后的那个词元上。这是按*位置*复制：
-# 重复总是从 $N$ 个词元之前开始，所以“读 $N - 1$ 个位置之前的词元”不看任何词元内容就能解决这个任务。
-# 一层的模型也做得到：
+
+def probe(model):
+    """探测序列上重复段与其他位置的损失和准确率，以及最后一层各头中最高的归纳分数。"""
+    with sl.no_grad():
+        log_p = F.log_softmax(model(x_probe)[0]).numpy()
+    nll = -np.take_along_axis(log_p, y_probe[..., None], -1)[..., 0]
+    hit = log_p.argmax(-1) == y_probe
+    last_layer = attention_maps(model, x_probe[:64])[-1]
+    return (nll[in_repeat].mean(), hit[in_repeat].mean(), nll[~in_repeat].mean(),
+            hit[~in_repeat].mean(), induction_score(last_layer, x_probe[:64],
+                                                    in_repeat[:64]).max())
+
+
+def train_gpt(n_layer, seed):
+    """在 repeat_at_random_distance 上训练的、n_layer 个单头块的 GPT；返回模型和每
+    PROBE_EVERY 步一次的探测结果（步数，探测的五个数）。"""
+    sl.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=n_layer, n_head=1, n_embd=32))
+    curve = [(0, *probe(model))]
+
+    def record(trainer, loss):
+        if trainer.step % PROBE_EVERY == 0:
+            curve.append((trainer.step, *probe(model)))
+
+    config = TrainConfig(max_steps=STEPS, batch_size=32, learning_rate=1e-3, warmup_steps=0,
+                         min_lr_ratio=1.0, weight_decay=0.0, seed=seed)
+    Trainer(model, repeat_at_random_distance, None, config,
+            loss_fn=next_token_loss).train(progress=False, on_step=record)
+    return model, np.array(curve)
+
+
+runs = {seed: train_gpt(2, seed) for seed in SEEDS}
+chance = 1 / V
+print(f"随机猜测：准确率 1/V = {chance:.3f}，损失 log V = {np.log(V):.3f}")
+for seed, (_, curve) in runs.items():
+    print(f"种子 {seed}：重复段上的准确率 训练前 {curve[0, 2]:.3f}，"
+          f"训练后 {curve[-1, 2]:.3f}（损失 {curve[-1, 1]:.2f}）；其他位置训练后 {curve[-1, 4]:.3f}"
+          f"（损失 {curve[-1, 3]:.2f}）；归纳分数 "
+          f"训练前 {curve[0, 5]:.2f}，训练后 {curve[-1, 5]:.2f}")
 
 # %%
-one_layer, one_curve = train_gpt(repeated_sequences, 2 * N - 1, 1, 1, 32, 300, 0,
-                                 (x_probe, y_probe, in_context))
-print(f"一层：重复段上的准确率 {one_curve[-1, 2]:.3f}；放在前一次出现之后"
-      f"那个词元上的权重 {copy_score(attention_maps(one_layer, sequence)[0], N)[0]:.2f}")
-assert one_curve[-1, 2] > 0.95
+before = np.array([curve[0, 2] for _, curve in runs.values()])
+after = np.array([curve[-1, 2] for _, curve in runs.values()])
+elsewhere = np.array([curve[-1, 4] for _, curve in runs.values()])
+assert (before < 2 * chance).all() and (after > 0.9).all()
+assert (np.abs(elsewhere - chance) < 0.03).all()  # 那里无可学习：仍是随机水平
+# 相变：重复段上准确率低于 40% 的最后一次探测，与高于 85% 的第一次探测
+low = np.array([curve[curve[:, 2] < 0.4, 0].max() for _, curve in runs.values()])
+high = np.array([curve[curve[:, 2] > 0.85, 0].min() for _, curve in runs.values()])
+for seed, start, end, (_, curve) in zip(SEEDS, low, high, runs.values()):
+    (_, loss_start, *_, score_start), (_, loss_end, *_, score_end) = (
+        curve[curve[:, 0] == step][0] for step in (start, end))
+    print(f"种子 {seed}：重复段上的准确率到第 {start:.0f} 步为止低于 40%，从第 {end:.0f} 步起"
+          f"高于 85%；其间它的损失从 {loss_start:.2f} 降到 "
+          f"{loss_end:.2f} 奈特，归纳分数从 {score_start:.2f} 升到 {score_end:.2f}")
+assert (low >= 500).all() and (high - low <= 400).all()  # 长时间的等待，然后迅速转变
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+for seed, (_, curve) in runs.items():
+    left.plot(curve[:, 0], curve[:, 1], color="C0", alpha=0.8,
+              label="重复段上的损失" if seed == 0 else None)
+    left.plot(curve[:, 0], curve[:, 3], color="C1", alpha=0.8,
+              label="其他位置的损失" if seed == 0 else None)
+    right.plot(curve[:, 0], curve[:, 5], color="C2", alpha=0.8,
+               label="归纳分数（第 2 层）" if seed == 0 else None)
+    right.plot(curve[:, 0], curve[:, 2], color="C0", alpha=0.8, ls=":",
+               label="重复段上的准确率" if seed == 0 else None)
+left.axhline(np.log(V), ls="--", c="gray", label="log V（均匀猜测）")
+left.set(xlabel="训练步数", ylabel="交叉熵（奈特）",
+         title=f"{len(SEEDS)} 个随机种子：重复段上的损失")
+right.axhline(chance, ls="--", c="gray", label="随机猜测 1/V")
+right.set(xlabel="训练步数", ylim=(0, 1.02),
+          title="归纳头在骤降期间形成")
+for axis in (left, right):
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
-# 真正的归纳头是按*内容*找到之前的出现位置的，距离任意：“找到当前词元上一次出现的地方，
-# 预测紧随其后的那个词元”。一层注意力表达不了这条规则（一个头可以匹配当前词元，
-# 但读到的是那次出现本身，而不是它的后继）；两层可以：第一层的一个头把每个词元的前一个词元复制到它的
-# 位置上（前一词元头），第二层的一个头再拿当前词元去匹配这些“前一个词元”。我们试过让重复出现在随机距
-# 离上（互不相同的词元，重复之前放随机词元），用两层、每层两个头、宽 64 的模型：训练 1,500 步后，
-# 它在重复段上的损失仍没有离开平台期。 Olsson 等人看到归纳头在数十亿个词元之后形成，
-# 而我们的模型只见过大约一百万个。练习 1 请你测出这里需要多久。
+# 训练前的准确率低于随机猜测：未训练的 GPT 的输出层就是它的词元嵌入（权重共享），所以它多半预测
+# 自己正在读的那个词元，而在一段互不相同的词元里，这个词元从来不是下一个。它在那里的损失是
+# $\log V$。
+#
+# 重复段上的损失在最初几百步停在 $\log V$，然后缓慢下降，这期间准确率一直低于 40%，归纳分数低于
+# 0.25；接着在大约 250 步之内，损失下降约一个奈特，准确率从 40% 升过 85%，归纳分数升到 0.7 左右
+# （每个随机种子的步数打印在上面）。这次骤降就是相变，它发生在哪一步因种子而异（这里在第 850 到
+# 1,350 步之间），而归纳头正是在骤降期间形成的——Olsson 等人在大模型里看到的也是这样。其他位置的
+# 损失最后略*高于* $\log V$，可能是因为某个词元偶然再次出现时，模型会预测一个并不会到来的后续。
+#
+# ## 注意力头在读什么
+#
+# 每一层那个头的归纳分数和前一词元分数，在全部 256 条探测序列上，分别对三个训练好的模型和一个
+# 未训练的模型：
+
+# %%
+def head_scores(model):
+    """每一层那个头在探测序列上的（前一词元分数，归纳分数）。"""
+    maps = attention_maps(model, x_probe)
+    return [(previous_token_score(w)[0], induction_score(w, x_probe, in_repeat)[0])
+            for w in maps]
+
+
+sl.manual_seed(0)
+fresh = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=1, n_embd=32))
+scores = {"未训练": head_scores(fresh)} | {
+    f"种子 {seed}": head_scores(model) for seed, (model, _) in runs.items()}
+for name, layers in scores.items():
+    print(f"{name:>5}：" + "；".join(
+        f"第 {n} 层 前一词元 {previous:.2f}，归纳 {induction:.2f}"
+        for n, (previous, induction) in enumerate(layers, start=1)))
+trained = np.array([scores[f"种子 {seed}"] for seed in SEEDS])  # (种子, 层, 分数)
+assert (trained[:, 1, 1] > 0.7).all() and (trained[:, 0, 1] < 0.1).all()
+assert (trained[:, 0, 0] > 2 * scores["未训练"][0][0]).all()
+
+# %% [markdown]
+# 在每个训练好的模型里，第 2 层的头都把大部分权重（0.83–0.88，未训练时 0.06）放在当前词元之前每次
+# 出现之后的那些词元上；第 1 层的头放在前一个词元上的权重是未训练时的三倍（0.30–0.33，未训练时
+# 0.10），而它自己的归纳分数为零。这样的分工就是归纳电路：第 1 层把前一个词元的一部分信息加到每个
+# 位置上；第 2 层由当前词元 $x_i$ 得到的查询，去匹配前一个词元 $x_j$ 与它相同的那个位置 $j + 1$ 上的
+# 键，而这个键对应的值带着 $x_{j+1}$，也就是预测。距离 $i - j$ 从头到尾都没有参与。
+#
+# 一条探测序列上的这两个头（种子 0；行：做预测的位置，列：它读取的位置；红圈标在重复段的行上：
+# 该行词元之前每次出现之后的那些词元）：
+
+# %%
+model, row = runs[0][0], 0
+ids = x_probe[row:row + 1]
+maps = attention_maps(model, ids)
+labels = [str(t) for t in ids[0]]
+figure = viz.attention_heatmap(np.concatenate([w[0] for w in maps]), labels, labels,
+                               title="种子 0，一条探测序列",
+                               head_names=["第 1 层：紧挨着之前的词元",
+                                           "第 2 层：归纳"],
+                               lang=LANG)
+previous = np.concatenate([[-1], ids[0, :-1]])
+queries, keys = np.nonzero((previous[None, :] == ids[0][:, None])
+                           & np.tril(np.ones((T, T), bool)) & in_repeat[row][:, None])
+figure.axes[1].scatter(keys, queries, s=40, facecolors="none", edgecolors="red")
+figure  # noqa: B018 （单元格显示它最后一个值：这幅图）
+
+# %% [markdown]
+# 第 1 层的头并不是单纯的前一词元头：它把权重分散在当前词元和它之前的几个词元上，距离越远权重
+# 越小。第 2 层的头在第二遍副本里，每一行几乎把全部权重都放在一个红圈上——第一遍副本里的那个，
+# 位于主对角线左边 $L - 1$ 列的一条对角线上。对那条对角线以外的红圈（该行的词元碰巧在序列更早处
+# 也出现过），它几乎不放权重，可能是因为这种出现之前的词元与查询之前的词元不同，而第 1 层把不止
+# 一个之前的词元混进了每个键。
+#
+# 第 2 层的头离不开第 1 层：位置 $j + 1$ 上的键要能和查询的词元匹配，就得带着它前一个词元的信息，
+# 而只有更早的一层注意力能把这个信息放进去。对照实验：同样的数据、步数和种子，只用一个块而不是两个。
+
+# %%
+one_layer, one_curve = train_gpt(1, 0)
+one_scores = head_scores(one_layer)[0]
+print(f"一层，{STEPS} 步：重复段上的准确率 {one_curve[-1, 2]:.3f}（随机猜测 "
+      f"{chance:.3f}，两层 {after.min():.3f}–{after.max():.3f}）；重复段上的损失 "
+      f"{one_curve[-1, 1]:.2f} 奈特（log V = {np.log(V):.2f}）；它那个头的归纳分数 "
+      f"{one_scores[1]:.2f}")
+assert one_curve[-1, 2] < 0.25 and one_scores[1] < 0.1
+
+# %% [markdown]
+# 只有一层时，重复段上的准确率停在随机水平附近，它那个头的归纳分数接近零：序列里没有任何东西
+# 告诉模型重复从多远之前开始，而一层注意力无法按内容找到它。两层模型的上下文复制，靠的是两个头的
+# 组合。
 
 # %% [markdown]
 # ## 完形填空提示与标签词映射器
@@ -299,14 +403,16 @@ positions = np.arange(len(SEEDS))
 left.bar(positions - 0.2, before, 0.4, label="未训练")
 left.bar(positions + 0.2, after, 0.4, label="训练后")
 left.axhline(chance, ls="--", c="gray", label="随机猜测 1/V")
-left.set(title="GPT：重复段上下一个词元的准确率", ylabel="准确率", ylim=(0, 1.05))
+left.set(title="GPT：重复段上下一个词元的准确率", ylabel="准确率",
+         ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
 right.bar(positions - 0.2, cloze_before, 0.4, label="未训练")
 right.bar(positions + 0.2, cloze_after, 0.4, label="预训练后（只用掩码语言模型）")
 right.axhline(0.5, ls="--", c="gray", label="随机猜测 1/2")
-right.set(title="BERT：完形填空提示 + 标签词映射器", ylim=(0, 1.05))
+right.set(title="BERT：完形填空提示 + 标签词映射器",
+          ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
 for axis in (left, right):
     axis.set_xticks(positions, [f"种子 {seed}" for seed in SEEDS])
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="upper center", ncol=3, fontsize=8)
 fig.tight_layout()
 plt.show()
 print(f"本篇运行了 {time.perf_counter() - started:.0f} 秒")
@@ -319,17 +425,17 @@ print(f"本篇运行了 {time.perf_counter() - started:.0f} 秒")
 #
 # ## 小结
 #
-# * 上下文学习是用到了只存在于上下文中的信息的预测。在重复随机序列上训练的 GPT 从随机水平走到完全正
-#   确的复制，中间经过平台期和损失的骤降（相变），复制由一个注意力头完成。
-# * 在我们的重复序列里，副本总在同一距离上，所以这个头按位置就能找到它（一层就够）；归纳头则按内容、
-#   在任意距离上找到它，这需要两层注意力组合起来。
+# * 上下文学习是用到了只存在于上下文中的信息的预测。一个两层的 GPT 在含有距离随机的重复的随机序列上
+#   训练，从随机水平走到能接着重复往下写（这里 93–97%），中间经过平台期和损失的骤降（相变）。
+# * 这次骤降就是归纳头的形成：第 2 层的一个头关注当前词元上一次出现之后的那个词元，它建立在第 1 层
+#   一个关注前一个词元的头之上。同样数据上的一层模型停在随机水平附近。
 # * 掩码语言模型的预训练文本让空位可以预测之后，完形填空提示加标签词映射器不用任何标签训练就能分类；
 #   未训练时，它只有随机水平。
 #
 # ## 练习
 #
-# 1. 让重复从随机位置开始（前面放随机词元）。一层的模型还能复制吗？两层的模型需要多少步，
-#    它的各个头在读什么？
+# 1. 把重复的长度固定（L = 10），起点也固定（位置 0），让副本总在 L 个词元之前。一层的模型现在
+#    能复制吗？它的头看向哪里？再允许片段内出现重复的词元：是什么限制了两层模型的准确率？
 # 2. 把模板换成预训练文本里从未出现过的样子（例如把总结字放到评论前面）。完形填空准确率变成多少？
 # 3. 交换标签词映射器的两个字。你预期准确率是多少？为什么这是一个有用的检查？
 # 4. 课程第 12 周（`notebooks/COURSE.zh.md`）；与本篇相关的 `scratchlm.exercises` 练习：
