@@ -301,10 +301,14 @@ class Trainer:
         self.step_time = StepTimeEstimate(seconds, use)
         return seconds
 
-    def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None):
+    def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None,
+              on_validate=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
         returns the history. ``on_step(trainer, loss)``, if given, is called after every
-        step (e.g. to log). Tunes the process for training first
+        step (e.g. to log). After each validation the loop prints ``step N: validation loss
+        L (perplexity P)``; ``on_validate(trainer, val_loss)``, if given, is called instead
+        (to report it otherwise: in another language, to a log; data-parallel, on every
+        rank). Tunes the process for training first
         (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse),
         and every two seconds fits BLAS's and the fast layer's threads to the cores other
         processes leave free (:class:`scratchlm.fast.ThreadsFollowLoad`).
@@ -350,7 +354,7 @@ class Trainer:
                     on_step(self, loss)
                 if self.val_data is not None and (self.step % cfg.eval_interval == 0
                                                   or self.step == cfg.max_steps):
-                    self._validate(bar)
+                    self._validate(bar, on_validate)
                 if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
                                                  or self.step == last):
                     self.save()
@@ -427,11 +431,13 @@ class Trainer:
             figures["left"] = format_duration(left)
         return figures
 
-    def _validate(self, bar):
+    def _validate(self, bar, on_validate=None):
         val = self.evaluate()
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
-        if dist.rank() == 0:
+        if on_validate is not None:
+            on_validate(self, val)
+        elif dist.rank() == 0:
             bar.write(f"step {self.step}: validation loss {val:.4f} "
                       f"(perplexity {perplexity(val):.2f})")
         sys.stdout.flush()  # show it now even when stdout is a file
