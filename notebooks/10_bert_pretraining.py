@@ -503,7 +503,7 @@ assert on_topic > 0.8
 # * BERT's loss is $\mathcal{L}_\text{MLM} + \lambda\,\mathcal{L}_\text{NSP}$; the MLM predicts
 #   15% of the tokens, corrupted 80/10/10, from both sides of each blank.
 # * A short run takes the MLM below the character frequencies' entropy; NSP stays at chance on
-#   Shakespeare and learns at once when the pairs carry a signal (the toy topics).
+#   Shakespeare and learns within 100–200 steps when the pairs carry a signal (the toy topics).
 #
 # ## Exercises
 #

@@ -258,7 +258,7 @@ for ranks in (1, 2):
     print(f"{ranks} rank(s): compute {step_times[ranks]['compute'] * 1e3:.0f} ms, "
           f"all-reduce {step_times[ranks]['all-reduce'] * 1e3:.0f} ms")
 
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(7, 3))
 ranks = list(step_times)
 compute = [step_times[n]["compute"] * 1e3 for n in ranks]
 reduce_ms = [step_times[n]["all-reduce"] * 1e3 for n in ranks]
@@ -267,7 +267,8 @@ ax.bar([str(n) for n in ranks], reduce_ms, bottom=compute, label="gradient all-r
 ax.set_xlabel("ranks (1 thread each), global batch 16")
 ax.set_ylabel("ms per step")
 ax.set_title("Time per step against the number of ranks")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -323,7 +324,7 @@ for nodes in (2, 8, 64):
     print(f"projection, {nodes:>2} nodes: all-reduce of the step's {gradient_bytes / 1e6:.1f} MB "
           f"of gradients ≈ {ring_time(gradient_bytes, nodes) * 1e3:.2f} ms")
 
-fig, ax = plt.subplots(figsize=(6, 3.6))
+fig, ax = plt.subplots(figsize=(8.5, 3.6))
 ax.loglog(sizes, seconds * 1e6, "o", color="black", label="measured, 2 ranks")
 grid = np.logspace(np.log10(sizes[0]), np.log10(sizes[-1]), 50)
 ax.loglog(grid, ring_time(grid, 2) * 1e6, label="fit: 2α + nβ")
@@ -333,7 +334,8 @@ for nodes, style in ((8, "--"), (64, ":")):
 ax.set_xlabel("message size (bytes)")
 ax.set_ylabel("all-reduce time (µs)")
 ax.set_title("α–β model: measured on 2 ranks, projected (not measured) to 8 and 64")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]

@@ -259,7 +259,7 @@ for ranks in (1, 2):
     print(f"{ranks} 个 rank：计算 {step_times[ranks]['compute'] * 1e3:.0f} 毫秒，"
           f"梯度全归约 {step_times[ranks]['all-reduce'] * 1e3:.0f} 毫秒")
 
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(7, 3))
 ranks = list(step_times)
 compute = [step_times[n]["compute"] * 1e3 for n in ranks]
 reduce_ms = [step_times[n]["all-reduce"] * 1e3 for n in ranks]
@@ -268,7 +268,8 @@ ax.bar([str(n) for n in ranks], reduce_ms, bottom=compute, label="梯度全归�
 ax.set_xlabel("进程数（每个 1 个线程），全局批量 16")
 ax.set_ylabel("每步毫秒数")
 ax.set_title("每步时间与进程数")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -323,7 +324,7 @@ for nodes in (2, 8, 64):
     print(f"推算，{nodes:>2} 个节点：全归约一步的 {gradient_bytes / 1e6:.1f} MB 梯度 "
           f"≈ {ring_time(gradient_bytes, nodes) * 1e3:.2f} ms")
 
-fig, ax = plt.subplots(figsize=(6, 3.6))
+fig, ax = plt.subplots(figsize=(8.5, 3.6))
 ax.loglog(sizes, seconds * 1e6, "o", color="black", label="实测，2 个进程")
 grid = np.logspace(np.log10(sizes[0]), np.log10(sizes[-1]), 50)
 ax.loglog(grid, ring_time(grid, 2) * 1e6, label="拟合：2α + nβ")
@@ -333,7 +334,8 @@ for nodes, style in ((8, "--"), (64, ":")):
 ax.set_xlabel("消息大小（字节）")
 ax.set_ylabel("全归约时间（µs）")
 ax.set_title("α–β 模型：2 个进程上实测，8 个和 64 个节点为推算（未实测）")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
