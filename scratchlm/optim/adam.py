@@ -16,7 +16,7 @@ m is updated as m + (1 − β₁)(g − m) (``lerp``), and the last line divides
 import math
 
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_real
+from scratchlm.checks import bad_argument, check_real
 from scratchlm.optim.optimizer import Optimizer
 
 
@@ -29,11 +29,12 @@ class Adam(Optimizer):
 
     def check_hyperparameters(self, group, where):
         check_real(where, "lr", group["lr"], 0)
-        check_real(where, "eps", group["eps"], 0)
+        check_real(where, "eps", group["eps"], 0, low_open=True,
+                   hint="(added to √v so the step never divides by 0, e.g. 1e-8)")
         check_real(where, "weight_decay", group["weight_decay"], 0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}")
+            raise bad_argument(where, "betas", betas, "a pair (beta1, beta2), e.g. (0.9, 0.999)")
         check_real(where, "betas[0]", betas[0], 0, 1, high_open=True)
         check_real(where, "betas[1]", betas[1], 0, 1, high_open=True)
 
