@@ -218,7 +218,6 @@ CASES = {
                               "TransformerEncoderLayer"),
     "decoder_layer_dropout": (lambda: nn.TransformerDecoderLayer(8, 2, dropout=2.0),
                               "TransformerDecoderLayer"),
-    "sinusoidal_odd": (lambda: nn.SinusoidalPositionalEncoding(7), "SinusoidalPositionalEncoding"),
     "sinusoidal_max_len": (lambda: nn.SinusoidalPositionalEncoding(8, max_len=0),
                            "SinusoidalPositionalEncoding"),
     "load_state_dict_list": (lambda: nn.Linear(3, 2).load_state_dict([1, 2]),

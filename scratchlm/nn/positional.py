@@ -6,7 +6,7 @@ the position of x's first step (non-zero when decoding one token at a time with 
 
 import numpy as np
 
-from scratchlm.checks import bad_argument, check_int
+from scratchlm.checks import check_int
 from scratchlm.errors import ArgumentError
 from scratchlm.nn import init
 from scratchlm.nn.module import Module, Parameter
@@ -15,8 +15,8 @@ from scratchlm.nn.module import Module, Parameter
 def _check_positions(layer, x, offset, d_model, max_len):
     check_int(layer, "offset", offset, 0, hint="(the position of x's first step)")
     if x.ndim != 3 or x.shape[-1] != d_model:
-        raise ArgumentError(f"{layer}: input of shape {x.shape} should be (batch, time, "
-                            f"{d_model})")
+        raise ValueError(f"{layer}: input of shape {x.shape} should be (batch, time, "
+                         f"{d_model})")
     if offset + x.shape[1] > max_len:
         raise ArgumentError(f"{layer}: positions {offset}..{offset + x.shape[1] - 1} are beyond "
                             f"max_len={max_len}", where=layer, name="offset", value=offset)
@@ -45,11 +45,7 @@ class SinusoidalPositionalEncoding(Module):
 
     def __init__(self, d_model, max_len=5000):
         super().__init__()
-        d_model = check_int("SinusoidalPositionalEncoding", "d_model", d_model, 2)
-        if d_model % 2:
-            raise bad_argument("SinusoidalPositionalEncoding", "d_model", d_model,
-                               "an even integer ≥ 2", "each frequency takes two features, "
-                               f"a sine and a cosine: try {d_model - 1} or {d_model + 1}")
+        d_model = check_int("SinusoidalPositionalEncoding", "d_model", d_model, 1)
         max_len = check_int("SinusoidalPositionalEncoding", "max_len", max_len, 1)
         self.d_model, self.max_len = d_model, max_len
         self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)

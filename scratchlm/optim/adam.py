@@ -16,7 +16,8 @@ m is updated as m + (1 − β₁)(g − m) (``lerp``), and the last line divides
 import math
 
 from scratchlm.backend import get_array_module
-from scratchlm.checks import bad_argument, check_real
+from scratchlm.checks import check_real
+from scratchlm.errors import ArgumentError
 from scratchlm.optim.optimizer import Optimizer
 
 
@@ -34,7 +35,8 @@ class Adam(Optimizer):
         check_real(where, "weight_decay", group["weight_decay"], 0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise bad_argument(where, "betas", betas, "a pair (beta1, beta2), e.g. (0.9, 0.999)")
+            raise ArgumentError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}",
+                                where=where, name="betas", value=betas)
         check_real(where, "betas[0]", betas[0], 0, 1, high_open=True)
         check_real(where, "betas[1]", betas[1], 0, 1, high_open=True)
 
