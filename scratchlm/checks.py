@@ -76,20 +76,22 @@ def check_int(where, name, value, low=None, high=None, *, optional=False, hint="
     the expectation, e.g. ``"(the number of attention heads)"``."""
     if optional and value is None:
         return None
+    if not is_integer(value):
+        raise bad_argument(where, name, value, _int_expected(low, high, optional, hint),
+                           _kind(value), ArgumentTypeError)
+    value = operator.index(value)
+    if (low is not None and value < low) or (high is not None and value >= high):
+        raise bad_argument(where, name, value, _int_expected(low, high, optional, hint))
+    return value
+
+
+def _int_expected(low, high, optional, hint):
+    """What :func:`check_int` expected, for its error (written only when one is raised)."""
     if high is not None:
         expected = f"an integer in [{0 if low is None else low}, {high})"
     else:
         expected = f"an integer {_bounds(low, None)}".rstrip()
-    if optional:
-        expected += " or None"
-    if hint:
-        expected += f" {hint}"
-    if not is_integer(value):
-        raise bad_argument(where, name, value, expected, _kind(value), ArgumentTypeError)
-    value = operator.index(value)
-    if (low is not None and value < low) or (high is not None and value >= high):
-        raise bad_argument(where, name, value, expected)
-    return value
+    return expected + (" or None" if optional else "") + (f" {hint}" if hint else "")
 
 
 def check_real(where, name, value, low=None, high=None, *, low_open=False, high_open=False,
@@ -99,28 +101,31 @@ def check_real(where, name, value, low=None, high=None, *, low_open=False, high_
     ``optional=True`` lets None through."""
     if optional and value is None:
         return None
-    expected = f"a finite number {_bounds(low, high, low_open, high_open)}".rstrip()
-    if optional:
-        expected += " or None"
-    if hint:
-        expected += f" {hint}"
-    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_") \
-            or isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
-        raise bad_argument(where, name, value, expected, _kind(value), ArgumentTypeError)
-    if not isinstance(value, numbers.Real):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise bad_argument(where, name, value, expected, _kind(value),
-                               ArgumentTypeError) from None
+    bounds = (low, high, low_open, high_open, optional, hint)
+    if type(value) is not float and type(value) is not int:  # a plain number skips these
+        if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_") \
+                or isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
+            raise bad_argument(where, name, value, _real_expected(*bounds), _kind(value),
+                               ArgumentTypeError)
+        if not isinstance(value, numbers.Real):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise bad_argument(where, name, value, _real_expected(*bounds), _kind(value),
+                                   ArgumentTypeError) from None
     number = float(value)
     if math.isnan(number) or math.isinf(number):
-        raise bad_argument(where, name, value, expected, "not a finite number")
-    if low is not None and (number < low or (low_open and number == low)):
-        raise bad_argument(where, name, value, expected)
-    if high is not None and (number > high or (high_open and number == high)):
-        raise bad_argument(where, name, value, expected)
+        raise bad_argument(where, name, value, _real_expected(*bounds), "not a finite number")
+    if (low is not None and (number < low or (low_open and number == low))) \
+            or (high is not None and (number > high or (high_open and number == high))):
+        raise bad_argument(where, name, value, _real_expected(*bounds))
     return number
+
+
+def _real_expected(low, high, low_open, high_open, optional, hint):
+    """What :func:`check_real` expected, for its error (written only when one is raised)."""
+    expected = f"a finite number {_bounds(low, high, low_open, high_open)}".rstrip()
+    return expected + (" or None" if optional else "") + (f" {hint}" if hint else "")
 
 
 def check_probability(where, name, value):
@@ -267,7 +272,7 @@ def integer_array(op_name, what, values, xp):
 
 # ------------------------------------------------------------------------- tensors and arrays
 #: The dtype kinds a tensor may hold: booleans, signed and unsigned integers, floats.
-NUMBER_KINDS = "biuf"
+NUMBER_KINDS = frozenset("biuf")
 NUMBERS = "numbers: a number, an array, or nested lists of numbers with rows of one length"
 
 
@@ -311,7 +316,7 @@ def check_operand(where, name, value, *, number=True, optional=False, hint=""):
     a list, None unless ``optional``). ``hint`` is added to the expectation. Cheap on the
     hot path: a tensor or an array passes after one look at its dtype."""
     dtype = getattr(value, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype.kind in NUMBER_KINDS and hasattr(value, "shape"):
+    if getattr(dtype, "kind", None) in NUMBER_KINDS:  # a NumPy or CuPy dtype of numbers
         return value
     if (number and dtype is None and isinstance(value, numbers.Real)) \
             or (optional and value is None):
