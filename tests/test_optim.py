@@ -371,7 +371,7 @@ BAD_ARGUMENTS = {
     "one beta": (lambda p: optim.AdamW(p, betas=(0.9,)), ValueError,
                  r"betas must be a pair \(beta1, beta2\), got \(0.9,\)"),
     "negative eps": (lambda p: optim.Adam(p, eps=-1e-8), ValueError,
-                     r"eps=-1e-08; expected a finite number ≥ 0"),
+                     r"eps=-1e-08; expected a finite number > 0"),
     "negative weight decay": (lambda p: optim.AdamW(p, weight_decay=-0.1), ValueError,
                               r"weight_decay=-0.1; expected a finite number ≥ 0"),
     "negative momentum": (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), ValueError,
