@@ -9,6 +9,8 @@ layers' own Python. ``--cprofile`` instead prints cProfile's top functions by th
 time (NumPy's calls show up as the ``{method …}`` / ``{built-in …}`` entries).
 ``--cpu-time`` times with the process's CPU time instead of the wall clock: on a machine
 that other jobs share, a one-thread profile then does not count the time it waited.
+``--phases`` times only the phases, with no timer around the ops, and prints each phase's
+median over the steps: run it in two checkouts, alternated, to compare them.
 """
 
 import argparse
@@ -16,6 +18,7 @@ import collections
 import cProfile
 import functools
 import pstats
+import statistics
 import time
 
 import harness
@@ -58,6 +61,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--cpu-time", action="store_true")
+    parser.add_argument("--phases", action="store_true",
+                        help="no op timers: each phase's median ms over the steps")
     args = parser.parse_args()
     global clock
     if args.cpu_time:
@@ -69,6 +74,7 @@ def main():
 
     model, optimizer, (idx, targets) = run.scratchlm_setup(args.config, "cpu")
     phases = collections.Counter()
+    per_step_phases = collections.defaultdict(list)
 
     def step():
         marks = [clock()]
@@ -83,10 +89,19 @@ def main():
         for name, start, end in zip(("forward", "backward", "adamw", "zero_grad"),
                                     marks, marks[1:]):
             phases[name] += end - start
+            per_step_phases[name].append(end - start)
 
     for _ in range(2):  # warm-up: optimizer state, allocator
         step()
     phases.clear()
+    per_step_phases.clear()
+    if args.phases:
+        for _ in range(args.steps):
+            step()
+        print(f"{args.config}, {args.threads} threads, medians of {args.steps} steps: " + ", ".join(
+            f"{name} {1e3 * statistics.median(times):.2f} ms"
+            for name, times in per_step_phases.items()))
+        return
     if args.cprofile:
         profiler = cProfile.Profile()
         profiler.runcall(lambda: [step() for _ in range(args.steps)])

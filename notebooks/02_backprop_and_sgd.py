@@ -26,6 +26,8 @@
 # do it (SGD with momentum, Adam).
 
 # %%
+import unicodedata
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -271,6 +273,14 @@ def final_loss(make_optimizer, lr, steps=200):
     return value if np.isfinite(value) else np.nan
 
 
+def pad(text, width):
+    """``text`` and the spaces that make it ``width`` columns wide on screen: a Chinese
+    character takes two columns, so the Chinese edition's tables cannot align with
+    ``f"{text:20s}"``."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 sweeps = {
     "SGD": [final_loss(lambda p, lr: optim.SGD(p, lr=lr), lr) for lr in LEARNING_RATES],
     "SGD, momentum 0.9": [final_loss(lambda p, lr: optim.SGD(p, lr=lr, momentum=0.9), lr)
@@ -278,7 +288,7 @@ sweeps = {
     "Adam": [final_loss(lambda p, lr: optim.Adam(p, lr=lr), lr) for lr in LEARNING_RATES],
 }
 for name, losses in sweeps.items():
-    print(f"{name:18s}", "  ".join(f"{v:8.4f}" for v in losses))
+    print(pad(name, 18), "  ".join(f"{v:8.4f}" for v in losses))
     best = int(np.nanargmin(losses))
     assert 0 < best < len(LEARNING_RATES) - 1, name  # too small and too large both lose
 good = {name: sum(v < 0.01 for v in losses if np.isfinite(v)) for name, losses in sweeps.items()}

@@ -35,6 +35,7 @@
 
 # %%
 import math
+import unicodedata
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -117,6 +118,14 @@ assert np.allclose(ffn(sl.tensor(x.numpy()[:, order])).numpy(), library[:, order
 # \ell} \lVert \partial L/\partial\theta\rVert^2}$, on a log scale.
 
 # %%
+def pad(text, width):
+    """``text`` and the spaces that make it ``width`` columns wide on screen: a Chinese
+    character takes two columns, so the Chinese edition's tables cannot align with
+    ``f"{text:20s}"``."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 gradients, scales, ratio, norms = {}, {}, {}, {}
 for mode in MODES:
     stack.mode = mode
@@ -130,9 +139,9 @@ for mode in MODES:
                              if name.startswith(f"layers.{i}.")))
                  for i in range(len(stack.layers))]
     norms[mode], ratio[mode] = np.array(per_layer), per_layer[0] / per_layer[-1]
-    print(f"{mode:20s} ‖g‖ first layer / last layer = {ratio[mode]:.3g}")
+    print(f"{pad(mode, 20)} ‖g‖ first layer / last layer = {ratio[mode]:.3g}")
 for mode in ("post-LN", "pre-LN"):
-    print(f"{mode:8s} ‖g‖ per layer:", " ".join(f"{n:.2f}" for n in norms[mode]))
+    print(f"{pad(mode, 20)} ‖g‖ per layer:", " ".join(f"{n:.2f}" for n in norms[mode]))
 
 assert ratio["no residual, no LN"] < 1e-6  # vanished
 assert 0.2 < ratio["pre-LN"] < 5  # about even through all 16 layers

@@ -99,14 +99,20 @@ assert abs(initial_loss.item() - math.log(config.vocab_size)) < 0.1
 #
 # `Trainer` runs AdamW with a warmup-then-cosine learning rate and gradient clipping, and
 # measures the validation loss every `eval_interval` steps. It writes a checkpoint and the
-# loss plot into `runs/notebook-gpt/`.
+# loss plot into `runs/notebook-gpt/`. After each validation it calls the function given as
+# `on_validate` (here `show_validation`, which prints the loss and the perplexity); without one
+# it prints such a line itself.
 
 # %%
+def show_validation(trainer, loss):
+    print(f"step {trainer.step}: validation loss {loss:.4f} (perplexity {perplexity(loss):.2f})")
+
+
 train_config = TrainConfig(max_steps=200, batch_size=16, learning_rate=3e-3, warmup_steps=20,
                            eval_interval=50, eval_batches=5, checkpoint_interval=200)
 trainer = Trainer(model, train_ids, val_ids, train_config, run_dir="runs/notebook-gpt")
 started = time.perf_counter()
-history = trainer.train(progress=False)
+history = trainer.train(progress=False, on_validate=show_validation)
 print(f"{train_config.max_steps} steps in {time.perf_counter() - started:.0f} s")
 assert history["val_loss"][-1] < initial_loss.item() - 1.0
 
@@ -262,7 +268,7 @@ sl.manual_seed(1337)
 backward_model = GPT(config)
 backward_trainer = Trainer(backward_model, train_ids[::-1].copy(), val_ids[::-1].copy(),
                            train_config)
-backward_trainer.train(progress=False)
+backward_trainer.train(progress=False, on_validate=show_validation)
 forward_loss, backward_loss = trainer.evaluate(), backward_trainer.evaluate()
 print(f"validation loss: forward {forward_loss:.3f}, backward {backward_loss:.3f} nats/char "
       f"(difference {backward_loss - forward_loss:+.3f})")

@@ -104,7 +104,14 @@ def group_gap():
 before = group_gap()
 config = TrainConfig(max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20,
                      eval_interval=300, eval_batches=5, checkpoint_interval=10_000)
-Trainer(model, train_ids, val_ids, config).train(progress=False)
+
+
+def show_validation(trainer, loss):
+    print(f"after {trainer.step} steps: validation loss {loss:.4f} "
+          f"(perplexity {np.exp(loss):.2f})")
+
+
+Trainer(model, train_ids, val_ids, config).train(progress=False, on_validate=show_validation)
 after = group_gap()
 print(f"mean cosine within a case / across cases: before {before[0]:.3f} / {before[1]:.3f}, "
       f"after {after[0]:.3f} / {after[1]:.3f}")

@@ -52,7 +52,14 @@ model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2,
                       n_embd=64))
 config = TrainConfig(max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20,
                      eval_interval=300, eval_batches=5, checkpoint_interval=10_000)
-Trainer(model, train_ids, val_ids, config).train(progress=False)
+
+
+def show_validation(trainer, loss):
+    print(f"after {trainer.step} steps: validation loss {loss:.4f} "
+          f"(perplexity {np.exp(loss):.2f})")
+
+
+Trainer(model, train_ids, val_ids, config).train(progress=False, on_validate=show_validation)
 model.eval()
 prompt = np.array([tokenizer.encode("KING:\nWhat")])
 

@@ -42,6 +42,7 @@
 # %%
 import math
 import time
+import unicodedata
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -112,6 +113,14 @@ print(f"\nvocabulary: {vocab_size} tokens; {show(documents[10][0][:8])!r} = {doc
 # original counts as unchanged):
 
 # %%
+def pad(text, width):
+    """``text`` and the spaces that make it ``width`` columns wide on screen: a Chinese
+    character takes two columns, so the Chinese edition's tables cannot align with
+    ``f"{text:20s}"``."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 corpus_ids = np.concatenate([sentence for document in documents for sentence in document])
 inputs, labels = mask_tokens(corpus_ids, MASK_ID, vocab_size, special_ids=SPECIAL_IDS,
                              mask_prob=0.15, rng=rng)
@@ -121,7 +130,7 @@ unchanged = chosen & (inputs == corpus_ids)
 to_random = chosen & ~to_mask & ~unchanged
 print(f"chosen: {chosen.mean():.2%} of {corpus_ids.size:,} tokens, of which")
 for name, part in [("[MASK]", to_mask), ("random token", to_random), ("unchanged", unchanged)]:
-    print(f"  {name:13s} {part.sum() / chosen.sum():6.2%}")
+    print(f"  {pad(name, 13)} {part.sum() / chosen.sum():6.2%}")
 assert abs(chosen.mean() - 0.15) < 0.002
 assert abs(to_mask.sum() / chosen.sum() - 0.8) < 0.005
 
@@ -157,7 +166,7 @@ reversed_rule = np.array([0.1, 0.8, 0.1])  # as the article states it
 tolerance = 4 * np.sqrt(real_rule * (1 - real_rule) / n_chosen)
 for name, m, r, a, t in zip(["[MASK]", "unchanged", "other token"], measured, real_rule,
                             reversed_rule, tolerance):
-    print(f"{name:12s} measured {m:.4f}   BERT's rule {r:.4f} ± {t:.4f}   article {a:.2f}")
+    print(f"{pad(name, 12)} measured {m:.4f}   BERT's rule {r:.4f} ± {t:.4f}   article {a:.2f}")
 assert (np.abs(measured - real_rule) < tolerance).all()
 assert not (np.abs(measured - reversed_rule) < 0.05).all()
 
@@ -185,7 +194,7 @@ pairs = make_nsp_pairs(documents_text[:300], rng)
 is_next = np.array([label for _, _, label in pairs])
 print(f"{len(pairs)} pairs, {is_next.mean():.1%} of them real next sentences\n")
 for a, b, label in pairs[:4]:
-    print(f"is_next = {label}   A: {a}\n               B: {b}")
+    print(f"is_next = {label}   A: {a}\n              B: {b}")
 assert abs(is_next.mean() - 0.5) < 0.01
 
 # %% [markdown]
@@ -231,7 +240,7 @@ for name, array in batch._asdict().items():
 print()
 for row in range(3):
     print(f"is_next = {batch.nsp_labels[row]}  input : {show(batch.input_ids[row])}")
-    print("              labels:",
+    print("             labels:",
           "".join(show([t]) if t != IGNORE_INDEX else " " for t in batch.mlm_labels[row]))
 
 # %% [markdown]
@@ -494,7 +503,7 @@ assert on_topic > 0.8
 # * BERT's loss is $\mathcal{L}_\text{MLM} + \lambda\,\mathcal{L}_\text{NSP}$; the MLM predicts
 #   15% of the tokens, corrupted 80/10/10, from both sides of each blank.
 # * A short run takes the MLM below the character frequencies' entropy; NSP stays at chance on
-#   Shakespeare and learns at once when the pairs carry a signal (the toy topics).
+#   Shakespeare and learns within 100–200 steps when the pairs carry a signal (the toy topics).
 #
 # ## Exercises
 #

@@ -35,6 +35,8 @@
 # (loss and next-character accuracy) and what it forgets of the old one.
 
 # %%
+import unicodedata
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -66,11 +68,16 @@ PRETRAINING_RATE = 3e-3
 sl.manual_seed(0)
 base = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
                      n_embd=64))
-pretraining = Trainer(base, old_train, old_val, TrainConfig(
+
+
+def show_validation(trainer, loss):
+    print(f"pre-trained {trainer.step} steps: Shakespeare validation loss {loss:.3f}")
+
+
+Trainer(base, old_train, old_val, TrainConfig(
     max_steps=300, batch_size=16, learning_rate=PRETRAINING_RATE, warmup_steps=20,
-    eval_interval=300, eval_batches=5, checkpoint_interval=10_000)).train(progress=False)
-print(f"pre-trained {pretraining['step'][-1]} steps: Shakespeare validation loss "
-      f"{pretraining['val_loss'][-1]:.3f}")
+    eval_interval=300, eval_batches=5, checkpoint_interval=10_000)).train(
+    progress=False, on_validate=show_validation)
 
 # %% [markdown]
 # ## Six adapted copies
@@ -126,6 +133,14 @@ probe = get_batch(new_val, 2, WINDOW, np.random.default_rng(5))[0]
 with sl.no_grad():  # B = 0: LoRA starts as the base model exactly
     assert np.allclose(lora_model(probe)[0].numpy(), base(probe)[0].numpy(), atol=1e-6)
 
+def pad(text, width):
+    """``text`` and the spaces that make it ``width`` columns wide on screen: a Chinese
+    character takes two columns, so the Chinese edition's tables cannot align with
+    ``f"{text:20s}"``."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 results = {"pre-trained only": (0, *validation(base, new_val), validation(base, old_val)[0])}
 for name, (model, rate) in methods.items():
     config = TrainConfig(max_steps=150, batch_size=16, weight_decay=0.0, warmup_steps=10,
@@ -134,10 +149,10 @@ for name, (model, rate) in methods.items():
             loss_fn=window_loss).train(progress=False)
     trainable, total = count_parameters(model)
     results[name] = (trainable, *validation(model, new_val), validation(model, old_val)[0])
-    print(f"{name:26s} lr {rate:.0e}, trains {trainable:6,} of {total:,} parameters")
+    print(f"{pad(name, 26)} lr {rate:.0e}, trains {trainable:6,} of {total:,} parameters")
 print()
 for name, (_, new, accuracy, old) in results.items():
-    print(f"{name:26s} modern English: loss {new:.3f}, accuracy {accuracy:.1%};  "
+    print(f"{pad(name, 26)} modern English: loss {new:.3f}, accuracy {accuracy:.1%};  "
           f"Shakespeare loss {old:.3f}")
 
 # %% [markdown]
@@ -210,7 +225,8 @@ shakespeare_base = old_loss["pre-trained only"]
 forgetting = {n: old_loss[n] - shakespeare_base for n in names}
 gain = {n: new_loss["pre-trained only"] - new_loss[n] for n in names}
 for n in names:
-    print(f"{n:26s} gain on new text {gain[n]:+.3f}, forgetting {forgetting[n]:+.3f} nats/char")
+    print(f"{pad(n, 26)} gain on new text {gain[n]:+.3f}, "
+          f"forgetting {forgetting[n]:+.3f} nats/char")
 assert new_loss["full, pre-training rate"] < new_loss["full, small rate"] < new_loss[
     "pre-trained only"]
 assert forgetting["full, pre-training rate"] > forgetting["full, small rate"]

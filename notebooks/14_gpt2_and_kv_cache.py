@@ -123,14 +123,20 @@ train_ids, val_ids = train_val_split(np.array(chars.encode(text)), val_fraction=
 sl.manual_seed(0)
 small = GPT(GPTConfig.from_preset("gpt2", vocab_size=chars.vocab_size, n_layer=4, n_head=4,
                                   n_embd=128, block_size=64))
+
+
+def show_validation(trainer, loss):
+    print(f"trained {trainer.step} steps: validation loss {loss:.3f} nats/char "
+          f"(uniform: {np.log(chars.vocab_size):.3f})")
+
+
 history = Trainer(small, train_ids, val_ids, TrainConfig(
     max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20, eval_interval=300,
-    eval_batches=5, checkpoint_interval=10_000)).train(progress=False)
+    eval_batches=5, checkpoint_interval=10_000)).train(
+    progress=False, on_validate=show_validation)
 save_in_hf_layout(small, "runs/gpt2-layout-shakespeare/model.safetensors")
 reloaded = GPT.from_hf_gpt2("runs/gpt2-layout-shakespeare/model.safetensors")
 reloaded.eval()
-print(f"trained 300 steps: validation loss {history['val_loss'][-1]:.3f} nats/char "
-      f"(uniform: {np.log(chars.vocab_size):.3f})")
 assert history["val_loss"][-1] < np.log(chars.vocab_size) - 1.0
 sl.manual_seed(0)
 sample = reloaded.generate(np.array([chars.encode("KING:\n")]), 160, temperature=0.8)

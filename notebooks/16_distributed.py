@@ -195,11 +195,11 @@ dist.init()
 model = dist.DataParallel(tiny_gpt())
 one_losses = train(model, optim.AdamW(model.named_parameters(), lr=1e-2), global_batch=8)
 two = np.load(RUN / "two_ranks.npz")
-for kind in ("plain", "zero"):
+for kind, name in (("plain", "plain AdamW"), ("zero", "ZeRO-1")):
     loss_gap = np.abs(two[f"{kind}_losses"] - one_losses).max() / np.abs(one_losses).max()
     weight_gap = max(np.abs(two[f"{kind}/{k}"] - v).max() / np.abs(v).max()
                      for k, v in model.state_dict().items())
-    print(f"2 ranks ({kind}) vs 1 process: loss {loss_gap:.1e}, weights {weight_gap:.1e} "
+    print(f"2 ranks ({name}) vs 1 process: loss {loss_gap:.1e}, weights {weight_gap:.1e} "
           "(largest relative difference)")
     assert loss_gap < 1e-10 and weight_gap < 1e-10
 print("losses:", np.round(one_losses, 4))
@@ -255,9 +255,10 @@ if dist.rank() == 0:
 step_times = {}
 for ranks in (1, 2):
     step_times[ranks] = json.loads(run_ranks("step.py", STEP, ranks).strip().splitlines()[-1])
-    print(ranks, "rank(s):", {k: f"{v * 1e3:.0f} ms" for k, v in step_times[ranks].items()})
+    print(f"{ranks} rank(s): compute {step_times[ranks]['compute'] * 1e3:.0f} ms, "
+          f"all-reduce {step_times[ranks]['all-reduce'] * 1e3:.0f} ms")
 
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(7, 3))
 ranks = list(step_times)
 compute = [step_times[n]["compute"] * 1e3 for n in ranks]
 reduce_ms = [step_times[n]["all-reduce"] * 1e3 for n in ranks]
@@ -266,7 +267,8 @@ ax.bar([str(n) for n in ranks], reduce_ms, bottom=compute, label="gradient all-r
 ax.set_xlabel("ranks (1 thread each), global batch 16")
 ax.set_ylabel("ms per step")
 ax.set_title("Time per step against the number of ranks")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -322,7 +324,7 @@ for nodes in (2, 8, 64):
     print(f"projection, {nodes:>2} nodes: all-reduce of the step's {gradient_bytes / 1e6:.1f} MB "
           f"of gradients ≈ {ring_time(gradient_bytes, nodes) * 1e3:.2f} ms")
 
-fig, ax = plt.subplots(figsize=(6, 3.6))
+fig, ax = plt.subplots(figsize=(8.5, 3.6))
 ax.loglog(sizes, seconds * 1e6, "o", color="black", label="measured, 2 ranks")
 grid = np.logspace(np.log10(sizes[0]), np.log10(sizes[-1]), 50)
 ax.loglog(grid, ring_time(grid, 2) * 1e6, label="fit: 2α + nβ")
@@ -332,7 +334,8 @@ for nodes, style in ((8, "--"), (64, ":")):
 ax.set_xlabel("message size (bytes)")
 ax.set_ylabel("all-reduce time (µs)")
 ax.set_title("α–β model: measured on 2 ranks, projected (not measured) to 8 and 64")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -345,3 +348,22 @@ plt.show()
 # cluster. That shape is why gradients travel in buckets of megabytes: big enough that β·n
 # outweighs α, and (in PyTorch's DDP, for example) small enough to start sending the first bucket
 # while the backward pass still computes the rest.
+#
+# ## Summary
+#
+# * Data parallelism gives each rank a shard of the batch and averages the gradients with an
+#   all-reduce: N ranks take the steps of one process with an N times larger batch (checked here
+#   to float64 rounding).
+# * A ring all-reduce sends 2(N−1)/N · n numbers per rank, almost independent of N; ZeRO-1
+#   shards AdamW's state over the ranks, so on 2 ranks each holds half of it.
+# * The α–β model: latency dominates small messages, bandwidth large ones, so gradients travel
+#   in buckets.
+#
+# ## Exercises
+#
+# 1. Run the ring on 3 ranks with a vector of 1000 numbers: how many numbers does each rank
+#    send in all? Compare with 2(N−1)/N · n.
+# 2. From the fitted α and β, find the message size at which latency and bandwidth cost the same
+#    (α = β·n), and compare it with the 25 MB buckets.
+# 3. Train the `tiny` preset with `python -m scratchlm train --nproc 2`, then with one process and
+#    twice the `--batch-size` for the same steps: do the two loss curves agree?

@@ -12,6 +12,8 @@ CuPy imports fine on a machine without a GPU, so a GPU is detected with
 
 import numpy as np
 
+from scratchlm.checks import bad_argument, check_int
+
 try:  # CuPy is the optional `gpu` extra.
     import cupy
     import cupyx
@@ -36,10 +38,11 @@ def gpu_available():
         return False
 
 
-def check_device(device):
-    """Validate a device name and return it; ``"cuda"`` needs a working GPU."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+def check_device(device, where="check_device"):
+    """Validate a device name and return it; ``"cuda"`` needs a working GPU. ``where`` (the
+    function or class that was given the device) starts the error's message."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise bad_argument(where, "device", device, "'cpu' or 'cuda'", "unknown device")
     if device == "cuda" and not gpu_available():
         reason = "CuPy is not installed" if cupy is None else "CuPy found no CUDA device"
         raise RuntimeError(f"device='cuda' was asked for but no GPU was found ({reason}); "
@@ -158,8 +161,6 @@ _generators = {}
 
 def manual_seed(seed):
     """Seed every random generator scratchlm uses (parameter init, dropout, sampling)."""
-    from scratchlm.checks import check_int
-
     global _seed
     _seed = check_int("manual_seed", "seed", seed, 0, hint="(NumPy seeds its generators "
                       "with integers ≥ 0)")

@@ -9,8 +9,9 @@ tree points at the array entries by name. The document also lists every array wi
 dtype, shape and the CRC-32 of its bytes (format version 2).
 
 ``load(path)`` reads it back: arrays come back as NumPy arrays, numbers and strings as
-Python numbers and strings, dicts, lists and tuples as they were. Nothing in the file is
-unpickled, so a checkpoint can never run code.
+Python numbers and strings (exactly: a lone surrogate such as ``"\\ud800"``, which UTF-8
+cannot encode, is stored as a JSON escape), dicts, lists and tuples as they were. Nothing
+in the file is unpickled, so a checkpoint can never run code.
 
 The file is written atomically: into a temporary file in the same directory, flushed to disk,
 then renamed over ``path`` — a crash mid-save leaves the previous checkpoint intact, and the
@@ -118,12 +119,20 @@ def _crc32(array):
 
 
 # ----------------------------------------------------------------------------- encoding
+#: characters of a string key that an entry name cannot hold as they are: '%' (the escape
+#: itself), '/' (the separator), '#' (integer keys), NUL (zip cuts a name at it) and lone
+#: surrogates (not UTF-8)
+_ESCAPED = re.compile("[%/#\x00\ud800-\udfff]")
+
+
 def _escape(key):
-    """An entry-name component for a dict key: '%', '/' and '#' percent-escaped in strings;
-    integer keys written as '#<n>'. Different keys of one dict never share a component."""
+    """An entry-name component for a dict key: in strings, '%', '/', '#' and NUL
+    percent-escaped as '%XX' and a lone surrogate as '%uXXXX'; integer keys written as
+    '#<n>'. Different keys of one dict never share a component."""
     if isinstance(key, int):
         return f"#{key}"
-    return key.replace("%", "%25").replace("/", "%2F").replace("#", "%23")
+    return _ESCAPED.sub(lambda found: f"%{ord(found[0]):02X}" if found[0] < "\x80"
+                        else f"%u{ord(found[0]):04X}", key)
 
 
 def _savable(array, where):
@@ -204,6 +213,16 @@ def _decode(node, arrays):
 
 
 # ----------------------------------------------------------------------------- save
+def _document_bytes(document):
+    """The JSON document as UTF-8: text as it is, unless a string holds a lone surrogate
+    (``"\\ud800"``, which UTF-8 cannot encode), and then every non-ASCII character as a
+    ``\\uXXXX`` escape, which reads back to the very same string."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(document).encode("ascii")
+
+
 def save(state, path):
     """Write ``state`` (nested dicts/lists/tuples of arrays, numbers, None and strings) to
     ``path`` as one ``.npz``, atomically. CuPy arrays are copied to the host first."""
@@ -212,9 +231,9 @@ def save(state, path):
     tree = _encode(state, (), "state", arrays)
     listing = {name: {"dtype": array.dtype.str, "shape": list(array.shape),
                       "crc32": _crc32(array)} for name, array in arrays.items()}
-    document = json.dumps({"format": FORMAT, "version": VERSION, "arrays": listing,
-                           "state": tree}, ensure_ascii=False)
-    entries = {DOCUMENT_ENTRY: np.frombuffer(document.encode("utf-8"), dtype=np.uint8)}
+    entries = {DOCUMENT_ENTRY: np.frombuffer(_document_bytes(
+        {"format": FORMAT, "version": VERSION, "arrays": listing, "state": tree}),
+        dtype=np.uint8)}
     entries.update(arrays)
 
     directory, name = os.path.split(os.path.abspath(path))

@@ -14,7 +14,9 @@ or a traceback from inside NumPy:
     optimizer       ``{"state": {...}, "param_groups": [{...}, ...]}``, float arrays in
                     float32 or float64
     scheduler       ``{"last_step": n ≥ 0, "base_lrs": [finite numbers]}``
-    train_config    a dict
+    train_config    a dict; for a command that reads it, each field TrainConfig has of a
+                    kind and range TrainConfig accepts (a batch size is an integer ≥ 1, a
+                    learning rate a finite number > 0, the device 'cpu' or 'cuda', ...)
     step            an integer ≥ 0
     rng             ``{"data": ..., "engine": ...}``: states NumPy's PCG64 accepts
     history         lists of numbers; ``step`` and ``train_loss`` of equal length, and
@@ -65,8 +67,9 @@ def kind_of(value):
 
 
 class _Checker:
-    def __init__(self, path, where):
+    def __init__(self, path, where, train_config_class=None):
         self.path, self.where = path, where
+        self.train_config_class = train_config_class
 
     def fail(self, field, problem, hint="the checkpoint is damaged or was not written by "
                                         "this scratchlm; use checkpoint.prev.npz or train "
@@ -135,7 +138,21 @@ class _Checker:
             _finite(r) for r in rates), "a list of finite numbers")
 
     def train_config(self, value):
+        """A dict; given the class a command builds from it (``TrainConfig``), each field
+        that class has, as the class checks it (a key it does not have is read by no
+        command: ``TrainConfig.from_dict`` ignores it)."""
         self.mapping("train_config", value)
+        config_class = self.train_config_class
+        if config_class is None:
+            return
+        for name, item in value.items():
+            if name not in config_class.__dataclass_fields__:
+                continue
+            try:
+                config_class(**{name: item})
+            except ValueError as problem:  # ConfigError, ArgumentError
+                self.fail(f"train_config.{name}", f"is {kind_of(item)}, which a run cannot "
+                          f"use ({problem})")
 
     def step(self, value):
         self.expect("step", value, type(value) is int and value >= 0, "an integer ≥ 0")
@@ -184,12 +201,15 @@ def _finite(value):
     return _number(value) and math.isfinite(value)
 
 
-def check_run_state(state, path, where="load", require=MODEL_FIELDS, extras=()):
+def check_run_state(state, path, where="load", require=MODEL_FIELDS, extras=(),
+                    train_config_class=None):
     """``state`` (a loaded checkpoint of ``path``) if every field it has is what a run's
     checkpoint holds, every field of ``require`` is there and every entry of ``extras``
     in its extras; else :class:`CheckpointFieldError` naming ``where``, the file and the
-    field."""
-    checker = _Checker(path, where)
+    field. A command that builds a ``TrainConfig`` from the checkpoint passes that class
+    as ``train_config_class``: then each field of ``train_config`` is checked as the class
+    checks it (this module cannot import the training loop, which imports it)."""
+    checker = _Checker(path, where, train_config_class)
     if not isinstance(state, dict):
         raise CheckpointFieldError(f"{where}: {path} holds {kind_of(state)}; a run's "
                                    "checkpoint holds a dict of its fields (model, "

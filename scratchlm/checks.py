@@ -3,13 +3,20 @@ the argument, the value given and what is expected, and raises
 :class:`~scratchlm.errors.ArgumentError` (a ValueError) or, for a value of the wrong type,
 :class:`~scratchlm.errors.ArgumentTypeError` (a TypeError too), e.g.
 ``GPTConfig: n_head=0; expected an integer ≥ 1``. Each returns the value checked (an
-``int``, ``float`` or ``bool``), so a caller can keep what it returns.
+``int``, ``float`` or ``bool``; a dtype; an array or the operand itself), so a caller can
+keep what it returns.
+
+The checks of tensors and operands (:func:`check_operand`, :func:`check_numbers`) run on
+every call of an op, so they cost one look at a dtype when the value is fine; the
+primitive ops check their operands' types only once NumPy has refused them.
 """
 
 import argparse
 import math
 import numbers
 import operator
+
+import numpy as np
 
 from scratchlm.errors import ArgumentError, ArgumentTypeError
 
@@ -51,6 +58,8 @@ def _bounds(low, high, low_open=False, high_open=False):
 
 def is_integer(value):
     """True for an int or NumPy integer (or anything with ``__index__``), not a bool."""
+    if type(value) is int:  # the common case, answered first: axes are checked on every op
+        return True
     if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
         return False
     try:
@@ -67,20 +76,22 @@ def check_int(where, name, value, low=None, high=None, *, optional=False, hint="
     the expectation, e.g. ``"(the number of attention heads)"``."""
     if optional and value is None:
         return None
+    if not is_integer(value):
+        raise bad_argument(where, name, value, _int_expected(low, high, optional, hint),
+                           _kind(value), ArgumentTypeError)
+    value = operator.index(value)
+    if (low is not None and value < low) or (high is not None and value >= high):
+        raise bad_argument(where, name, value, _int_expected(low, high, optional, hint))
+    return value
+
+
+def _int_expected(low, high, optional, hint):
+    """What :func:`check_int` expected, for its error (written only when one is raised)."""
     if high is not None:
         expected = f"an integer in [{0 if low is None else low}, {high})"
     else:
         expected = f"an integer {_bounds(low, None)}".rstrip()
-    if optional:
-        expected += " or None"
-    if hint:
-        expected += f" {hint}"
-    if not is_integer(value):
-        raise bad_argument(where, name, value, expected, _kind(value), ArgumentTypeError)
-    value = operator.index(value)
-    if (low is not None and value < low) or (high is not None and value >= high):
-        raise bad_argument(where, name, value, expected)
-    return value
+    return expected + (" or None" if optional else "") + (f" {hint}" if hint else "")
 
 
 def check_real(where, name, value, low=None, high=None, *, low_open=False, high_open=False,
@@ -90,28 +101,31 @@ def check_real(where, name, value, low=None, high=None, *, low_open=False, high_
     ``optional=True`` lets None through."""
     if optional and value is None:
         return None
-    expected = f"a finite number {_bounds(low, high, low_open, high_open)}".rstrip()
-    if optional:
-        expected += " or None"
-    if hint:
-        expected += f" {hint}"
-    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_") \
-            or isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
-        raise bad_argument(where, name, value, expected, _kind(value), ArgumentTypeError)
-    if not isinstance(value, numbers.Real):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise bad_argument(where, name, value, expected, _kind(value),
-                               ArgumentTypeError) from None
+    bounds = (low, high, low_open, high_open, optional, hint)
+    if type(value) is not float and type(value) is not int:  # a plain number skips these
+        if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_") \
+                or isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
+            raise bad_argument(where, name, value, _real_expected(*bounds), _kind(value),
+                               ArgumentTypeError)
+        if not isinstance(value, numbers.Real):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise bad_argument(where, name, value, _real_expected(*bounds), _kind(value),
+                                   ArgumentTypeError) from None
     number = float(value)
     if math.isnan(number) or math.isinf(number):
-        raise bad_argument(where, name, value, expected, "not a finite number")
-    if low is not None and (number < low or (low_open and number == low)):
-        raise bad_argument(where, name, value, expected)
-    if high is not None and (number > high or (high_open and number == high)):
-        raise bad_argument(where, name, value, expected)
+        raise bad_argument(where, name, value, _real_expected(*bounds), "not a finite number")
+    if (low is not None and (number < low or (low_open and number == low))) \
+            or (high is not None and (number > high or (high_open and number == high))):
+        raise bad_argument(where, name, value, _real_expected(*bounds))
     return number
+
+
+def _real_expected(low, high, low_open, high_open, optional, hint):
+    """What :func:`check_real` expected, for its error (written only when one is raised)."""
+    expected = f"a finite number {_bounds(low, high, low_open, high_open)}".rstrip()
+    return expected + (" or None" if optional else "") + (f" {hint}" if hint else "")
 
 
 def check_probability(where, name, value):
@@ -125,6 +139,14 @@ def check_bool(where, name, value):
     if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
         return bool(value)
     raise bad_argument(where, name, value, "True or False", _kind(value), ArgumentTypeError)
+
+
+def check_type(where, name, value, types, expected):
+    """``value`` if it is an instance of ``types`` (a class or a tuple of them), else an
+    :class:`ArgumentTypeError` saying what was ``expected`` (``"an nn.Module"``)."""
+    if isinstance(value, types):
+        return value
+    raise bad_argument(where, name, value, expected, _kind(value), ArgumentTypeError)
 
 
 def check_choice(where, name, value, choices):
@@ -221,15 +243,21 @@ def check_attention_sizes(where, width_name, width, heads_name, heads):
 def check_reduction(op_name, reduction):
     """``reduction`` is one of 'mean', 'sum' and 'none'."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"{op_name}: reduction={reduction!r}; expected 'mean', 'sum' or 'none'")
+        raise bad_argument(op_name, "reduction", reduction, "'mean', 'sum' or 'none'",
+                           error=ArgumentError if isinstance(reduction, str)
+                           else ArgumentTypeError)
 
 
 def normalize_axis(op_name, axis, shape):
-    """``axis`` as a non-negative axis of an array of ``shape``."""
+    """``axis`` (an integer) as a non-negative axis of an array of ``shape``."""
     ndim = len(shape)
+    if not is_integer(axis):
+        raise bad_argument(op_name, "axis", axis, f"an integer in [{-ndim}, {ndim})",
+                           _kind(axis), ArgumentTypeError)
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{op_name}: axis {axis} is out of range for an input of shape "
-                         f"{shape}; expected {-ndim} ≤ axis < {ndim}")
+        raise ArgumentError(f"{op_name}: axis {axis} is out of range for an input of shape "
+                            f"{shape}; expected {-ndim} ≤ axis < {ndim}", where=op_name,
+                            name="axis", value=axis)
     return axis % ndim
 
 
@@ -237,8 +265,87 @@ def integer_array(op_name, what, values, xp):
     """``values`` (an array or a list of integers) as an integer array of module ``xp``."""
     values = xp.asarray(values)
     if values.dtype.kind not in "iu":
-        raise TypeError(f"{op_name}: {what} must hold integers, got dtype {values.dtype}")
+        raise ArgumentTypeError(f"{op_name}: {what} must hold integers, got dtype "
+                                f"{values.dtype}", where=op_name, name=what, value=values)
     return values
+
+
+# ------------------------------------------------------------------------- tensors and arrays
+#: The dtype kinds a tensor may hold: booleans, signed and unsigned integers, floats.
+NUMBER_KINDS = frozenset("biuf")
+NUMBERS = "numbers: a number, an array, or nested lists of numbers with rows of one length"
+
+
+def check_dtype(where, dtype):
+    """``dtype`` (a name such as ``"float32"``, a NumPy type, None) as a NumPy dtype of
+    numbers or booleans; None stays None (the data's own dtype)."""
+    if dtype is None:
+        return None
+    expected = "a NumPy dtype of numbers such as 'float32', 'float64', 'int64' or 'bool'"
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        raise bad_argument(where, "dtype", dtype, expected, "not a dtype",
+                           ArgumentTypeError) from None
+    if checked.kind not in NUMBER_KINDS:
+        raise bad_argument(where, "dtype", dtype, expected, f"dtype {checked}")
+    return checked
+
+
+def check_numbers(where, name, data, dtype=None):
+    """``data`` if it holds numbers or booleans. An array (NumPy or CuPy) is returned as it
+    is, its dtype checked; anything else (a number, nested lists) becomes a NumPy array of
+    NumPy's own dtype first, so strings, objects and ragged lists are refused rather than
+    parsed, then of ``dtype`` where one is given."""
+    array = data
+    if not isinstance(getattr(data, "dtype", None), np.dtype):  # not an array of NumPy or CuPy
+        try:
+            array = np.asarray(data)
+        except ValueError:  # nested lists whose rows differ in length
+            raise bad_argument(where, name, data, NUMBERS, "rows of different lengths",
+                               ArgumentTypeError) from None
+    if array.dtype.kind not in NUMBER_KINDS:
+        raise bad_argument(where, name, data, NUMBERS, _described(data, array.dtype),
+                           ArgumentTypeError)
+    return array if dtype is None or array is data else array.astype(dtype, copy=False)
+
+
+def check_operand(where, name, value, *, number=True, optional=False, hint=""):
+    """``value`` if it is a tensor or an array (NumPy, CuPy) of numbers or booleans, or,
+    with ``number``, a Python or NumPy number; else an :class:`ArgumentTypeError` (a string,
+    a list, None unless ``optional``). ``hint`` is added to the expectation. Cheap on the
+    hot path: a tensor or an array passes after one look at its dtype."""
+    dtype = getattr(value, "dtype", None)
+    if getattr(dtype, "kind", None) in NUMBER_KINDS:  # a NumPy or CuPy dtype of numbers
+        return value
+    if (number and dtype is None and isinstance(value, numbers.Real)) \
+            or (optional and value is None):
+        return value
+    expected = ("a tensor or an array of numbers" + (", or a number" if number else "")
+                + (", or None" if optional else "") + (f" {hint}" if hint else ""))
+    raise bad_argument(where, name, value, expected, _described(value, dtype),
+                       ArgumentTypeError)
+
+
+def _described(value, dtype):
+    """The detail of an error about ``value``, which does not hold numbers: nothing for an
+    array (:func:`show` prints its dtype), the dtype NumPy made of a list, else its type."""
+    if hasattr(value, "dtype"):
+        return None
+    if dtype is not None and isinstance(value, (list, tuple)):
+        return f"dtype {dtype}"
+    return _kind(value)
+
+
+def check_requires_grad(where, requires_grad, dtype):
+    """``requires_grad`` as a bool (True or False, not a string), True only for a
+    floating-point ``dtype``: only those get gradients."""
+    if check_bool(where, "requires_grad", requires_grad) and dtype.kind != "f":
+        raise ArgumentTypeError(f"{where}: requires_grad=True for a tensor of dtype {dtype}; "
+                                "expected a floating-point tensor (only those get gradients: "
+                                "make it with dtype=np.float32, or convert with .astype)",
+                                where=where, name="requires_grad", value=requires_grad)
+    return bool(requires_grad)
 
 
 # ------------------------------------------------------------------------ command-line numbers

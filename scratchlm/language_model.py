@@ -232,7 +232,7 @@ def command_train(args):
                                    path=run_dir) from None
         path = os.path.join(run_dir, CHECKPOINT)
         check_run_state(state, path, "train --resume", TRAINING_FIELDS,
-                        extras=("corpus", "tokenizer_kind"))
+                        extras=("corpus", "tokenizer_kind"), train_config_class=TrainConfig)
         stored_tokenizer(state, path, "train --resume")
         load_model(state, path, GPT, GPTConfig, "train --resume")
         model_config, train_config, corpus_name, kind, reverse = _resumed_settings(
@@ -422,7 +422,7 @@ def command_eval(args):
     model, tokenizer, state = _load_run(args.run, args.device)
     check_run_state(state, os.path.join(args.run, CHECKPOINT), "eval",
                     ("model", "model_config", "train_config", "extras"),
-                    extras=("corpus", "tokenizer_kind"))
+                    extras=("corpus", "tokenizer_kind"), train_config_class=TrainConfig)
     train = TrainConfig.from_dict(state["train_config"])
     train.device, train.eval_batches = args.device, args.batches
     kind = state["extras"]["tokenizer_kind"]

@@ -1,4 +1,5 @@
-"""How much memory a GPT training run needs, worked out before the model is built, and how
+"""How much memory a GPT training run (or a BERT pre-training run:
+:func:`estimate_bert_pretraining`) needs, worked out before the model is built, and how
 much the machine has.
 
 Training holds four things at its peak (the end of the forward pass and the start of the
@@ -134,6 +135,47 @@ def estimate_gpt_training(config, batch_size, sequence_length=None, bytes_per_va
     if p:
         L, H, C = config.n_layer, config.n_head, config.n_embd
         activations += tokens * ((1 + 2 * L) * C * (s + 1) + L * H * T)
+    return MemoryEstimate(parameters=P, batch_size=batch_size, sequence_length=T,
+                          weights=P * s, gradients=P * s, optimizer=2 * P * s,
+                          activations=activations, checkpointing=6 * P * s)
+
+
+def bert_parameter_count(config):
+    """The parameters of a :class:`~scratchlm.models.bert.BertForPreTraining` of
+    ``config`` (vocabulary V, positions T, segment types S, L layers, width C, feed-forward
+    width F; the MLM decoder's weight is the token embedding, so only its bias counts):
+
+        V·C + T·C + S·C + 2C                  the embeddings and their LayerNorm
+      + L·(4C² + 2CF + 9C + F)                per layer: q, k, v and the output 4C² + 4C,
+                                              the feed-forward 2CF + F + C, two LayerNorms 4C
+      + C² + C                                the pooler
+      + C² + 3C + V                           the MLM head: dense, LayerNorm, decoder bias
+      + 2C + 2                                the NSP head"""
+    V, T, S = config.vocab_size, config.max_position, config.type_vocab_size
+    L, C, F = config.n_layer, config.n_embd, config.dim_feedforward
+    return (V * C + T * C + S * C + 2 * C + L * (4 * C * C + 2 * C * F + 9 * C + F)
+            + C * C + C + C * C + 3 * C + V + 2 * C + 2)
+
+
+def estimate_bert_pretraining(config, batch_size, sequence_length=None, bytes_per_value=4):
+    """The :class:`MemoryEstimate` of pre-training a BERT of ``config`` (MLM and NSP) under
+    AdamW with batches of ``batch_size`` sequences of ``sequence_length`` tokens (default:
+    ``max_position``). The parts are the GPT's (module docstring); per token, each encoder
+    layer keeps what a GPT block keeps with its feed-forward width F for 4C, and the
+    padding mask's copy of the attention scores, ``14 C + 3 F + 2 H·T + 2`` values; the
+    embeddings and the MLM head (dense, GELU, LayerNorm, logits, softmax, ∂L/∂logits)
+    ``11 C + 3 V``. With dropout p > 0: the mask byte and the output of the embedding
+    dropout, of each layer's three (attention, feed-forward, residual) and of its attention
+    weights' dropout."""
+    s = bytes_per_value
+    T = config.max_position if sequence_length is None else sequence_length
+    tokens = batch_size * T
+    L, H, C, F, V = (config.n_layer, config.n_head, config.n_embd, config.dim_feedforward,
+                     config.vocab_size)
+    P = bert_parameter_count(config)
+    activations = tokens * (L * (14 * C + 3 * F + 2 * H * T + 2) + 11 * C + 3 * V) * s
+    if getattr(config, "dropout", 0.0):
+        activations += tokens * ((1 + 2 * L) * C + L * F + L * H * T) * (s + 1)
     return MemoryEstimate(parameters=P, batch_size=batch_size, sequence_length=T,
                           weights=P * s, gradients=P * s, optimizer=2 * P * s,
                           activations=activations, checkpointing=6 * P * s)
@@ -339,6 +381,7 @@ def process_rss(status="/proc/self/status"):
 
 
 __all__ = ["MemoryEstimate", "MemoryLimit", "OVERHEAD_BYTES", "activation_values_per_token",
-           "available_memory", "estimate_gpt_training", "fitting_batch_size", "format_bytes",
+           "available_memory", "bert_parameter_count", "estimate_bert_pretraining",
+           "estimate_gpt_training", "fitting_batch_size", "format_bytes",
            "gpt_parameter_count", "memory_limit", "memory_limits", "process_rss",
            "training_flops"]

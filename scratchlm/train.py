@@ -170,6 +170,7 @@ class Trainer:
         self.config_changes = []  # every change applied on resuming, saved in the checkpoint
         self.saved_step = None  # the step of the checkpoint on disk, when this trainer knows it
         self.step_time = None  # a StepTimeEstimate once time_step has measured
+        self.step_threads = None  # the threads time_step measured on (the run starts so)
         self.removed_files = []  # stale temporary files the last recover_run removed
         self._stop_signal = None
 
@@ -266,45 +267,90 @@ class Trainer:
         return float(np.mean(losses))
 
     def time_step(self, repeats=3, budget_s=30.0):
-        """Seconds one optimisation step takes: the fastest of ``repeats`` forward and
-        backward passes of a throwaway micro-batch after one warm-up pass (times
-        ``grad_accum_steps``; :func:`~scratchlm.time_estimate.fastest_of`), measured without
-        changing anything a later step depends on: no update is made, the gradients are
-        cleared and the CPU random generator is restored (a run stays bit-identical). The
-        first pass starts threads and grows the allocator's pools, often several times
-        slower than the rest; a pass slower than ``budget_s`` ends the measuring (then its
-        time is returned: an upper bound). The passes run on the threads the run will have
-        (:class:`scratchlm.fast.ThreadsFollowLoad`: beside a busy process, fewer BLAS
-        threads than cores, or every product waits for the thread that lost its core).
-        Also measures how many cores other processes use, and keeps both as
-        :attr:`step_time`, which the progress bar refreshes from the run's own steps."""
-        rng_state = backend.get_rng_state()
-        self.model.train()
-        batch = self._batch(self.train_data, np.random.default_rng(0))
-
-        def one_pass():
-            self.loss_fn(self.model, batch).backward()
-            backend.synchronize(self.config.device)
-            self.model.zero_grad()
-
+        """Seconds one optimisation step takes: the fastest of ``repeats`` of the run's own
+        steps (:meth:`train_step`: its batches drawn, forward and backward, the clipping,
+        the AdamW update, the schedule) after one warm-up step
+        (:func:`~scratchlm.time_estimate.fastest_of`), and everything they changed put
+        back afterwards — the weights, AdamW's state, the schedule, the step count, both
+        random generators — so the run stays bit-identical. A step slower than
+        ``budget_s`` ends the measuring (then its time is returned: an upper bound). The
+        first step starts threads, grows the allocator's pools and makes AdamW's moments,
+        often several times slower than the rest. The steps run on the threads the run
+        will have (:class:`scratchlm.fast.ThreadsFollowLoad`: beside a busy process, fewer
+        BLAS threads than cores, or every product waits for the thread that lost its
+        core), and the run starts on the same count; the process is tuned for training
+        first, as :meth:`train` tunes it. Data-parallel, forward and backward
+        passes of a throwaway batch stand for the step (a rank's step joins collective
+        operations every rank must reach). Also measures how many cores other processes
+        use, and keeps both as :attr:`step_time`, which the progress bar refreshes from
+        the run's own steps."""
+        fast.tune_process()  # as train() does: the allocator keeps freed memory
+        if self.data_parallel is None:
+            saved, measured = self._training_state(), self._timed_train_step
+        else:
+            saved, measured = {"engine_rng": backend.get_rng_state()}, self._timed_pass(
+                self._batch(self.train_data, np.random.default_rng(0)))
         try:
             # on the threads the run will have: as many as other processes leave free
             with fast.ThreadsFollowLoad(interval_s=0.0) as threads:
                 use = core_use()
                 threads.check()
-                seconds, _ = fastest_of(one_pass, repeats=repeats, budget_s=budget_s)
+                self.step_threads = threads.threads
+                seconds, _ = fastest_of(measured, repeats=repeats, budget_s=budget_s)
         finally:
-            self.optimizer.zero_grad()
-            self.model.zero_grad()
-            backend.set_rng_state(rng_state)
-        seconds *= self.config.grad_accum_steps
+            self._restore_training_state(saved)
+        if self.data_parallel is not None:
+            seconds *= self.config.grad_accum_steps
         self.step_time = StepTimeEstimate(seconds, use)
         return seconds
 
-    def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None):
+    def _timed_train_step(self):
+        """One step that is timed, then undone: an overflow in it is the run's to report
+        (its own first step meets the same), so NumPy's warnings are silenced here."""
+        try:
+            with np.errstate(all="ignore"):
+                self.train_step()
+        except DivergenceError:  # the time still counts
+            self.optimizer.zero_grad()
+        backend.synchronize(self.config.device)
+
+    def _timed_pass(self, batch):
+        def one_pass():
+            self.model.train()
+            self.loss_fn(self.model, batch).backward()
+            backend.synchronize(self.config.device)
+            self.model.zero_grad()
+        return one_pass
+
+    def _training_state(self):
+        """Copies of everything :meth:`train_step` changes."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step,
+                "skipped_step": list(self.history["skipped_step"]),
+                "data_rng": self.data_rng.bit_generator.state,
+                "engine_rng": backend.get_rng_state()}
+
+    def _restore_training_state(self, saved):
+        """Put back what :meth:`_training_state` copied (the parts it holds)."""
+        self.optimizer.zero_grad()
+        self.model.zero_grad()
+        if "model" in saved:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.step = saved["step"]
+            self.history["skipped_step"] = saved["skipped_step"]
+            self.data_rng.bit_generator.state = saved["data_rng"]
+        backend.set_rng_state(saved["engine_rng"])
+
+    def train(self, progress=True, stop_at=None, on_step=None, handle_signals=None,
+              on_validate=None):
         """Run until ``max_steps`` (or ``stop_at``), validating and checkpointing on the way;
         returns the history. ``on_step(trainer, loss)``, if given, is called after every
-        step (e.g. to log). Tunes the process for training first
+        step (e.g. to log). After each validation the loop prints ``step N: validation loss
+        L (perplexity P)``; ``on_validate(trainer, val_loss)``, if given, is called instead
+        (to report it otherwise: in another language, to a log; data-parallel, on every
+        rank). Tunes the process for training first
         (:func:`scratchlm.fast.tune_process`: the allocator keeps freed memory for reuse),
         and every two seconds fits BLAS's and the fast layer's threads to the cores other
         processes leave free (:class:`scratchlm.fast.ThreadsFollowLoad`).
@@ -331,7 +377,8 @@ class Trainer:
                 self.removed_files = runs.recover_run(self.run_dir)
             if handle_signals:
                 stack.enter_context(self._signals_stop_training())
-            threads = stack.enter_context(fast.ThreadsFollowLoad())
+            threads = stack.enter_context(fast.ThreadsFollowLoad(
+                start_threads=self.step_threads))
             bar = stack.enter_context(progress_bar(last, self.step, progress and writer))
             started, first_step = time.perf_counter(), self.step
             stopping = None
@@ -350,7 +397,7 @@ class Trainer:
                     on_step(self, loss)
                 if self.val_data is not None and (self.step % cfg.eval_interval == 0
                                                   or self.step == cfg.max_steps):
-                    self._validate(bar)
+                    self._validate(bar, on_validate)
                 if self.run_dir is not None and (self.step % cfg.checkpoint_interval == 0
                                                  or self.step == last):
                     self.save()
@@ -427,11 +474,13 @@ class Trainer:
             figures["left"] = format_duration(left)
         return figures
 
-    def _validate(self, bar):
+    def _validate(self, bar, on_validate=None):
         val = self.evaluate()
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
-        if dist.rank() == 0:
+        if on_validate is not None:
+            on_validate(self, val)
+        elif dist.rank() == 0:
             bar.write(f"step {self.step}: validation loss {val:.4f} "
                       f"(perplexity {perplexity(val):.2f})")
         sys.stdout.flush()  # show it now even when stdout is a file

@@ -61,14 +61,22 @@ CASES = {
     "tensor_bad_device": (lambda: sl.tensor([1.0], device="tpu"), "tensor"),
     "tensor_int_requires_grad": (lambda: sl.tensor([1, 2], requires_grad=True), "tensor"),
     "tensor_requires_grad_str": (lambda: sl.tensor([1.0], requires_grad="yes"), "tensor"),
+    "tensor_of_none": (lambda: sl.tensor(None), "tensor"),
+    "tensor_complex": (lambda: sl.tensor([1j]), "tensor"),
+    "tensor_dtype_str": (lambda: sl.tensor([1.0], dtype=str), "tensor"),
+    "requires_grad_method_str": (lambda: t(2).requires_grad_("yes"), "requires_grad_"),
+    "requires_grad_method_int": (lambda: sl.tensor([1, 2]).requires_grad_(), "requires_grad_"),
     "add_shapes": (lambda: t(2, 3) + t(4, 5), "add"),
     "sub_shapes": (lambda: t(2, 3) - t(3, 2), "sub"),
     "mul_shapes": (lambda: t(2, 3) * t(4), "mul"),
     "div_shapes": (lambda: t(2, 3) / t(2, 2), "div"),
     "add_string": (lambda: t(2) + "x", "add"),
+    "mul_none": (lambda: t(2) * None, "mul"),
+    "sub_string_array": (lambda: t(2) - np.array(["a", "b"]), "sub"),
     "matmul_inner": (lambda: t(2, 3) @ t(4, 5), "matmul"),
     "matmul_scalar": (lambda: t(2, 3) @ t(), "matmul"),
     "matmul_string": (lambda: t(2, 3) @ "x", "matmul"),
+    "matmul_number": (lambda: t(2, 3) @ 2, "matmul"),
     "pow_tensor_string": (lambda: t(2) ** "x", "pow"),
     "reshape_size": (lambda: t(2, 3).reshape(4, 2), "reshape"),
     "reshape_two_unknown": (lambda: t(2, 3).reshape(-1, -1), "reshape"),
@@ -76,9 +84,12 @@ CASES = {
     "transpose_axes_count": (lambda: t(2, 3).transpose(0, 1, 2), "transpose"),
     "transpose_repeated": (lambda: t(2, 3).transpose(0, 0), "transpose"),
     "transpose_out_of_range": (lambda: t(2, 3).transpose(0, 5), "transpose"),
+    "transpose_float": (lambda: t(2, 3).transpose(0, 1.0), "transpose"),
     "sum_axis_range": (lambda: t(2, 3).sum(axis=2), "sum"),
     "sum_axis_float": (lambda: t(2, 3).sum(axis=1.0), "sum"),
+    "sum_keepdims_str": (lambda: t(2, 3).sum(axis=0, keepdims="no"), "sum"),
     "mean_axis_range": (lambda: t(2, 3).mean(axis=-3), "mean"),
+    "mean_axis_tuple_float": (lambda: t(2, 3).mean(axis=(0, 1.0)), "mean"),
     "max_axis_range": (lambda: t(2, 3).max(axis=4), "max"),
     "max_empty": (lambda: t(0, 3).max(), "max"),
     "index_out_of_range": (lambda: t(2, 3)[5], "getitem"),
@@ -87,20 +98,27 @@ CASES = {
     "index_array_out_of_range": (lambda: t(4)[np.array([0, 9])], "getitem"),
     "item_of_many": (lambda: t(2, 3).item(), "item"),
     "to_bad_device": (lambda: t(2).to("tpu"), "to"),
+    "to_device_int": (lambda: t(2).to(0), "to"),
     "backward_non_scalar": (lambda: t(2, 3, grad=True).exp().backward(), "backward"),
     "backward_grad_shape": (backward_of(lambda: t(2, 3, grad=True).exp(),
                                         np.ones((3, 2))), "backward"),
     "backward_grad_string": (backward_of(lambda: t(2, grad=True).exp(), "x"), "backward"),
     "backward_no_grad": (lambda: t(2).sum().backward(), "backward"),
+    "backward_retain_graph_str": (lambda: t(2, grad=True).sum().backward(retain_graph="yes"),
+                                  "backward"),
     "concat_empty": (lambda: sl.concat([]), "concat"),
     "concat_shapes": (lambda: sl.concat([t(2, 3), t(2, 4)], axis=0), "concat"),
     "concat_axis": (lambda: sl.concat([t(2, 3), t(2, 3)], axis=3), "concat"),
     "concat_not_tensors": (lambda: sl.concat([t(2), "x"]), "concat"),
+    "concat_not_a_list": (lambda: sl.concat(t(2, 3)), "concat"),
+    "concat_axis_float": (lambda: sl.concat([t(2), t(2)], axis=0.0), "concat"),
     "stack_shapes": (lambda: sl.stack([t(2, 3), t(3, 2)]), "stack"),
     "stack_empty": (lambda: sl.stack([]), "stack"),
     "stack_axis": (lambda: sl.stack([t(2), t(2)], axis=5), "stack"),
+    "stack_not_tensors": (lambda: sl.stack([t(2), None]), "stack"),
     "where_shapes": (lambda: sl.where(np.array([True, False, True]), t(2), t(2)), "where"),
     "where_condition_float": (lambda: sl.where(np.array([0.5, 0.2]), t(2), t(2)), "where"),
+    "where_branch_string": (lambda: sl.where(np.array([True, False]), t(2), "x"), "where"),
     "manual_seed_negative": (lambda: sl.manual_seed(-1), "manual_seed"),
     "manual_seed_float": (lambda: sl.manual_seed(1.5), "manual_seed"),
     "manual_seed_str": (lambda: sl.manual_seed("1"), "manual_seed"),
@@ -109,11 +127,19 @@ CASES = {
     "gradcheck_eps_zero": (lambda: sl.gradcheck(lambda x: x.sum(), [t(2, grad=True)],
                                                 eps=0), "gradcheck"),
     "gradcheck_not_tensor": (lambda: sl.gradcheck(lambda x: x, [np.ones(2)]), "gradcheck"),
+    "gradcheck_fn_not_callable": (lambda: sl.gradcheck("x", [t(2, grad=True)]), "gradcheck"),
+    "gradcheck_atol_negative": (lambda: sl.gradcheck(lambda x: x.sum(), [t(2, grad=True)],
+                                                     atol=-1), "gradcheck"),
     # ----------------------------------------------------------------- functional ops
     "linear_weight_shape": (lambda: F.linear(t(2, 3), t(4, 5)), "linear"),
     "linear_bias_shape": (lambda: F.linear(t(2, 3), t(4, 3), t(5)), "linear"),
     "linear_scalar_input": (lambda: F.linear(t(), t(4, 3)), "linear"),
+    "linear_input_string": (lambda: F.linear("x", t(2, 3)), "linear"),
+    "linear_bias_string": (lambda: F.linear(t(2, 3), t(4, 3), "b"), "linear"),
     "relu_string": (lambda: F.relu("x"), "relu"),
+    "gelu_string": (lambda: F.gelu("x"), "gelu"),
+    "sigmoid_string": (lambda: F.sigmoid("x"), "sigmoid"),
+    "softmax_list": (lambda: F.softmax([1.0, 2.0]), "softmax"),
     "gelu_approximate": (lambda: F.gelu(t(3), approximate="fast"), "gelu"),
     "softmax_axis": (lambda: F.softmax(t(2, 3), axis=2), "softmax"),
     "softmax_axis_float": (lambda: F.softmax(t(2, 3), axis=0.5), "softmax"),
@@ -123,6 +149,7 @@ CASES = {
     "layer_norm_eps_negative": (lambda: F.layer_norm(t(2, 3), t(3), t(3), eps=-1),
                                 "layer_norm"),
     "layer_norm_eps_nan": (lambda: F.layer_norm(t(2, 3), t(3), t(3), eps=NAN), "layer_norm"),
+    "layer_norm_input_string": (lambda: F.layer_norm("x", t(3), t(3)), "layer_norm"),
     "dropout_p_above_one": (lambda: F.dropout(t(3), 1.5), "dropout"),
     "dropout_p_nan": (lambda: F.dropout(t(3), NAN), "dropout"),
     "dropout_training_str": (lambda: F.dropout(t(3), 0.1, training="yes"), "dropout"),
@@ -130,6 +157,7 @@ CASES = {
     "embedding_negative_id": (lambda: F.embedding(np.array([-1]), t(5, 2)), "embedding"),
     "embedding_float_ids": (lambda: F.embedding(np.array([0.5]), t(5, 2)), "embedding"),
     "embedding_weight_1d": (lambda: F.embedding(np.array([0]), t(5)), "embedding"),
+    "embedding_weight_string": (lambda: F.embedding(np.array([0]), "w"), "embedding"),
     "cross_entropy_target_shape": (lambda: F.cross_entropy(t(2, 3), np.array([0, 1, 2])),
                                    "cross_entropy"),
     "cross_entropy_target_range": (lambda: F.cross_entropy(t(2, 3), np.array([0, 3])),
@@ -141,11 +169,18 @@ CASES = {
     "cross_entropy_reduction": (lambda: F.cross_entropy(t(2, 3), np.array([0, 1]),
                                                         reduction="avg"), "cross_entropy"),
     "cross_entropy_logits_1d": (lambda: F.cross_entropy(t(3), np.array([0])), "cross_entropy"),
+    "cross_entropy_smoothing_str": (lambda: F.cross_entropy(t(2, 3), np.array([0, 1]),
+                                                            label_smoothing="0.1"),
+                                    "cross_entropy"),
+    "cross_entropy_ignore_index_float": (lambda: F.cross_entropy(t(2, 3), np.array([0, 1]),
+                                                                 ignore_index=0.5),
+                                         "cross_entropy"),
     "bce_shapes": (lambda: F.binary_cross_entropy_with_logits(t(2, 3), t(3, 2)),
                    "binary_cross_entropy_with_logits"),
     "bce_reduction": (lambda: F.binary_cross_entropy_with_logits(t(2), t(2), reduction="x"),
                       "binary_cross_entropy_with_logits"),
     "mse_shapes": (lambda: F.mse_loss(t(2, 3), t(4)), "mse_loss"),
+    "mse_string": (lambda: F.mse_loss(t(2), "x"), "mse_loss"),
     "sdpa_dims": (lambda: F.scaled_dot_product_attention(t(2, 4, 3), t(2, 4, 5),
                                                          t(2, 4, 5)),
                   "scaled_dot_product_attention"),
@@ -161,9 +196,10 @@ CASES = {
     "sdpa_dropout": (lambda: F.scaled_dot_product_attention(t(2, 4, 3), t(2, 4, 3),
                                                             t(2, 4, 3), dropout_p=2.0),
                      "scaled_dot_product_attention"),
-    "sdpa_causal_and_mask": (lambda: F.scaled_dot_product_attention(
-        t(2, 4, 3), t(2, 4, 3), t(2, 4, 3), attn_mask=np.ones((4, 4), bool),
-        is_causal=True), "scaled_dot_product_attention"),
+    "sdpa_is_causal_str": (lambda: F.scaled_dot_product_attention(
+        t(2, 4, 3), t(2, 4, 3), t(2, 4, 3), is_causal="yes"), "scaled_dot_product_attention"),
+    "sdpa_query_string": (lambda: F.scaled_dot_product_attention("q", t(2, 4, 3), t(2, 4, 3)),
+                          "scaled_dot_product_attention"),
     # ----------------------------------------------------------------- layers
     "linear_zero_features": (lambda: nn.Linear(0, 3), "Linear"),
     "linear_float_features": (lambda: nn.Linear(3.5, 2), "Linear"),
@@ -182,7 +218,6 @@ CASES = {
                               "TransformerEncoderLayer"),
     "decoder_layer_dropout": (lambda: nn.TransformerDecoderLayer(8, 2, dropout=2.0),
                               "TransformerDecoderLayer"),
-    "sinusoidal_odd": (lambda: nn.SinusoidalPositionalEncoding(7), "SinusoidalPositionalEncoding"),
     "sinusoidal_max_len": (lambda: nn.SinusoidalPositionalEncoding(8, max_len=0),
                            "SinusoidalPositionalEncoding"),
     "load_state_dict_list": (lambda: nn.Linear(3, 2).load_state_dict([1, 2]),
@@ -191,9 +226,15 @@ CASES = {
         {"weight": np.zeros((3, 3)), "bias": np.zeros(2)}), "load_state_dict"),
     "load_state_dict_int": (lambda: nn.Linear(3, 2).load_state_dict(
         {"weight": np.zeros((2, 3), np.int32), "bias": np.zeros(2)}), "load_state_dict"),
+    "load_state_dict_strict_str": (lambda: nn.Linear(3, 2).load_state_dict(
+        nn.Linear(3, 2).state_dict(), strict="no"), "load_state_dict"),
+    "load_state_dict_everything_missing": (lambda: tiny_gpt().load_state_dict({}),
+                                           "load_state_dict"),
     "module_to_device": (lambda: nn.Linear(3, 2).to("tpu"), "to"),
+    "module_train_str": (lambda: nn.Linear(3, 2).train("no"), "train"),
     "sequential_not_module": (lambda: nn.Sequential(nn.Linear(2, 2), "relu"), "Sequential"),
     "modulelist_not_module": (lambda: nn.ModuleList([3]), "ModuleList"),
+    "modulelist_append_not_module": (lambda: nn.ModuleList().append("x"), "ModuleList"),
     # ----------------------------------------------------------------- optimizers
     "sgd_lr_negative": (lambda: optim.SGD(linear_params(), lr=-0.1), "SGD"),
     "sgd_lr_nan": (lambda: optim.SGD(linear_params(), lr=NAN), "SGD"),
@@ -302,52 +343,23 @@ CASES = {
 
 
 #: The built-in errors scratchlm raises with its own one-line message (the command line shows
-#: them as one line, as it shows a ScratchlmError): allowed where the owner of the op has not
-#: moved it to ArgumentError yet; every area listed in LIBRARY_CLASS_AREAS must raise a
-#: ScratchlmError.
+#: them as one line, as it shows a ScratchlmError): allowed where callers catch the built-in
+#: class (IndexError for an index or id out of range, RuntimeError from backward and
+#: Module.load_state_dict, as PyTorch raises them) or the code is not an argument check's
+#: yet; every area listed in LIBRARY_CLASS_AREAS must raise a ScratchlmError.
 OWN_BUILTIN_ERRORS = (ValueError, TypeError, IndexError, RuntimeError)
-LIBRARY_CLASS_AREAS = ("CharTokenizer", "BPETokenizer", "mask_tokens", "sample_next",
-                       "top_k_filter", "top_p_filter", "save", "load", "load_safetensors",
-                       "from_hf_gpt2", "perplexity", "manual_seed", "apply_lora",
-                       "PromptTuning", "GPT", "generate", "beam_search")
-
-#: Cases still open, each in code another helper owns (strict: a fix makes them fail
-#: until removed from here).
-KNOWN_OPEN = {
-    "add_string": "engine (autograd/, ops/, functional/)",
-    "pow_tensor_string": "engine (autograd/, ops/, functional/)",
-    "matmul_string": "engine (autograd/, ops/, functional/)",
-    "concat_not_tensors": "engine (autograd/, ops/, functional/)",
-    "relu_string": "engine (autograd/, ops/, functional/)",
-    "reshape_float": "engine (autograd/, ops/, functional/)",
-    "sum_axis_float": "engine (autograd/, ops/, functional/)",
-    "softmax_axis_float": "engine (autograd/, ops/, functional/)",
-    "stack_axis": "engine (autograd/, ops/, functional/)",
-    "transpose_out_of_range": "engine (autograd/, ops/, functional/)",
-    "backward_grad_string": "engine (autograd/, ops/, functional/)",
-    "gradcheck_eps_zero": "engine (autograd/, ops/, functional/)",
-    "tensor_bad_device": "engine (autograd/, ops/, functional/)",
-    "tensor_bad_dtype": "engine (autograd/, ops/, functional/)",
-    "tensor_int_requires_grad": "engine (autograd/, ops/, functional/)",
-    "tensor_of_objects": "engine (autograd/, ops/, functional/)",
-    "tensor_of_strings": "engine (autograd/, ops/, functional/)",
-    "tensor_ragged": "engine (autograd/, ops/, functional/)",
-    "tensor_requires_grad_str": "engine (autograd/, ops/, functional/)",
-    "where_condition_float": "engine (autograd/, ops/, functional/)",
-    "dropout_training_str": "engine (autograd/, ops/, functional/)",
-    "layer_norm_eps_nan": "engine (autograd/, ops/, functional/)",
-    "layer_norm_eps_negative": "engine (autograd/, ops/, functional/)",
-    "sdpa_causal_and_mask": "engine (autograd/, ops/, functional/)",
-    "sdpa_mask_float": "engine (autograd/, ops/, functional/)",
-    "to_bad_device": "engine (autograd/, ops/, functional/)",
-    "adam_eps_zero": "layout (nn/, optim argument checks)",
-    "load_state_dict_int": "layout (nn/, optim argument checks)",
-    "load_state_dict_list": "layout (nn/, optim argument checks)",
-    "load_state_dict_shape": "layout (nn/, optim argument checks)",
-    "module_to_device": "layout (nn/, optim argument checks)",
-    "sequential_not_module": "layout (nn/, optim argument checks)",
-    "sinusoidal_odd": "layout (nn/, optim argument checks)",
-}
+LIBRARY_CLASS_AREAS = (
+    "CharTokenizer", "BPETokenizer", "mask_tokens", "sample_next", "top_k_filter",
+    "top_p_filter", "save", "load", "load_safetensors", "from_hf_gpt2", "perplexity",
+    "manual_seed", "apply_lora", "PromptTuning", "GPT", "generate", "beam_search",
+    # tensors, the primitive ops and the functional ops
+    "tensor", "requires_grad_", "to", "add", "sub", "mul", "div", "pow", "matmul", "reshape",
+    "transpose", "sum", "mean", "max", "concat", "stack", "where", "gradcheck", "linear",
+    "relu", "gelu", "sigmoid", "softmax", "log_softmax", "layer_norm", "dropout", "mse_loss",
+    "binary_cross_entropy_with_logits", "scaled_dot_product_attention",
+    # layers and Adam
+    "Linear", "Embedding", "LayerNorm", "Dropout", "MultiHeadAttention", "Sequential",
+    "ModuleList", "SinusoidalPositionalEncoding", "train", "Adam")
 
 
 def innermost_file(error):
@@ -380,16 +392,8 @@ def outcome(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_argument_is_refused_in_one_clear_line(name):
-    if name in KNOWN_OPEN:
-        pytest.xfail(KNOWN_OPEN[name])
     problem = outcome(name)
     assert not problem, f"{name}: {problem}"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_OPEN))
-def test_known_open_cases_are_still_open(name):
-    """A case fixed by its owner fails here until it is taken out of KNOWN_OPEN."""
-    assert outcome(name), f"{name} is fixed: remove it from KNOWN_OPEN"
 
 
 def test_the_sweep_is_wide():

@@ -99,6 +99,26 @@ def test_file_is_a_plain_npz_with_readable_entry_names(tmp_path):
     assert document["format"] == "scratchlm-checkpoint"
 
 
+
+def test_strings_and_keys_utf8_cannot_encode_come_back_exactly(tmp_path):
+    """A lone surrogate (what os.fsdecode makes of a file name that is not UTF-8, or half
+    of a split emoji) and NUL, in values and in keys, arrays' keys included: the same
+    strings come back, each key's array under its own key."""
+    state = {"text": "\ud800", "name": "caf\udce9.txt", "mixed": ["中文", "a\udfffb", "\x00"],
+             "\ud83d": np.arange(3), "\udcff/x": np.ones(2), "a\x00": np.zeros(1),
+             "a": np.full(1, 7.0), "%uD800": np.full(1, 5.0)}
+    path = tmp_path / "c.npz"
+    save(state, path)
+    assert_same(state, load(path))
+    with np.load(path, allow_pickle=False) as npz:  # plain names, none cut at the NUL
+        assert sorted(npz.files) == sorted(["checkpoint.json", "arrays/%uD83D",
+                                            "arrays/%uDCFF%2Fx", "arrays/a%00", "arrays/a",
+                                            "arrays/%25uD800"])
+    # a state without such strings is written as UTF-8 text, as before
+    save({"text": "中文"}, path)
+    with np.load(path, allow_pickle=False) as npz:
+        assert "中文".encode() in npz["checkpoint.json"].tobytes()
+
 def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
     path = tmp_path / "c.npz"
     save({"v": 1}, path)

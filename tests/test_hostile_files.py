@@ -6,11 +6,14 @@ bomb, a huge header, NaN or integer weights, a side file that is not JSON, a lis
 hundreds deep, a checkpoint whose fields are of the wrong kind... — and hands it to a
 loader (``sl.load``, ``load_safetensors``, ``GPT.from_hf_gpt2``, the tokenizer loaders,
 the token cache) or to a command (``sample``, ``eval``, ``train --resume``, ``finetune``,
-``prompt``, ``pretrain --hf-gpt2``), called in this process under a time limit. Every one
+``prompt``, ``pretrain --hf-gpt2``; the coursework grader's ``grade`` and ``grade-all``, with
+hostile submissions, hint progress, stored results and submission times), called in this
+process under a time limit. Every one
 must end in a refusal that is
 
 * not a traceback: a :class:`~scratchlm.errors.ScratchlmError` from a loader, one line
-  starting ``error:`` and exit status 1 or 2 from a command;
+  starting ``error:`` and exit status 1 or 2 from a command (or, from the grader, a failed
+  grade whose reason names the file, output that a UTF-8 terminal can print);
 * not a hang: within ``TIME_LIMIT_S`` (a SIGALRM per case);
 * clear: it names the file (its path, or the run folder and the file's name) and says
   what is wrong, in more words than the path and never as a bare key or errno.
@@ -19,11 +22,14 @@ A handful of the commands also run in real subprocesses at the end.
 """
 
 import contextlib
+import csv
+import hashlib
 import io
 import json
 import os
 import re
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -41,6 +47,7 @@ from scratchlm.checkpoint_fields import (
     stored_tokenizer,
 )
 from scratchlm.errors import ScratchlmError
+from scratchlm.exercises import __main__ as exercises_cli
 from scratchlm.models import GPT, GPTConfig
 from scratchlm.runs import load_run_checkpoint
 from scratchlm.safetensors import load_safetensors, read_safetensors_header, save_safetensors
@@ -169,7 +176,8 @@ FILE_NAMES = {"sl.load": "checkpoint.npz", "a run's checkpoint": "checkpoint.npz
 def load_run_for_training(run_dir):
     """What `sample` and `train --resume` read of a run, through the API."""
     path = os.path.join(run_dir, "checkpoint.npz")
-    state = check_run_state(load_run_checkpoint(run_dir), path, "load", TRAINING_FIELDS)
+    state = check_run_state(load_run_checkpoint(run_dir), path, "load", TRAINING_FIELDS,
+                            train_config_class=TrainConfig)
     load_model(state, path, GPT, GPTConfig)
     stored_tokenizer(state, path)
 
@@ -263,6 +271,15 @@ STATE_CASES = {
     "train_config_list": set_in(["train_config"], [1]),
     "config_changes_dict": set_in(["config_changes"], {"a": 1}),
 }
+#: training settings a run's checkpoint stores that TrainConfig refuses: the commands that
+#: build a TrainConfig from them (train --resume, eval) name the file and the field
+TRAIN_SETTINGS_CASES = {f"state_train_config_{name}": checkpoint_case(set_in(
+    ["train_config", field], value)) for name, field, value in (
+        ("batch_size_string", "batch_size", "32"), ("batch_size_zero", "batch_size", 0),
+        ("max_steps_float", "max_steps", 2.5), ("learning_rate_negative", "learning_rate", -1.0),
+        ("beta2_one", "beta2", 1.0), ("device_evil", "device", "tpu"),
+        ("seed_huge", "seed", 2**40), ("skip_nonfinite_int", "skip_nonfinite", 1),
+        ("grad_accum_steps_list", "grad_accum_steps", [2]))}
 
 
 def zip_bomb(path):
@@ -450,7 +467,8 @@ def build_cases():
     for kind, make in CHECKPOINT_FILE_CASES.items():
         cases.append((f"sl.load:{kind}", "loader", "sl.load", "checkpoint.npz", make))
     for kind, make in {**CHECKPOINT_FILE_CASES, **{
-            f"state_{k}": checkpoint_case(v) for k, v in STATE_CASES.items()}}.items():
+            f"state_{k}": checkpoint_case(v) for k, v in STATE_CASES.items()},
+            **TRAIN_SETTINGS_CASES}.items():
         cases.append((f"a run's checkpoint:{kind}", "loader", "a run's checkpoint",
                       "checkpoint.npz", make))
     for kind, make in SAFETENSORS_CASES.items():
@@ -473,9 +491,12 @@ def build_cases():
     checkpoint_kinds = {**{k: GENERIC[k] for k in ("fifo", "directory", "device", "empty",
                                                     "dangling_symlink", "random_bytes")},
                         "zip_bomb": zip_bomb, "truncated_50": truncated_checkpoint(0.5),
-                        **{f"state_{k}": checkpoint_case(v) for k, v in STATE_CASES.items()}}
+                        **{f"state_{k}": checkpoint_case(v) for k, v in STATE_CASES.items()},
+                        **TRAIN_SETTINGS_CASES}
     for verb in ("sample", "eval", "train --resume", "finetune", "prompt"):
         for kind, make in checkpoint_kinds.items():
+            if kind in TRAIN_SETTINGS_CASES and verb not in ("eval", "train --resume"):
+                continue  # a command that never reads the training settings
             cases.append((f"{verb}:{kind}", "cli", verb, "checkpoint.npz", make))
     for kind in ("fifo", "directory", "hundred_layers", "weights_int32", "config_not_json",
                  "config_list", "config_deep", "header_not_json"):
@@ -488,7 +509,260 @@ def build_cases():
     return cases
 
 
-CASES = build_cases()
+# ----------------------------------------------------------------------------- the grader
+# `python -m scratchlm.exercises grade EXERCISE FILE` and `grade-all`: a hostile submission
+# (and the files grading reads beside it: the hint progress, the stored results of
+# --expected, the --submitted times) is a clear refusal or a failed grade that says why.
+EXERCISE = "softmax"
+SUBMISSION = f"{EXERCISE}.py"
+#: short grading limits (seconds, MiB): a file that loops costs this much
+GRADE_LIMITS = ["--timeout", "8", "--memory", "1024"]
+#: a grade that fails quickly, in its child process: the hint progress is updated after it
+SYNTAX_ERROR = b"class Softmax(:\n"
+
+
+def linked_to_fifo(path):
+    os.mkfifo(f"{path}.fifo")
+    os.symlink(f"{path}.fifo", path)
+
+
+def linked_outside(path):
+    """A link to a Python file in the folder above the submission's."""
+    outside = os.path.join(os.path.dirname(os.path.dirname(path)), "outside.py")
+    writer(b"class Softmax: pass\n")(outside)
+    os.symlink(outside, path)
+
+
+def sparse(size):
+    def make(path):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    return make
+
+
+SUBMISSION_CASES = {
+    **GENERIC,
+    "symlink_to_fifo": linked_to_fifo,
+    "symlink_outside_its_folder": linked_outside,
+    "syntax_error": writer(SYNTAX_ERROR),
+    "unknown_coding_cookie": writer(b"# -*- coding: evil -*-\nclass Softmax: pass\n"),
+    "latin1_without_cookie": writer("class Softmax:  # caf\xe9\n    pass\n".encode("latin-1")),
+    "parentheses_nested_5000_deep": writer(b"x = " + b"(" * 5000 + b")" * 5000 + b"\n"),
+    "expression_of_200000_terms": writer(b"x = " + b"1 + " * 200000 + b"1\n"),
+    "comments_of_20_mb": writer((b"#" * 79 + b"\n") * 250000),
+    "exits_on_import": writer(b"raise SystemExit(0)\n"),
+    "raises_lone_surrogates": writer(b"raise ValueError('\\ud800 \\udcff')\n"),
+    "prints_a_lone_surrogate": writer(b"print('\\ud800')\n"),
+    "prints_bytes_not_utf8": writer(b"import sys\nsys.stdout.buffer.write(b'\\xff\\xfe\\n')\n"
+                                    b"raise ValueError('caf\\xe9')\n"),
+    "class_is_a_number": writer(b"Softmax = 5\n"),
+}
+#: the hint progress beside a failing submission, unusable: left as it is, and the report
+#: says the progress was not kept
+HINTS_UNUSABLE = {
+    **{k: GENERIC[k] for k in ("fifo", "directory", "device", "symlink_loop", "non_utf8",
+                               "random_bytes", "one_byte")},
+    "list": writer(b"[1, 2]"),
+    "deep": writer(deep(100000).encode()),
+    "over_1_mb": writer(b'{"x": "' + b"a" * (1 << 20) + b'"}'),
+}
+#: hint progress that is a JSON object with entries of the wrong kinds: the grader's entry
+#: is rewritten (hint 1 unlocked, one failed attempt), the rest kept
+HINTS_REPAIRED = {
+    "entry_list": writer(b'{"softmax": [1]}'),
+    "unlocked_of_other_kinds": writer(b'{"softmax": {"unlocked": [true, "2", 99, -1, 1.5], '
+                                      b'"failed attempts": true}}'),
+    "attempts_4300_digits": writer(b'{"softmax": {"failed attempts": ' + b"9" * 4300 + b"}}"),
+    "key_lone_surrogate": writer(b'{"\\ud800": 1}'),
+    "dangling_symlink": GENERIC["dangling_symlink"],
+}
+
+
+def stored_results(cases, exercise=EXERCISE, checksum=None):
+    """A stored-results file holding ``cases``, with the checksum grading checks (computed
+    here as the module docstring of scratchlm.exercises.expected defines it)."""
+    body = {"format": 1, "exercise": exercise, "seed": 0, "graded": "hostile", "cases": cases}
+    text = json.dumps(body, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    body["sha256"] = checksum or hashlib.sha256(text.encode()).hexdigest()
+    return writer(json.dumps(body).encode())
+
+
+EXPECTED_CASES = {
+    **GENERIC,
+    "not_json": writer(b"{nope"),
+    "list": writer(b"[1]"),
+    "deep": writer(deep(100000).encode()),
+    "over_64_mb": sparse(64 * 2**20 + 1),
+    "no_checksum": writer(b'{"format": 1}'),
+    "checksum_wrong": stored_results([], checksum="0" * 64),
+    "another_exercise": stored_results([], exercise="tanh"),
+    "cases_of_numbers": stored_results([1, 2, 3, 4]),
+    "cases_without_labels": stored_results([{"inputs": "x", "expected": 1}] * 4),
+    "cases_labels_numbers": stored_results([{"label": 5, "inputs": "x", "expected": 1}] * 4),
+    "cases_answers_garbage": stored_results(
+        [{"label": "x", "inputs": "y", "expected": {"array": "evil"}}] * 4),
+    "cases_other_inputs": stored_results([{"label": "x", "inputs": "y", "expected": 1}] * 4),
+    "nan_checksum": writer(b'{"format": 1, "sha256": NaN}'),
+}
+#: what a student folder of `grade-all` may hold as its one file (or be, for the last two)
+GRADE_ALL_CASES = {
+    **{k: GENERIC[k] for k in ("fifo", "directory", "device", "dangling_symlink",
+                               "symlink_loop", "non_utf8", "nul_bytes")},
+    **{k: SUBMISSION_CASES[k] for k in ("symlink_to_fifo", "symlink_outside_its_folder",
+                                        "comments_of_20_mb", "raises_lone_surrogates")},
+}
+SUBMITTED_CASES = {
+    **GENERIC,
+    "over_16_mb": sparse(16 * 2**20 + 1),
+    "no_header": writer(b"alice,2026-12-01T10:00\n"),
+    "time_not_a_time": writer(b"student,submitted\nalice,yesterday\n"),
+    "time_out_of_range": writer(b"student,submitted\nalice,2026-13-45T99:99\n"),
+    "latin1": writer("student,submitted\ncaf\xe9,2026-12-01T10:00\n".encode("latin-1")),
+}
+
+
+def exercise_cases():
+    """(case id, 'exercises', verb, the hostile file's path in the case folder, make)."""
+    cases = []
+    for kind, make in SUBMISSION_CASES.items():
+        cases.append((f"grade:{kind}", "exercises", "grade", SUBMISSION, make))
+    cases.append(("grade:folder_name_not_utf8", "exercises", "grade",
+                  os.path.join(os.fsdecode(b"caf\xe9"), SUBMISSION), writer(SYNTAX_ERROR)))
+    for kind, make in {**HINTS_UNUSABLE, **HINTS_REPAIRED}.items():
+        cases.append((f"grade (hint progress):{kind}", "exercises", "grade (hint progress)",
+                      ".scratchlm_hints.json", make))
+    for kind, make in EXPECTED_CASES.items():
+        cases.append((f"grade --expected:{kind}", "exercises", "grade --expected",
+                      f"expected/{EXERCISE}.json", make))
+    for kind, make in GRADE_ALL_CASES.items():
+        cases.append((f"grade-all:{kind}", "exercises", "grade-all",
+                      f"submissions/alice/{SUBMISSION}", make))
+    cases.append(("grade-all:student_folder_not_utf8", "exercises", "grade-all",
+                  os.path.join("submissions", os.fsdecode(b"\xff\xfe"), SUBMISSION),
+                  writer(SYNTAX_ERROR)))
+    cases.append(("grade-all:student_folder_a_link_out", "exercises", "grade-all",
+                  f"submissions/alice/{SUBMISSION}", student_folder_linked_out))
+    for kind, make in SUBMITTED_CASES.items():
+        cases.append((f"grade-all --submitted:{kind}", "exercises", "grade-all --submitted",
+                      "submitted.csv", make))
+    for kind in ("fifo", "not_json", "cases_without_labels"):
+        cases.append((f"grade-all --expected:{kind}", "exercises", "grade-all --expected",
+                      f"expected/{EXERCISE}.json", EXPECTED_CASES[kind]))
+    return cases
+
+
+def student_folder_linked_out(path):
+    """alice/ is a link to a folder outside the submissions, holding a softmax.py."""
+    outside = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(path))), "elsewhere")
+    os.makedirs(outside)
+    writer(SYNTAX_ERROR)(os.path.join(outside, SUBMISSION))
+    os.rmdir(os.path.dirname(path))
+    os.symlink(outside, os.path.dirname(path))
+
+
+def exercises_argv(verb, run_dir, path):
+    """The command line of ``verb`` on the case folder ``run_dir``."""
+    submission = os.path.join(run_dir, SUBMISSION)
+    if verb in ("grade", "grade (hint progress)", "grade --expected"):
+        argv = ["grade", EXERCISE, path if verb == "grade" else submission, *GRADE_LIMITS]
+        return argv + (["--expected", os.path.dirname(path)] if verb == "grade --expected"
+                       else [])
+    argv = ["grade-all", os.path.join(run_dir, "submissions"), "--csv",
+            os.path.join(run_dir, "scores.csv"), *GRADE_LIMITS]
+    if verb == "grade-all --submitted":
+        argv += ["--due", "2026-12-01T00:00", "--submitted", path]
+    if verb == "grade-all --expected":
+        argv += ["--expected", os.path.dirname(path)]
+    return argv
+
+
+#: where each verb whose hostile file is not the submission finds a failing one
+SUPPORTING_SUBMISSION = {"grade (hint progress)": SUBMISSION, "grade --expected": SUBMISSION,
+                         "grade-all --submitted": f"submissions/alice/{SUBMISSION}",
+                         "grade-all --expected": f"submissions/alice/{SUBMISSION}"}
+
+
+def run_exercise_case(case_id, verb, run_dir, path):
+    """'' when the command refused clearly, or graded and said why the file failed."""
+    if verb in SUPPORTING_SUBMISSION:
+        submission = os.path.join(run_dir, SUPPORTING_SUBMISSION[verb])
+        os.makedirs(os.path.dirname(submission), exist_ok=True)
+        writer(SYNTAX_ERROR)(submission)
+    before = _snapshot(path)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        with time_limit(TIME_LIMIT_S), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr):
+            status = exercises_cli.main(exercises_argv(verb, run_dir, path))
+    except TimeLimit as hang:
+        return str(hang)
+    except SystemExit as stop:
+        err = str(stop.code)
+        if "\n" in err or not err.startswith("error: "):
+            return f"exit {stop.code!r}"
+        return judge(err, path, run_dir)
+    except BaseException as error:  # noqa: BLE001 - a traceback is what we look for
+        return f"traceback: {type(error).__name__}: {str(error)[:150]}"
+    out = stdout.getvalue()
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError as error:  # what printing it to a terminal would raise
+        return f"the output cannot be printed: {error}"
+    if verb in ("grade-all --submitted", "grade-all --expected"):
+        return "accepted"
+    if verb == "grade-all":
+        return judge_gradebook(run_dir, path)
+    if status != 1 or "FAILED" not in out.splitlines()[0]:
+        return f"exit status {status}: {out[:200]}"
+    if verb == "grade (hint progress)":
+        return judge_hints(out, path, before, case_id.split(":", 1)[1] in HINTS_REPAIRED)
+    reason = out.splitlines()[1].strip()  # the report's reason, under its first line
+    return judge(reason, path, run_dir)
+
+
+def _snapshot(path):
+    """What is at ``path`` (its kind and, for a file, its bytes), to see it was left alone."""
+    if not os.path.lexists(path):
+        return None
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        with open(path, "rb") as f:
+            return mode, f.read()
+    return mode, None
+
+
+def judge_hints(out, path, before, repairable):
+    """The first hint is shown; progress of the wrong kinds is repaired and kept, an unusable
+    file left as it was and named in the report."""
+    notes = [line.strip() for line in out.splitlines() if line.strip().startswith("hint")]
+    if not any(line.startswith("hint 1 of ") for line in notes):
+        return f"no hint shown: {out[:300]}"
+    kept = [line for line in notes if line.startswith("hints unlocked:")]
+    if repairable:
+        if len(kept) != 1 or not kept[0].startswith("hints unlocked: 1 ("):
+            return f"the progress was not kept: {notes}"
+        with open(path, encoding="utf-8") as f:
+            progress = json.load(f)
+        if progress.get(EXERCISE) != {"unlocked": [1], "failed attempts": 1}:
+            return f"the progress file holds {str(progress)[:200]}"
+        return ""
+    said = [line for line in notes if line.startswith("hint progress not kept:")]
+    if kept or not said or _snapshot(path) != before:
+        return f"an unusable progress file was used or changed: {notes}"
+    return judge(said[0], path, os.path.dirname(path))
+
+
+def judge_gradebook(run_dir, path):
+    """A finished grade-all: the student's row says why the file earned nothing, naming
+    it (the CSV is UTF-8 and parses)."""
+    with open(os.path.join(run_dir, "scores.csv"), encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) != 1 or rows[0]["total"] != "0":
+        return f"the gradebook holds {rows}"
+    return judge(rows[0]["lost"], path, run_dir)
+
+
+CASES = build_cases() + exercise_cases()
 
 
 # ----------------------------------------------------------------------------- running
@@ -543,7 +817,10 @@ def run_case(case, tmp_path):
         path = str(tmp_path / name)
         CharTokenizer().train("abcdef").save(tmp_path / "shakespeare-char.tokenizer.json")
         target = "eval"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     make(path)
+    if kind == "exercises":
+        return run_exercise_case(case_id, target, run_dir, path)
     if kind == "loader":
         try:
             with time_limit(TIME_LIMIT_S):
@@ -575,10 +852,11 @@ def run_case(case, tmp_path):
 def judge(message, path, run_dir):
     """'' when ``message`` names the file (its path, its name, or a file of the run folder)
     and says more than that, in words."""
-    named = path in message or os.path.basename(path) in message or run_dir in message
-    if not named:
+    named = next((name for name in (path, run_dir, os.path.basename(path))
+                  if name in message), None)
+    if named is None:
         return f"does not name the file: {message[:200]}"
-    if CRYPTIC.search(message) or len(message) < len(path) + 25:
+    if CRYPTIC.search(message) or len(message) < len(named) + 25:
         return f"cryptic: {message[:200]}"
     return ""
 
@@ -594,7 +872,9 @@ def test_the_suite_is_large_and_wide():
     assert len(CASES) >= 200
     targets = {case[2] for case in CASES}
     assert set(LOADERS) | {"sample", "eval", "train --resume", "finetune", "prompt",
-                           "pretrain --hf-gpt2", "eval --data-dir"} <= targets
+                           "pretrain --hf-gpt2", "eval --data-dir", "grade",
+                           "grade (hint progress)", "grade --expected", "grade-all",
+                           "grade-all --submitted", "grade-all --expected"} <= targets
 
 
 SUBPROCESS_CASES = [("sample", "fifo"), ("sample", "state_extras_list"),

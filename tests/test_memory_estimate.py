@@ -1,8 +1,10 @@
 """The memory estimate of a GPT training run against the peak that tracemalloc measures over
 real training steps (within 20%, on two small configurations, fast ops on and off); the
 parameter count against the model's; MemAvailable; the CLI's refusal, suggestion and
---force; the step time shown before a run starts."""
+--force; the step time shown before a run starts. The same for a BERT pre-training run, and
+``pretrain``'s refusal under RLIMIT_AS before it writes anything."""
 
+import os
 import tracemalloc
 
 import numpy as np
@@ -10,9 +12,10 @@ import pytest
 
 import scratchlm as sl
 import scratchlm.__main__ as cli
-from scratchlm import language_model
+from scratchlm import language_model, pretrain
 from scratchlm import memory_estimate as me
 from scratchlm.models import GPT, PRESETS, GPTConfig
+from scratchlm.models.bert import BertConfig, BertForPreTraining, make_pretraining_batch
 from scratchlm.train import TrainConfig, Trainer
 
 #: measured peak / estimated peak must lie in [1/TOLERANCE, TOLERANCE]
@@ -261,3 +264,99 @@ def test_the_cli_refuses_a_run_that_would_not_fit(corpus, monkeypatch, capsys):
     assert "--force: starting anyway" in out
     assert "time: about " in out and "the fastest of a few measured" in out
     assert "2 steps ≈ " in out and "done in " in out
+
+
+# ----------------------------------------------------------------------------- BERT, pretrain
+BERT_CONFIGS = [
+    # bert-zh-tiny's model, its vocabulary at its largest, at its training batch
+    (16, BertConfig(vocab_size=505, max_position=32, n_layer=2, n_head=2, n_embd=32,
+                    dropout=0.0)),
+    # wider, an uneven feed-forward width, three segment types, dropout
+    (8, BertConfig(vocab_size=300, max_position=48, n_layer=2, n_head=4, n_embd=64,
+                   dim_feedforward=96, type_vocab_size=3, dropout=0.1)),
+]
+
+
+@pytest.mark.parametrize("config", [c for _, c in BERT_CONFIGS]
+                         + [BertConfig.from_preset("tiny")])
+def test_the_bert_parameter_count_is_the_models(config):
+    assert me.bert_parameter_count(config) == BertForPreTraining(config).num_parameters()
+
+
+@pytest.mark.parametrize("batch_size, config", BERT_CONFIGS, ids=["tiny", "wide"])
+def test_the_bert_estimate_is_within_25_percent_of_the_measured_peak(batch_size, config):
+    """As for the GPT: tracemalloc's peak over three pre-training steps (MLM and NSP, every
+    sequence padded to max_position) against the estimate's training peak."""
+    rng = np.random.default_rng(0)
+    documents = [[list(rng.integers(5, config.vocab_size, rng.integers(3, 12)))
+                  for _ in range(4)] for _ in range(64)]
+
+    def draw(generator, size):
+        chosen = generator.choice(len(documents), size=2 * size, replace=False)
+        return make_pretraining_batch([documents[i] for i in chosen], config.vocab_size, 2, 3,
+                                      0, 4, config.max_position, generator, batch_size=size)
+
+    def loss_fn(model, batch):
+        return model(**batch._asdict()).loss
+
+    tracemalloc.start()
+    try:
+        sl.manual_seed(0)
+        trainer = Trainer(BertForPreTraining(config), draw, None,
+                          TrainConfig(max_steps=3, batch_size=batch_size, warmup_steps=0),
+                          loss_fn=loss_fn)
+        for _ in range(3):
+            trainer.train_step()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = me.estimate_bert_pretraining(config, batch_size)
+    ratio = peak / estimate.training_peak
+    assert 1 / TOLERANCE <= ratio <= TOLERANCE, (ratio, peak, estimate)
+
+
+PRETRAIN_UNDER_RLIMIT = """
+import resource, sys
+from scratchlm import __main__ as cli
+with open("/proc/self/status") as status:
+    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+limit = used + int(sys.argv[2])  # what the interpreter, NumPy and scratchlm map, and a little
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+cli.main(["pretrain", "--preset", "bert-zh-small", "--out-dir", sys.argv[1], "--run-name",
+          "old", "--force", "--no-progress"])
+"""
+
+
+def test_pretrain_over_rlimit_as_is_refused_before_anything_is_written(tmp_path):
+    """Under a ulimit -v that leaves 200 MiB beside what the process maps already,
+    bert-zh-small (about 370 MiB) is refused in one line naming RLIMIT_AS and the tiny
+    preset that fits, before any data is read; the run it was to replace (--force) is left
+    exactly as it was, and nothing else is written."""
+    import resource
+    import subprocess
+    import sys
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        pytest.skip("a ulimit -v is set already")
+    small, tiny = pretrain.preset_memory("bert-zh-small"), pretrain.preset_memory("bert-zh-tiny")
+    headroom = 200 * 2**20
+    assert tiny.total < headroom < small.total  # the case this test is about
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "checkpoint.npz").write_bytes(b"the old run")
+    (old / "config.json").write_text("{}")
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*")
+              if p.is_file()}
+    done = subprocess.run([sys.executable, "-c", PRETRAIN_UNDER_RLIMIT, str(tmp_path),
+                           str(headroom)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = done.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("error: pretrain --preset bert-zh-small needs about "), err
+    assert "is available (RLIMIT_AS (ulimit -v) " in err, err
+    assert "try --preset bert-zh-tiny (about " in err, err
+    assert "memory: about " in done.stdout
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*")
+             if p.is_file()}
+    assert after == before and sorted(os.listdir(tmp_path)) == ["old"]

@@ -110,6 +110,26 @@ def test_threads_follow_the_cores_others_leave(two_threads, blas_at_two, others,
         assert load.blas_threads() == blas_at_two
 
 
+def test_a_loop_starts_on_the_threads_measured_before_it(two_threads, blas_at_two):
+    """start_threads (what the run's time estimate measured): from the first step, not
+    after the first interval; the first check measures as usual; all restored on exit."""
+    machine = FakeMachine()
+    follow = load.ThreadsFollowLoad(interval_s=2.0, cores=2, clock=lambda: machine.wall,
+                                    machine_busy=lambda: machine.busy, own=lambda: machine.own,
+                                    start_threads=1)
+    with follow:
+        assert follow.threads == 1 and threads.active_threads() == 1
+        if blas_at_two is not None:
+            assert load.blas_threads() == 1
+        machine.advance(1.0, 0.0, 2.0)
+        assert follow.check() is None and threads.active_threads() == 1
+        machine.advance(1.5, 0.0, 2.0)  # the other process is gone: both cores again
+        assert follow.check() == pytest.approx(0.0) and threads.active_threads() == 2
+    assert threads.active_threads() == 2
+    if blas_at_two is not None:
+        assert load.blas_threads() == blas_at_two
+
+
 @pytest.mark.skipif(load._machine_busy_seconds() is None, reason="needs Linux's /proc/stat")
 def test_the_measurement_sees_a_busy_process():
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])

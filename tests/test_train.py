@@ -142,6 +142,24 @@ def test_batch_functions_and_a_loss_function_train_any_model(tmp_path, monkeypat
     assert os.listdir(tmp_path) == []  # no checkpoint, plot or runs/ folder
 
 
+def test_on_validate_reports_each_validation_in_place_of_the_printed_line(tmp_path,
+                                                                           capsys):
+    """Without on_validate each validation prints its line; with it, the callback gets the
+    trainer at that step and the loss the history records, and the loop prints nothing."""
+    make_trainer(tmp_path / "printed", max_steps=8).train(progress=False)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == ["step 4", "step 8"]
+    reported = []
+    trainer = make_trainer(tmp_path / "reported", max_steps=8)
+    history = trainer.train(progress=False,
+                            on_validate=lambda t, loss: reported.append((t.step, loss)))
+    assert capsys.readouterr().out == ""
+    assert reported == list(zip(history["val_step"], history["val_loss"]))
+    assert [step for step, _ in reported] == [4, 8]
+    assert printed[1] == (f"step 8: validation loss {history['val_loss'][1]:.4f} "
+                          f"(perplexity {np.exp(history['val_loss'][1]):.2f})")
+
+
 def test_trainer_rejects_data_shorter_than_a_block():
     sl.manual_seed(0)
     model = GPT(GPTConfig.from_preset("tiny"))

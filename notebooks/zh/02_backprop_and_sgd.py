@@ -25,6 +25,8 @@
 # （带动量的随机梯度下降 SGD、Adam）。
 
 # %%
+import unicodedata
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -264,6 +266,13 @@ def final_loss(make_optimizer, lr, steps=200):
     return value if np.isfinite(value) else np.nan
 
 
+def pad(text, width):
+    """在 ``text`` 后面补空格，使它在屏幕上占 ``width`` 列：一个汉字占两列，所以中文版的
+    表格不能用 ``f"{text:20s}"`` 对齐。"""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 sweeps = {
     "SGD": [final_loss(lambda p, lr: optim.SGD(p, lr=lr), lr) for lr in LEARNING_RATES],
     "SGD，动量 0.9": [final_loss(lambda p, lr: optim.SGD(p, lr=lr, momentum=0.9), lr)
@@ -271,7 +280,7 @@ sweeps = {
     "Adam": [final_loss(lambda p, lr: optim.Adam(p, lr=lr), lr) for lr in LEARNING_RATES],
 }
 for name, losses in sweeps.items():
-    print(f"{name:18s}", "  ".join(f"{v:8.4f}" for v in losses))
+    print(pad(name, 18), "  ".join(f"{v:8.4f}" for v in losses))
     best = int(np.nanargmin(losses))
     assert 0 < best < len(LEARNING_RATES) - 1, name  # 太小和太大都更差
 good = {name: sum(v < 0.01 for v in losses if np.isfinite(v)) for name, losses in sweeps.items()}

@@ -35,6 +35,7 @@
 
 # %%
 import math
+import unicodedata
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -117,6 +118,13 @@ assert np.allclose(ffn(sl.tensor(x.numpy()[:, order])).numpy(), library[:, order
 # 画在对数坐标上。
 
 # %%
+def pad(text, width):
+    """在 ``text`` 后面补空格，使它在屏幕上占 ``width`` 列：一个汉字占两列，所以中文版的
+    表格不能用 ``f"{text:20s}"`` 对齐。"""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 gradients, scales, ratio, norms = {}, {}, {}, {}
 for mode in MODES:
     stack.mode = mode
@@ -130,9 +138,9 @@ for mode in MODES:
                              if name.startswith(f"layers.{i}.")))
                  for i in range(len(stack.layers))]
     norms[mode], ratio[mode] = np.array(per_layer), per_layer[0] / per_layer[-1]
-    print(f"{mode:12s} ‖g‖ 第一层 / 最后一层 = {ratio[mode]:.3g}")
+    print(f"{pad(mode, 20)} ‖g‖ 第一层 / 最后一层 = {ratio[mode]:.3g}")
 for mode in ("后置层规范化", "前置层规范化"):
-    print(f"{mode:8s} 每层的 ‖g‖：", " ".join(f"{n:.2f}" for n in norms[mode]))
+    print(f"{pad(mode, 20)} 每层的 ‖g‖：", " ".join(f"{n:.2f}" for n in norms[mode]))
 
 assert ratio["无残差、无层规范化"] < 1e-6  # 消失了
 assert 0.2 < ratio["前置层规范化"] < 5  # 16 层大致相同

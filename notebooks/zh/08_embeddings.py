@@ -98,7 +98,14 @@ def group_gap():
 before = group_gap()
 config = TrainConfig(max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20,
                      eval_interval=300, eval_batches=5, checkpoint_interval=10_000)
-Trainer(model, train_ids, val_ids, config).train(progress=False)
+
+
+def show_validation(trainer, loss):
+    print(f"训练 {trainer.step} 步后：验证损失 {loss:.4f}"
+          f"（困惑度 {np.exp(loss):.2f}）")
+
+
+Trainer(model, train_ids, val_ids, config).train(progress=False, on_validate=show_validation)
 after = group_gap()
 print(f"平均余弦（同一种大小写内 / 不同大小写之间）：训练前 {before[0]:.3f} / {before[1]:.3f}，"
       f"训练后 {after[0]:.3f} / {after[1]:.3f}")

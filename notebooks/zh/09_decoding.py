@@ -16,17 +16,17 @@
 # %% [markdown]
 # # 9 · 解码策略比较
 #
-# 语言模型在每一步给出下一个词元的分布 $p(\cdot \mid y_{<t})$；**解码**把它变成文本。
-# 用同一个训练好的模型，五种方法：
+# 语言模型在每一步给出下一个词元的概率分布 $p(\cdot \mid y_{<t})$；**解码**负责把这些分布变成文本。
+# 下面在同一个训练好的模型上比较五种方法：
 #
-# * **贪心**：$y_t = \arg\max p(\cdot \mid y_{<t})$；
-# * **温度** $\tau$：从 $p_\tau(i) \propto \exp(z_i/\tau)$ 采样，$z$ 是 logits；
+# * **贪心搜索**：$y_t = \arg\max p(\cdot \mid y_{<t})$；
+# * **温度** $\tau$：从 $p_\tau(i) \propto \exp(z_i/\tau)$ 中采样，$z$ 是 logits；
 # * **top-k**：只在最可能的 $k$ 个词元中采样；
 # * **top-p**（核采样）：只在满足 $\sum_{i \in S} p(i) \ge p$ 的最小集合 $S$ 中采样；
 # * **束搜索**：保留 $\sum_t \log p(y_t \mid y_{<t})$ 最高的 $W$ 个前缀。
 #
-# 第一种逐步取最大，最后一种（近似地）对整个序列取最大；采样用似然换取多样性。我们把两方面都测量出来
-# ，并画出束搜索探索的树。
+# 贪心搜索在每一步分别取概率最大的词元，束搜索则（近似地）在整个序列上取最大；
+# 采样以牺牲似然为代价换取多样性。下面把这两个方面都度量出来，并画出束搜索所探索的树。
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,16 +51,23 @@ model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2,
                       n_embd=64))
 config = TrainConfig(max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20,
                      eval_interval=300, eval_batches=5, checkpoint_interval=10_000)
-Trainer(model, train_ids, val_ids, config).train(progress=False)
+
+
+def show_validation(trainer, loss):
+    print(f"训练 {trainer.step} 步后：验证损失 {loss:.4f}"
+          f"（困惑度 {np.exp(loss):.2f}）")
+
+
+Trainer(model, train_ids, val_ids, config).train(progress=False, on_validate=show_validation)
 model.eval()
 prompt = np.array([tokenizer.encode("KING:\nWhat")])
 
 # %% [markdown]
-# ## 温度重塑同一个分布
+# ## 温度改变同一个分布的形状
 #
-# 在提示的末尾，下一个字符的分布及其熵 $H(p_\tau) = -\sum_i p_\tau(i) \log p_\tau(i)$ 随 $\tau$ 的变
-# 化： $\tau \to 0$ 把全部概率集中到最大值上（贪心），$\tau = 1$ 是模型自己的分布，$\tau$ 很大时趋向
-# 均匀（$H \to \log V$）。
+# 下面看提示末尾处下一个字符的分布及其熵 $H(p_\tau) = -\sum_i p_\tau(i) \log p_\tau(i)$ 如何随
+# $\tau$ 变化：$\tau \to 0$ 时全部概率集中到最大的那一项上（即贪心搜索），$\tau = 1$
+# 时就是模型本身的分布，$\tau$ 很大时趋于均匀分布（$H \to \log V$）。
 
 # %%
 with sl.no_grad():
@@ -97,10 +104,10 @@ right.legend()
 plt.show()
 
 # %% [markdown]
-# ## top-p 保留了什么
+# ## top-p 保留了哪些词元
 #
-# `top_p_filter` 从最可能的词元开始保留，直到概率之和达到 $p$（越过 $p$ 的那个词元也保留）。
-# 我们自己对概率排序来数保留了几个词元：
+# `top_p_filter` 从最可能的词元开始依次保留，直到累计概率达到 $p$（使累计概率越过 $p$
+# 的那个词元也保留）。下面自己把概率排序，数一数应当保留几个词元，与它的结果对照：
 
 # %%
 p_sorted = np.sort(model_p)[::-1]
@@ -113,9 +120,9 @@ for p in (0.5, 0.8, 0.9, 0.99):
 # %% [markdown]
 # ## 似然与多样性
 #
-# 每种策略生成 8 段 48 个字符的续写。对每段，我们测量模型给出的每字符平均对数概率（越高，
-# 文本越 “典型”），以及不同的 4 元语法占全部 4 元语法的比例（越低，重复越多）。贪心解码就是 $k = 1$
-# 的采样，也是宽度为 1 的束搜索：
+# 每种策略各生成 8 段续写，每段 48 个字符。对每段续写度量两个量：
+# 模型给出的每个字符的平均对数概率（越高，文本越“典型”），以及互不相同的 4 元语法占全部 4
+# 元语法的比例（越低，重复越多）。贪心搜索就是 $k = 1$ 的 top-k 采样，也是束宽为 1 的束搜索：
 
 # %%
 N_NEW, N_SAMPLES = 48, 8
@@ -136,7 +143,7 @@ def distinct_4grams(ids):
 
 sl.manual_seed(0)
 outputs = {
-    "贪心": model.generate(prompts, N_NEW, do_sample=False),
+    "贪心搜索": model.generate(prompts, N_NEW, do_sample=False),
     "束搜索，W = 4": np.repeat(beam_search(model, prompt, N_NEW, beam_width=4)[0], N_SAMPLES, 0),
     "τ = 0.7": model.generate(prompts, N_NEW, temperature=0.7),
     "τ = 1.0": model.generate(prompts, N_NEW, temperature=1.0),
@@ -144,14 +151,14 @@ outputs = {
     "top-k，k = 5": model.generate(prompts, N_NEW, top_k=5),
     "top-p，p = 0.9": model.generate(prompts, N_NEW, top_p=0.9),
 }
-assert (model.generate(prompt, N_NEW, top_k=1) == outputs["贪心"][:1]).all()
-assert (beam_search(model, prompt, N_NEW, beam_width=1)[0] == outputs["贪心"][:1]).all()
+assert (model.generate(prompt, N_NEW, top_k=1) == outputs["贪心搜索"][:1]).all()
+assert (beam_search(model, prompt, N_NEW, beam_width=1)[0] == outputs["贪心搜索"][:1]).all()
 
 scores = {name: (mean_log_prob(ids), distinct_4grams(ids)) for name, ids in outputs.items()}
 for name, ids in outputs.items():
     print(f"--- {name}：每字符 log p {scores[name][0]:.2f}，不同的 4 元语法 {scores[name][1]:.2f}")
     print(tokenizer.decode(ids[0].tolist()))
-assert scores["贪心"][0] > scores["τ = 1.5"][0] and scores["贪心"][1] < scores["τ = 1.5"][1]
+assert scores["贪心搜索"][0] > scores["τ = 1.5"][0] and scores["贪心搜索"][1] < scores["τ = 1.5"][1]
 
 fig, ax = plt.subplots(figsize=(6, 4))
 below = {"束搜索，W = 4"}  # 它落在贪心旁边：标签放到点的下方
@@ -164,15 +171,16 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
-# 最大化似然（贪心、束搜索）得到模型认为最可能的文本，而且会自我重复；提高温度用似然换来多样性。
-# top-k 和 top-p 切掉不太可能的长尾，所以采样有多样性，却很少产生高温度时会放进来的无意义字符。
+# 最大化似然的方法（贪心搜索、束搜索）得到的是模型认为最可能的文本，但会不断重复自己；
+# 提高温度是以似然换取多样性。top-k 和 top-p 截掉了概率很小的长尾，因此采样结果既有多样性，
+# 又很少出现高温度下混进来的无意义字符。
 #
-# ## 束搜索探索的树
+# ## 束搜索所探索的树
 #
-# `viz.beam_tree` 运行 `beam_search`，记录每一步保留了哪些假设（从上到下，最好的在最上面）、
-# 每个假设是从哪个假设扩展而来的，以及它的累计对数概率；最终最佳假设的路径画成红色。
-# 束搜索之所以保留次优的假设，是因为走了几步之后领先的假设，未必通向整体最好的序列。
-# 是否真的如此取决于提示：我们找出最上面的节点不在红色路径上的那些步。
+# `viz.beam_tree` 运行 `beam_search`，记录每一步保留了哪些假设（自上而下排列，最好的在最上面）、
+# 每个假设由哪个假设扩展而来，以及它的累计对数概率；最终最佳假设的路径画成红色。
+# 束搜索之所以保留次优的假设，是因为几步之后暂时领先的假设未必通向整体最好的序列。
+# 实际是否出现这种情况取决于提示：下面找出最上面的节点不在红色路径上的那些步。
 
 # %%
 prompt_tree = np.array(tokenizer.encode("ROMEO:\n"))
@@ -191,20 +199,20 @@ assert overtaken
 viz.beam_tree(model, prompt_tree, 6, beam_width=3, decode=tokenizer.decode, lang=LANG)
 
 # %% [markdown]
-# 从提示 `ROMEO:\n` 出发，前几步领先的假设（那几列最上面的节点）并不在红色路径上：
-# 另一个开头的续写后来因为后面的字符概率高而反超。只保留领先者的贪心解码无法从这样的开头回头；
-# 宽度为 3 的束搜索可以。
+# 从提示 `ROMEO:\n` 出发，在上面打印出的那几步，领先的假设（相应各列最上面的节点）都不在红色路径上：
+# 另一种开头的续写凭借后面几个高概率的字符反超了它们。贪心搜索只保留领先者，
+# 一旦走上这样的开头就无法回头；束宽为 3 的束搜索则可以。
 #
 # ## 小结
 #
-# * 贪心和束搜索最大化似然，会自我重复；温度、top-k 和 top-p 用似然换取多样性，
-#   两个过滤器又避开了高温度带来的无意义字符。
-# * 温度缩放 logits：$\tau \to 0$ 就是贪心，$\tau$ 很大时趋向均匀。
-# * 束会保留次优的假设，而次优的假设可能最终胜出。
+# * 贪心搜索和束搜索最大化似然，生成的文本会不断重复；温度、top-k 和 top-p
+#   以似然换取多样性，而两种过滤方法又避开了高温度带来的无意义字符。
+# * 温度对 logits 进行缩放：$\tau \to 0$ 即贪心搜索，$\tau$ 很大时趋于均匀分布。
+# * 束搜索会保留次优的假设，而次优的假设可能最终胜出。
 #
 # ## 练习
 #
-# 1. 找一个提示，使宽度 $W = 3$ 的束搜索和贪心解码每一步都一致；那里次优假设的对数概率是什么样子？
-# 2. 加一个重复惩罚（把已生成过的每个词元的 logit 除以 1.3），把它放到似然/多样性图上。
-# 3. 课程第 10 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `top_k`、
-#    `top_p` 和 `beam_search`（`python -m scratchlm.exercises show top_p`）。
+# 1. 找一个提示，使束宽 $W = 3$ 的束搜索与贪心搜索每一步都一致；这时次优假设的对数概率有什么特点？
+# 2. 加入重复惩罚（把每个已生成过的词元的 logit 除以 1.3），并把它画到似然–多样性图上。
+# 3. 课程第 10 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `top_k`、`top_p` 和
+#    `beam_search`（`python -m scratchlm.exercises show top_p`）。

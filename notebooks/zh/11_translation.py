@@ -14,25 +14,26 @@
 # ---
 
 # %% [markdown]
-# # 11 · 用编码器-解码器 Transformer 做翻译
+# # 11 · 用编码器-解码器 Transformer 做机器翻译
 #
-# 原始 Transformer（Vaswani 等，2017）用两叠层做翻译。**编码器**用自注意力读完整个源句 $x$，
-# 产生记忆 $m$，每个源词元一个向量。**解码器**一次写一个词元地生成译文 $y$：先对已写出的词元做带掩码
-# （因果）的自注意力，再从这些位置对记忆做**交叉注意力**，
+# 最初的 Transformer（Vaswani 等，2017）由两组堆叠的层构成，用于机器翻译。
+# **编码器**用自注意力读入整个源句 $x$，输出“记忆” $m$：每个源词元对应一个向量。
+# **解码器**逐个词元地生成译文 $y$：先对已生成的词元做带掩码的（因果）自注意力，
+# 再从这些位置出发对记忆做**交叉注意力**，
 #
 # $$\operatorname{CrossAttention}(h, m) = \operatorname{softmax}\!\left(\frac{(h W_Q)(m
 # W_K)^\top}{\sqrt{d_k}}\right) m W_V,$$
 #
-# 最后 $p(y_t \mid y_{<t}, x) = \operatorname{softmax}(h_t W^\top + b)$。词元嵌入乘以 $\sqrt{d}$，
-# 再加上第 5 篇的正弦位置编码。训练最大化参考译文的似然——即交叉熵
+# 最后输出 $p(y_t \mid y_{<t}, x) = \operatorname{softmax}(h_t W^\top + b)$。词元嵌入先乘以
+# $\sqrt{d}$，再加上第 5 篇介绍的正弦位置编码。训练时最大化参考译文的似然，也就是最小化交叉熵
 #
 # $$\mathcal{L} = -\frac{1}{T}\sum_{t=1}^{T} \log p(y_t \mid y_{<t}, x),$$
 #
-# 所有位置一次算完（**教师强制**，teacher forcing）。翻译就是搜索一个可能性高的 $y$：
-# **贪心**解码每一步取最可能的词元；**束搜索**按 $\sum_t \log p(y_t \mid y_{<t}, x)$ 保留最好的 $W$
-# 个前缀。结果用 **BLEU** 打分，它把译文的 $n$ 元语法与参考译文的比较。
+# 所有位置一次并行算出（**教师强制**，teacher forcing）。翻译就是搜索一个概率高的
+# $y$：**贪心搜索**每一步取最可能的词元；**束搜索**按 $\sum_t \log p(y_t \mid y_{<t}, x)$
+# 保留得分最高的 $W$ 个前缀。译文质量用 **BLEU** 评价，它比较译文与参考译文中的 $n$ 元语法。
 #
-# 我们用 `scratchlm.models.seq2seq` 把简短的中文句子翻译成英文，用 `scratchlm.metrics.bleu` 打分。
+# 本篇用 `scratchlm.models.seq2seq` 把简短的中文句子翻译成英文，并用 `scratchlm.metrics.bleu` 评分。
 
 # %%
 import math
@@ -56,8 +57,9 @@ plt.rcParams.update(viz.font_settings(LANG))
 # %% [markdown]
 # ## 句对
 #
-# `load_zh_en_pairs` 读取 `hsk-sentences-audio` 包中的分级例句：HSK 六个级别的中文句子及其英文翻译。
-# 我们取最短最简单的一级，留出 25 对不参加训练，看模型在从未见过的句子上表现如何。
+# `load_zh_en_pairs` 读取 `hsk-sentences-audio` 包中的分级例句：HSK
+# 六个级别的中文句子及其英文译文。这里只取最短、最简单的一级，并留出 25
+# 个句对不参加训练，用来考察模型在从未见过的句子上的表现。
 
 # %%
 pairs = load_zh_en_pairs(max_level=1)
@@ -71,10 +73,11 @@ for chinese, english in train_pairs[:5]:
 # %% [markdown]
 # ## 词元与教师强制
 #
-# 每种语言各有一个字符词表（`CharVocabulary`），排在三个特殊编号之后：`[PAD]` = 0、 `[BOS]` = 1（开
-# 始）、`[EOS]` = 2（结束）。解码器的输入是右移一位的目标 $(\text{[BOS]}, y_1, \dots, y_T)$，
-# 标签是 $(y_1, \dots, y_T, \text{[EOS]})$：在位置 $t$ 它已看到 $y_{<t}$，必须预测 $y_t$。
-# 一个批次中的句子在右侧用 `[PAD]` 填充，编码器的注意力会屏蔽它们，损失也忽略它们。
+# 两种语言各有一个字符词表（`CharVocabulary`），字符的索引排在三个特殊词元之后：`[PAD]` =
+# 0、`[BOS]` = 1（序列开始）、`[EOS]` = 2（序列结束）。解码器的输入是右移一位的目标序列
+# $(\text{[BOS]}, y_1, \dots, y_T)$，标签是 $(y_1, \dots, y_T, \text{[EOS]})$：在位置
+# $t$，解码器已经看到 $y_{<t}$，要预测 $y_t$。同一小批量中的句子在右侧用 `[PAD]`
+# 填充到相同长度：注意力会屏蔽源句中的填充，计算损失时也会忽略目标句中的填充。
 
 # %%
 source_vocab = CharVocabulary([chinese for chinese, _ in train_pairs])
@@ -96,7 +99,7 @@ tgt_in = pad_sequences([[BOS_ID] + t for t in targets])
 tgt_out = pad_sequences([t + [EOS_ID] for t in targets])
 print("src", src.shape, " tgt_in", tgt_in.shape, " tgt_out", tgt_out.shape)
 print("源句：", " ".join(token(source_vocab, i) for i in src[0]))
-print("\n位置  解码器看到的  必须预测的")
+print("\n    位置  解码器看到的  必须预测的")
 length = len(targets[0])
 for t in [0, 1, 2, 3, None, length - 2, length - 1, length, length + 1]:
     if t is None:
@@ -105,15 +108,15 @@ for t in [0, 1, 2, 3, None, length - 2, length - 1, length, length + 1]:
     print(f"{t:8d}  {token(target_vocab, tgt_in[0, t]):>12s}  {token(target_vocab, tgt_out[0, t])}")
 
 # %% [markdown]
-# ## 模型，以及它的掩码保证了什么
+# ## 模型及其掩码的保证
 #
-# `Seq2SeqTransformer` 接收一个 `Seq2SeqConfig`；`"tiny"` 预设有两层编码器和两层解码器，宽 32。
-# 给定 `tgt_out` 时它返回 logits $(B, T, V)$ 和损失；未训练的模型不比均匀猜测强：
+# `Seq2SeqTransformer` 由一个 `Seq2SeqConfig` 配置；`"tiny"` 预设有两层编码器和两层解码器，宽度为
+# 32。传入 `tgt_out` 时，它返回形状为 $(B, T, V)$ 的 logits 和损失；未训练的模型并不比均匀猜测强：
 # 损失接近（这里略高于）$\log V$。
 #
-# 两个掩码保证教师强制是诚实的。**因果**掩码：位置 $t$ 的 logits 不能依赖 $t$ 之后的任何目标词元
-# ——否则训练时解码器就能读到答案。**填充**掩码：在源句后加 `[PAD]` 不应改变任何东西。
-# 两者都可以从外部检验：
+# 两个掩码保证教师强制不会“作弊”。**因果**掩码：位置 $t$ 的 logits 不能依赖 $t$
+# 之后的任何目标词元，否则解码器在训练时就能直接读到答案。**填充**掩码：在源句末尾多加几个 `[PAD]`
+# 不应改变任何结果。两者都可以从模型外部检验：
 
 # %%
 sl.manual_seed(0)
@@ -122,7 +125,7 @@ model = Seq2SeqTransformer(config)
 print(f"{model.num_parameters():,} 个参数")
 with sl.no_grad():
     logits, loss = model(src, tgt_in, tgt_out)
-print(f"logits {logits.shape}; loss {loss.item():.3f}, log V = "
+print(f"logits {logits.shape}；损失 {loss.item():.3f}，log V = "
       f"{math.log(config.tgt_vocab_size):.3f}")
 
 changed = tgt_in.copy()
@@ -131,9 +134,9 @@ padded_src = np.concatenate([src, np.full((len(src), 5), PAD_ID)], axis=1)
 with sl.no_grad():
     logits_changed, _ = model(src, changed)
     logits_padded, _ = model(padded_src, tgt_in)
-print("位置 0-5 不受新的未来影响：",
+print("改写位置 6 起的目标词元，位置 0-5 的输出不变：",
       np.allclose(logits_changed.numpy()[:, :6], logits.numpy()[:, :6], atol=1e-5))
-print("位置 6 变了（它看到了新的第 6 个词元）：",
+print("位置 6 的输出变了（它看到了改写后的第 6 个词元）：",
       not np.allclose(logits_changed.numpy()[:, 6], logits.numpy()[:, 6], atol=1e-5))
 print("源句多 5 个 [PAD] 不改变任何结果：",
       np.allclose(logits_padded.numpy(), logits.numpy(), atol=1e-5))
@@ -143,11 +146,12 @@ assert np.allclose(logits_padded.numpy(), logits.numpy(), atol=1e-5)
 # %% [markdown]
 # ## 训练
 #
-# `train_translation` 构建两个词表和模型，并用库的训练循环（`scratchlm.train.Trainer`，
-# 也是训练 GPT 和 BERT 的那个）在随机抽取的句对批次上训练：AdamW（$\beta = (0.9, 0.98)$，
-# 与论文相同）、学习率先预热再余弦衰减、梯度裁剪，以及**标签平滑** $\varepsilon = 0.1$：
-# 目标分布在参考词元上为 $(1 - \varepsilon)$，再在所有词元上加 $\varepsilon / V$，
-# 防止模型过度自信（也使损失保持在 0 以上）。 1,000 步、每步 32 对，所用时间由下面的单元格打印出来。
+# `train_translation` 构建两个词表和模型，并用本库的训练循环（`scratchlm.train.Trainer`，训练 GPT
+# 和 BERT 用的也是它）在随机抽取的句对小批量上训练：AdamW（$\beta = (0.9, 0.98)$，与论文相同）、
+# 先预热再余弦衰减的学习率、梯度裁剪，以及 $\varepsilon = 0.1$
+# 的**标签平滑**：目标分布在参考词元上取 $1 - \varepsilon$，再在所有词元上各加
+# $\varepsilon / V$，以防模型过度自信（这也使损失始终大于 0）。共训练 1,000 步，每步 32
+# 个句对，所用时间由下面的单元格打印。
 
 # %%
 started = time.perf_counter()
@@ -164,14 +168,15 @@ plt.show()
 assert run.history[-1][1] < 0.5 * run.history[0][1]
 
 # %% [markdown]
-# ## 解码：贪心与束搜索
+# ## 解码：贪心搜索与束搜索
 #
-# `greedy_decode` 把解码器自己的输出喂回去：从 `[BOS]` 开始，追加最可能的词元，重复直到 `[EOS]`。
-# 每一步只计算新位置；之前位置的键和值保存在缓存中。`beam_search` 为每个句子保留 `beam_width` 个最好
-# 的前缀，按总对数概率 $\sum_t \log p(y_t \mid y_{<t}, x)$ 打分（再除以长度$^\alpha$， $\alpha$ 即
-# `length_penalty`；这里 $\alpha = 0$，以便比较原始对数概率）。贪心可能选中一个眼下看来最好、
-# 却导向更差句子的词元；更宽的束通常能找到可能性更高的译文（并非总是：它可能在途中丢掉贪心的前缀）。
-# `beam_width=1` 时，束搜索**就是**贪心解码。
+# `greedy_decode` 把解码器自己的输出作为下一步的输入：从 `[BOS]`
+# 开始，每步追加最可能的词元，直到生成 `[EOS]`。每一步只计算新的位置，
+# 之前各位置的键和值保存在缓存中。`beam_search` 为每个句子保留 `beam_width`
+# 个最好的前缀，按总对数概率 $\sum_t \log p(y_t \mid y_{<t}, x)$ 打分（再除以长度的 $\alpha$
+# 次方，$\alpha$ 即 `length_penalty`；这里取 $\alpha = 0$，以便比较原始的对数概率）。
+# 贪心搜索可能选中一个眼下最好、却通向更差句子的词元；更宽的束通常能找到概率更高的译文（但并非总能：
+# 束搜索可能在中途丢掉贪心搜索的那个前缀）。`beam_width=1` 时，束搜索**就是**贪心搜索。
 
 # %%
 model = run.model
@@ -183,31 +188,34 @@ width_one_ids, greedy_scores = model.beam_search(src, 1, 64, BOS_ID, EOS_ID,
 beam_ids, beam_scores = model.beam_search(src, 4, 64, BOS_ID, EOS_ID, length_penalty=0.0)
 for i, (chinese, english) in enumerate(chosen):
     print(f"{chinese}   参考译文：{english}")
-    print(f"  贪心，log p = {greedy_scores[i]:6.2f}: {run.target_vocab.decode(greedy_ids[i])!r}")
-    print(f"  束宽 4，log p = {beam_scores[i]:6.2f}: {run.target_vocab.decode(beam_ids[i])!r}")
+    print(f"  贪心搜索        log p = {greedy_scores[i]:6.2f}  "
+          f"{run.target_vocab.decode(greedy_ids[i])!r}")
+    print(f"  束搜索，束宽 4  log p = {beam_scores[i]:6.2f}  "
+          f"{run.target_vocab.decode(beam_ids[i])!r}")
 assert np.array_equal(width_one_ids, greedy_ids)
 
 
 # %% [markdown]
-# 束搜索找到比贪心更可能的输出时，它往往**更短**：每个词元都乘上一个小于 1 的概率，
-# 所以原始对数概率偏爱早早结束。这就是为什么完成的假设通常按
+# 在这六个训练句子上，束搜索与贪心搜索给出的译文相同，对数概率也相同。
+# 当束搜索确实找到比贪心搜索概率更高的输出时，这个输出往往**更短**：每多一个词元就要再乘上一个小于
+# 1 的概率，所以原始的对数概率偏爱早早结束的序列。因此，完成的假设通常按
 # $\sum_t \log p(y_t \mid y_{<t}, x) / \text{长度}^\alpha$ 排序；下面的 `run.translate` 和
-# `run.bleu` 用 $\alpha = 1$。
+# `run.bleu` 取 $\alpha = 1$。
 
 # %% [markdown]
 # ## BLEU
 #
-# BLEU（Papineni 等，2002）统计假设译文的 $n$ 元语法（$n = 1 \dots 4$）有多少也出现在参考译文中（每
-# 个参考 $n$ 元语法最多匹配它在参考中出现的次数）：
+# BLEU（Papineni 等，2002）统计候选译文中的 $n$ 元语法（$n = 1 \dots 4$）
+# 有多少也出现在参考译文中（参考译文中的每个 $n$ 元语法，最多只能被匹配它在参考译文中出现的次数）：
 #
 # $$p_n = \frac{\sum_{g \in \text{$n$ 元语法}(h)} \min(\text{计数}_h(g),
 # \text{计数}_r(g))}{|\text{$n$ 元语法}(h)|}, \qquad \mathrm{BP} = \min\!\left(1, e^{1 -
 # r/c}\right), \qquad \mathrm{BLEU} = 100 \cdot \mathrm{BP} \cdot \exp\Big(\tfrac14 \sum_{n=1}^{4}
 # \log p_n\Big).$$
 #
-# 只看精确率会奖励短译文，所以简短惩罚 BP 惩罚长度 $c$ 短于参考长度 $r$ 的假设。在语料级别，匹配数、
-# $n$ 元语法总数和长度先对所有句子求和，再代入公式。`scratchlm.metrics.bleu` 的算法与 sacrebleu 完全
-# 相同（测试中比较了两者）；在两个假设上手算：
+# 只看精确率会偏袒短译文，所以用简短惩罚 BP 惩罚长度 $c$ 短于参考长度 $r$ 的候选译文。计算语料级
+# BLEU 时，先把所有句子的匹配数、$n$ 元语法总数和长度分别求和，再代入公式。`scratchlm.metrics.bleu`
+# 的算法与 sacrebleu 完全一致（测试中对两者做了比较）；下面对两个候选译文手工计算：
 
 # %%
 def bleu_by_hand(hypothesis, reference):
@@ -236,8 +244,8 @@ for hypothesis in ["the cat is on the red mat", "the cat is on"]:
 # %% [markdown]
 # ## 模型翻译得怎么样？
 #
-# 贪心和束搜索译文的语料 BLEU（`run.bleu`，默认长度惩罚 $\alpha = 1$），分别在训练集的句子和留出的句
-# 子上：
+# 下面分别在训练集句子和留出的句子上，计算贪心搜索和束搜索译文的语料级
+# BLEU（`run.bleu`，默认长度惩罚 $\alpha = 1$）：
 
 # %%
 scores = {}
@@ -253,16 +261,16 @@ assert scores["训练集", 1] > 50 > scores["留出集", 1]
 # %% [markdown]
 # ## ROUGE
 #
-# BLEU 问的是假设译文有多少出现在参考译文里（精确率）。**ROUGE**（Lin，2004）为摘要而设计，
-# 也从参考译文一侧来看：ROUGE-$n$ 把重叠的 $n$ 元语法数同时与两者的长度比较，ROUGE-L 用最长公共子序
-# 列（LCS，保持顺序但不必相邻）：
+# BLEU 衡量的是候选译文中有多少内容出现在参考译文里（精确率）。**ROUGE**（Lin，2004）
+# 原本为自动摘要而设计，它也从参考译文一侧衡量（召回率）：ROUGE-$n$ 把重叠的 $n$
+# 元语法数分别与两者的长度相比，ROUGE-L 则使用最长公共子序列（LCS：保持顺序，但不必相邻）：
 #
 # $$R = \frac{\text{重叠}}{|\text{参考译文}|}, \qquad P =
-# \frac{\text{重叠}}{|\text{译文}|}, \qquad F = \frac{2PR}{P + R}, \qquad \text{重叠}_L =
+# \frac{\text{重叠}}{|\text{候选译文}|}, \qquad F = \frac{2PR}{P + R}, \qquad \text{重叠}_L =
 # \operatorname{LCS}(h, r).$$
 #
-# `scratchlm.metrics.rouge` 按 rouge-score 的算法返回三个分数（测试中比较了两者）；先手算，
-# 再用在模型的译文上：
+# `scratchlm.metrics.rouge` 按 rouge-score 的算法返回三个分数（测试中对两者做了比较）；先手工计算，
+# 再用于模型的译文：
 
 # %%
 from scratchlm.metrics import rouge
@@ -304,25 +312,28 @@ for name, subset in [("训练集", train_pairs[:50]), ("留出集", held_out)]:
 assert rouge_l["训练集"] > rouge_l["留出集"]
 
 # %% [markdown]
-# 模型复现了它 256 个训练句子中的大部分，BLEU 也如实反映——但训练数据上的高 BLEU 只衡量记忆。
-# 在留出的句子上 BLEU 崩溃了：256 个句子远远不够学会中文，留出句子的译文只是把训练中常见的英文片段拼
-# 在一起。这就是为什么 BLEU 总是在模型从未训练过的测试集上报告。
+# 模型能复现 256 个训练句子中的大部分，BLEU 也如实反映了这一点——但训练数据上的高 BLEU
+# 衡量的只是记忆。在留出的句子上，BLEU 一落千丈：256 个句子远不足以学会中文，
+# 模型给留出句子的译文只是把训练中常见的英文片段拼凑在一起。正因为如此，BLEU
+# 总是在模型从未训练过的测试集上报告。
 #
-# 真正的翻译模型多出来的是规模：数百万句对（WMT 英德约 450 万）、
-# 子词词元而不是字符（`scratchlm.text.BPETokenizer`）、`"transformer-base"` 预设（6 + 6 层，
-# 宽 512），以及数天的 GPU 时间。代码路径相同：`Seq2SeqTransformer`、教师强制的交叉熵、束搜索、
-# BLEU。
+# 真正的翻译模型多出的是规模：数百万个句对（WMT 英德数据集约有 450
+# 万对）、子词词元而非字符（`scratchlm.text.BPETokenizer`）、`"transformer-base"`
+# 预设（编码器和解码器各 6 层，宽度 512），以及数天的 GPU 时间。代码路径是一样的：
+# `Seq2SeqTransformer`、教师强制下的交叉熵、束搜索和 BLEU。
 #
 # ## 小结
 #
-# * 编码器-解码器 Transformer 用双向注意力读源句，用因果注意力加上对源句的交叉注意力写目标句；
-#   它用教师强制下的交叉熵训练，用束搜索解码。
-# * BLEU（截断的 $n$ 元语法精确率加简短惩罚）和 ROUGE-L（最长公共子序列）拿译文和参考译文比较；
-#   在训练句子上它们衡量的是记忆，在留出的句子上衡量的才是翻译。
+# * 编码器-解码器 Transformer 用双向注意力读入源句，用因果注意力加上对源句的交叉注意力生成目标句；
+#   训练时用教师强制下的交叉熵，解码时用束搜索。
+# * BLEU（截断的 $n$ 元语法精确率加上简短惩罚）和 ROUGE-L（最长公共子序列）把译文与参考译文相比较；
+#   在训练句子上它们衡量的是记忆，在留出的句子上衡量的才是翻译能力。
 #
 # ## 练习
 #
-# 1. 用 512 个句对而不是 256 个训练：训练集和留出集上的 BLEU 如何变化？
-# 2. 对留出的句子分别用贪心和宽度 2、4、8 的束搜索解码：更宽的束在这里能提高 BLEU 吗？
-# 3. 课程第 11 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `bleu` 和 `rouge_l`，
-#    以及作业 `assignment_03_decoding_metrics`（`python -m scratchlm.exercises show bleu`）。
+# 1. 用 512 个句对而不是 256 个训练（HSK 一、二级共有 819 个句对：
+#    `load_zh_en_pairs(max_level=2)`）：训练集和留出集上的 BLEU 如何变化？
+# 2. 分别用贪心搜索和束宽为 2、4、8 的束搜索解码留出的句子：更宽的束能提高这里的 BLEU 吗？
+# 3. 课程第 11 周（`notebooks/COURSE.zh.md`）：`scratchlm.exercises` 中的 `bleu` 和
+#    `rouge_l`，以及作业
+#    `assignment_03_decoding_metrics`（`python -m scratchlm.exercises show bleu`）。

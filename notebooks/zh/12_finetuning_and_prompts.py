@@ -31,6 +31,8 @@
 # 测量各自的代价、在新文本上的收益（损失和下一个字符的准确率），以及对旧文本遗忘了多少。
 
 # %%
+import unicodedata
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -62,11 +64,16 @@ PRETRAINING_RATE = 3e-3
 sl.manual_seed(0)
 base = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
                      n_embd=64))
-pretraining = Trainer(base, old_train, old_val, TrainConfig(
+
+
+def show_validation(trainer, loss):
+    print(f"预训练 {trainer.step} 步：莎士比亚验证损失 {loss:.3f}")
+
+
+Trainer(base, old_train, old_val, TrainConfig(
     max_steps=300, batch_size=16, learning_rate=PRETRAINING_RATE, warmup_steps=20,
-    eval_interval=300, eval_batches=5, checkpoint_interval=10_000)).train(progress=False)
-print(f"预训练 {pretraining['step'][-1]} 步：莎士比亚验证损失 "
-      f"{pretraining['val_loss'][-1]:.3f}")
+    eval_interval=300, eval_batches=5, checkpoint_interval=10_000)).train(
+    progress=False, on_validate=show_validation)
 
 # %% [markdown]
 # ## 六个适配后的副本
@@ -120,6 +127,13 @@ probe = get_batch(new_val, 2, WINDOW, np.random.default_rng(5))[0]
 with sl.no_grad():  # B = 0：LoRA 一开始与基础模型完全相同
     assert np.allclose(lora_model(probe)[0].numpy(), base(probe)[0].numpy(), atol=1e-6)
 
+def pad(text, width):
+    """在 ``text`` 后面补空格，使它在屏幕上占 ``width`` 列：一个汉字占两列，所以中文版的
+    表格不能用 ``f"{text:20s}"`` 对齐。"""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * (width - columns)
+
+
 results = {"只预训练": (0, *validation(base, new_val), validation(base, old_val)[0])}
 for name, (model, rate) in methods.items():
     config = TrainConfig(max_steps=150, batch_size=16, weight_decay=0.0, warmup_steps=10,
@@ -128,10 +142,10 @@ for name, (model, rate) in methods.items():
             loss_fn=window_loss).train(progress=False)
     trainable, total = count_parameters(model)
     results[name] = (trainable, *validation(model, new_val), validation(model, old_val)[0])
-    print(f"{name:16s} 学习率 {rate:.0e}，训练 {total:,} 个参数中的 {trainable:6,} 个")
+    print(f"{pad(name, 26)} 学习率 {rate:.0e}，训练 {total:,} 个参数中的 {trainable:6,} 个")
 print()
 for name, (_, new, accuracy, old) in results.items():
-    print(f"{name:16s} 现代英语：损失 {new:.3f}，准确率 {accuracy:.1%}；"
+    print(f"{pad(name, 26)} 现代英语：损失 {new:.3f}，准确率 {accuracy:.1%}；"
           f"莎士比亚损失 {old:.3f}")
 
 # %% [markdown]
@@ -200,7 +214,7 @@ shakespeare_base = old_loss["只预训练"]
 forgetting = {n: old_loss[n] - shakespeare_base for n in names}
 gain = {n: new_loss["只预训练"] - new_loss[n] for n in names}
 for n in names:
-    print(f"{n:16s} 新文本上的收益 {gain[n]:+.3f}，遗忘 {forgetting[n]:+.3f} 奈特/字符")
+    print(f"{pad(n, 26)} 新文本上的收益 {gain[n]:+.3f}，遗忘 {forgetting[n]:+.3f} 奈特/字符")
 assert new_loss["全量，预训练学习率"] < new_loss["全量，小学习率"] < new_loss[
     "只预训练"]
 assert forgetting["全量，预训练学习率"] > forgetting["全量，小学习率"]

@@ -14,20 +14,22 @@
 # ---
 
 # %% [markdown]
-# # 14 · GPT-2 的权重，以及 KV 缓存带来了什么
+# # 14 · GPT-2 的权重与 KV 缓存的收益
 #
-# scratchlm 的 `GPT` 具有 GPT-2 的结构和 nanoGPT 的参数名，所以公开的 GPT-2 预训练权重可以加载进来：
-# `GPT.from_hf_gpt2("model.safetensors")` 读取 Hugging Face 的文件（不需要 PyTorch，也不用 pickle）
-# ， `load_gpt2_tokenizer()` 给出与 GPT-2 完全相同的词元编号。这些笔记本离线运行，
-# 而本项目只从少数几个包获取数据，其中没有一个包含 GPT-2 的权重（约 500 MB）：**这里拿不到预训练好
-# 的 GPT-2**，本篇也不下载任何东西。所以我们自己按 Hugging Face 的布局写出文件再加载回来——先用一个随
-# 机初始化、形状与 GPT-2 相同的模型（它生成的文本是噪声），再用一个在本篇里训练的小模型（短时间训练
-# 之后，它的文本已有莎士比亚的格式和常见的词）。加载走的正是真实权重走的那条路径。
+# scratchlm 的 `GPT` 具有 GPT-2 的结构和 nanoGPT 的参数名，所以能加载公开的 GPT-2
+# 预训练权重：`GPT.from_hf_gpt2("model.safetensors")` 读取 Hugging Face 的文件（不需要
+# PyTorch，也不经过 pickle），`load_gpt2_tokenizer()` 给出与 GPT-2
+# 完全相同的词元索引。这些笔记本离线运行，而本项目只从少数几个包获取数据，其中没有一个包含 GPT-2
+# 的权重（约 500 MB）：**这里拿不到预训练好的 GPT-2**，本篇也不下载任何东西。所以我们自己按 Hugging
+# Face 的布局写出文件，再把它加载回来——先用一个随机初始化、形状与 GPT-2
+# 相同的模型（它生成的文本是噪声），再用一个在本篇中训练的小模型（经过短时间训练，
+# 它生成的文本已经有了剧本的格式和常见的词）。加载时走的正是真实权重所走的那条路径。
 #
-# 然后是生成。生成第 $t$ 个词元需要之前所有位置的键和值。没有缓存时，每一步都为整个前缀重新计算它们
-# ：第 $t$ 步要做 $O(t)$ 次投影，生成 $T$ 个词元共 $O(T^2)$。**KV 缓存**保存每一层的键和值，
-# 所以每一步只投影新词元，$O(1)$，再对缓存做注意力。代价是内存：
-# 每个序列 $2 \times L \times T \times d$ 个数（键和值、每一层、每个位置）。
+# 接下来是生成。生成第 $t$ 个词元需要之前所有位置的键和值。没有缓存时，
+# 每一步都要为整个前缀重新计算它们：第 $t$ 步要做 $O(t)$ 次投影，生成 $T$ 个词元共需 $O(T^2)$
+# 次。**KV 缓存**保存每一层的键和值，于是每一步只需投影新词元（$O(1)$
+# 次），再对缓存做注意力。代价是内存：每个序列要存 $2 \times L \times T \times d$
+# 个数（键和值、每一层、每个位置）。
 
 # %%
 import os
@@ -53,10 +55,10 @@ print(prompt, tokenizer.vocab_size)
 # %% [markdown]
 # ## Hugging Face 的布局
 #
-# GPT-2 用 `Conv1D` 层写成，它把投影存为 (in, out) 并计算 $y = xW + b$；scratchlm 的 `Linear` 与
+# GPT-2 用 `Conv1D` 层实现，它把投影矩阵存为 (in, out)，计算 $y = xW + b$；scratchlm 的 `Linear` 与
 # PyTorch 一样存为 (out, in)，计算 $y = xW^\top + b$。所以文件中每个块的四个投影矩阵是转置的；
-# 其余一切保留原名，只是没有 `transformer.` 前缀。我们从一个 GPT-2 形状的模型写出这样的文件（GPT-2
-# 的词表、头维度 64，但只有 4 层、宽 256，以便快速运行）：
+# 其余参数都保留原名，只是去掉了 `transformer.` 前缀。下面从一个 GPT-2
+# 形状的模型写出这样的文件（词表和头维度 64 与 GPT-2 相同，但只有 4 层、宽度 256，以便快速运行）：
 
 # %%
 sl.manual_seed(0)
@@ -92,16 +94,17 @@ print("max |logits 之差| =", difference)
 assert difference == 0.0 and loaded.config.n_head == 4
 
 # %% [markdown]
-# 对真实文件，调用方式完全相同：`GPT.from_hf_gpt2("path/to/gpt2/model.safetensors")`（头数从旁边的
-# `config.json` 读取，或按 GPT-2 的头维度 64 推出），`tests/test_text_gpt2.py` 用 GPT-2 的参考编号检
-# 验分词器。
+# 对真实的文件，调用方式完全相同：
+# `GPT.from_hf_gpt2("path/to/gpt2/model.safetensors")`（头数从同一目录下的 `config.json` 读取，或按
+# GPT-2 的头维度 64 推算）；`tests/test_text_gpt2.py` 用 GPT-2 的参考词元索引检验分词器。
 #
 # ## 生成：先用随机权重，再用训练过的权重
 #
-# 随机的 GPT-2 形状模型从它在 50,257 个编号上近乎均匀的分布中抽词元来续写提示——是噪声。
-# 为了得到有意义的文本，我们按同样的布局训练一个模型：GPT-2 的块（层规范化在前、GELU MLP、
-# 共享的词嵌入），4 层、宽 128，在莎士比亚上按字符训练（50,257 个编号的输出层要花掉本篇全部的时间预
-# 算才训练得动），按 Hugging Face 的布局写出，用 `from_hf_gpt2` 加载，再从加载回来的副本生成。
+# 随机的 GPT-2 形状模型在 50,257 个词元上给出近乎均匀的分布，用它续写提示，得到的只是噪声。
+# 为了得到有意义的文本，我们按同样的结构训练一个模型：GPT-2 的块（前置层规范化、使用 GELU 的
+# MLP、共享的词嵌入），4 层、宽度 128，在莎士比亚剧本上按字符训练（输出层若有 50,257
+# 个词元，要用掉本篇全部的时间预算才训练得动）；然后按 Hugging Face 的布局写出，用 `from_hf_gpt2`
+# 加载，再用加载回来的副本生成文本。
 
 # %%
 sl.manual_seed(0)
@@ -114,14 +117,20 @@ train_ids, val_ids = train_val_split(np.array(chars.encode(text)), val_fraction=
 sl.manual_seed(0)
 small = GPT(GPTConfig.from_preset("gpt2", vocab_size=chars.vocab_size, n_layer=4, n_head=4,
                                   n_embd=128, block_size=64))
+
+
+def show_validation(trainer, loss):
+    print(f"训练 {trainer.step} 步：验证损失 {loss:.3f} 奈特/字符"
+          f"（均匀分布：{np.log(chars.vocab_size):.3f}）")
+
+
 history = Trainer(small, train_ids, val_ids, TrainConfig(
     max_steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=20, eval_interval=300,
-    eval_batches=5, checkpoint_interval=10_000)).train(progress=False)
+    eval_batches=5, checkpoint_interval=10_000)).train(
+    progress=False, on_validate=show_validation)
 save_in_hf_layout(small, "runs/gpt2-layout-shakespeare/model.safetensors")
 reloaded = GPT.from_hf_gpt2("runs/gpt2-layout-shakespeare/model.safetensors")
 reloaded.eval()
-print(f"训练 300 步：验证损失 {history['val_loss'][-1]:.3f} 奈特/字符"
-      f"（均匀分布：{np.log(chars.vocab_size):.3f}）")
 assert history["val_loss"][-1] < np.log(chars.vocab_size) - 1.0
 sl.manual_seed(0)
 sample = reloaded.generate(np.array([chars.encode("KING:\n")]), 160, temperature=0.8)
@@ -131,8 +140,8 @@ print(chars.decode(sample[0].tolist()))
 # %% [markdown]
 # ## 有缓存与无缓存的生成
 #
-# `model.generate(..., use_cache=False)` 每一步都重新计算整个前缀；默认情况下每层保存一个
-# `KVCache`。生成的词元必须完全相同（因果注意力从不让旧位置看到新位置），不同的只是时间：
+# `model.generate(..., use_cache=False)` 每一步都重新计算整个前缀；默认情况下，每一层都保存一个
+# `KVCache`。两种方式生成的词元必须完全相同（因果注意力从不让旧位置看到新位置），不同的只是耗时：
 
 # %%
 lengths = [16, 32, 64, 128, 192]
@@ -157,13 +166,13 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
-# 有缓存时时间线性增长；没有缓存时按平方增长。这里每一步还要乘上 50,257 个词的输出层，
-# 这是缓存无法去掉的固定开销，所以序列越长、模型越深，差距越大。
+# 有缓存时，耗时随长度线性增长；没有缓存时按平方增长。这里每一步还要乘上 50,257
+# 个词元的输出层，这是缓存去不掉的固定开销，所以序列越长、模型越深，两者的差距越大。
 #
 # ## 缓存里存了什么
 #
-# 生成之后，每一层的缓存保存形状为（批次、头数、长度、头维度）的键和值。它们占用的内存就是上面的公式
-# ：
+# 生成之后，每一层的缓存保存形状为（批量大小、头数、长度、头维度）的键和值。
+# 它们占用的内存正如上面的公式所示：
 
 # %%
 caches = loaded.new_kv_caches()
@@ -176,21 +185,21 @@ cache_bytes = sum(c.keys.nbytes + c.values.nbytes for c in caches)
 assert cache_bytes == 2 * L * T * d * 4  # float32，按 block_size 个位置分配
 print(f"2·L·T·d·4 字节 = {cache_bytes / 2**20:.1f} MiB，对应一个最多 {T} 个词元的序列")
 full = GPTConfig.from_preset("gpt2")
-print(f"GPT-2 small（L = {full.n_layer}, d = {full.n_embd}, T = {full.block_size}）："
-      f"{2 * full.n_layer * full.block_size * full.n_embd * 4 / 2**20:.0f} MiB 每个序列")
+print(f"GPT-2 small（L = {full.n_layer}，d = {full.n_embd}，T = {full.block_size}）：每个序列 "
+      f"{2 * full.n_layer * full.block_size * full.n_embd * 4 / 2**20:.0f} MiB")
 
 # %% [markdown]
 # ## 小结
 #
-# * scratchlm 的 GPT 具有 GPT-2 的布局；Hugging Face 的文件只在转置的 `Conv1D` 矩阵和名字上不同，
-#   `from_hf_gpt2` 读取它既不需要 PyTorch 也不用 pickle。这里离线拿不到预训练的 GPT-2，
-#   所以加载的是一个随机模型和一个在上面训练的模型。
-# * KV 缓存让每生成一个词元只需 $O(1)$ 次投影而不是 $O(t)$ 次，代价是每个序列 $2LTd$ 个数的内存。
+# * scratchlm 的 GPT 具有 GPT-2 的结构；Hugging Face 的文件只在转置的 `Conv1D`
+#   矩阵和参数名上有所不同，`from_hf_gpt2` 读取它既不需要 PyTorch，也不经过
+#   pickle。这里离线拿不到预训练的 GPT-2，所以加载的是一个随机模型和一个在本篇中训练的模型。
+# * KV 缓存使每生成一个词元只需 $O(1)$ 次投影，而不是 $O(t)$ 次，代价是每个序列 $2LTd$ 个数的内存。
 #
 # ## 练习
 #
-# 1. 在你自己的机器上拿到 GPT-2 真正的 `model.safetensors`，加载它，把它对 “The meaning of life is”
-#    的续写与随机模型的比较。
-# 2. 在 4 层和 8 层时分别测量有缓存和无缓存时每个新词元的时间：差距怎样随深度增长？
-# 3. 课程第 12 周（`notebooks/COURSE.zh.md`）：它的项目把第 7–9 周的一个 `scratchlm.exercises` 练习
-#    （`rope`、`gqa`）放进模型；分组查询注意力对缓存的大小有什么影响？
+# 1. 在你自己的机器上获取 GPT-2 真正的 `model.safetensors`，加载它，比较它与随机模型对“The meaning
+#    of life is”的续写。
+# 2. 分别在 4 层和 8 层时测量有缓存和无缓存时每个新词元的耗时：差距如何随深度增长？
+# 3. 课程第 12 周（`notebooks/COURSE.zh.md`）：本周的项目把第 7–9 周的一个 `scratchlm.exercises`
+#    练习（`rope`、`gqa`）放进模型；分组查询注意力对缓存的大小有什么影响？

@@ -2,7 +2,8 @@
 
 Three things have a reference implementation and may have a faster one: an op (a
 :class:`~scratchlm.autograd.function.Function` subclass), the backward pass
-(:func:`~scratchlm.autograd.engine.run_backward`) and an optimizer's update rule. Each asks
+(:func:`~scratchlm.autograd.engine.run_backward`) and an optimizer's update rule (its
+``update_parameter`` method, looked up as a function). Each asks
 ``dispatch.faster(reference, device)`` before it runs; ``None`` means the reference runs.
 
 Here the answer is always ``None``. The fast layer (:mod:`scratchlm.fast`), when it is

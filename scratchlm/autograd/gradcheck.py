@@ -20,6 +20,8 @@ from scratchlm import backend
 from scratchlm.autograd.engine import sum_to_shape
 from scratchlm.autograd.grad_mode import no_grad
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.checks import bad_argument, check_int, check_real, check_type
+from scratchlm.errors import ArgumentTypeError
 
 
 class GradcheckError(AssertionError):
@@ -71,8 +73,20 @@ def _compare(name, analytic, numerical, atol, rtol):
 
 def _check_float64(name, array):
     if array.dtype != np.float64:
-        raise TypeError(f"gradcheck: {name} has dtype {array.dtype}; central differences "
-                        "need float64 inputs (float32 rounding swamps the difference)")
+        raise ArgumentTypeError(f"gradcheck: {name} has dtype {array.dtype}; central "
+                                "differences need float64 inputs (float32 rounding swamps the "
+                                "difference)", where="gradcheck", name=name, value=array)
+
+
+def _check_settings(where, fn_name, fn, eps, atol, rtol, seed):
+    """The settings both checks share: a callable, a step ε > 0, tolerances ≥ 0, a seed."""
+    if not callable(fn):
+        raise bad_argument(where, fn_name, fn, "a function", error=ArgumentTypeError)
+    check_real(where, "eps", eps, 0, low_open=True, hint="(the step of the central "
+               "differences, e.g. 1e-6)")
+    check_real(where, "atol", atol, 0)
+    check_real(where, "rtol", rtol, 0)
+    check_int(where, "seed", seed, 0)
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
@@ -81,10 +95,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     ``inputs`` are float64 Tensors; those with ``requires_grad=True`` are checked (all of
     them when none is marked). ``fn`` returns a Tensor or a tuple of Tensors.
     """
+    _check_settings("gradcheck", "fn", fn, eps, atol, rtol, seed)
     inputs = list(inputs)
     for i, t in enumerate(inputs):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"gradcheck: input {i} is a {type(t).__name__}, expected a Tensor")
+        check_type("gradcheck", f"inputs[{i}]", t, Tensor, "a Tensor")
         if t.dtype.kind == "f":
             _check_float64(f"input {i}", t.data)
     checked = [i for i, t in enumerate(inputs) if t.requires_grad] or [
@@ -118,6 +132,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 def gradcheck_op(make_function, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     """Check one Function's ``backward`` alone: ``make_function()`` builds a fresh instance
     (a Function class or a lambda), ``inputs`` are float64 arrays; every input is checked."""
+    _check_settings("gradcheck_op", "make_function", make_function, eps, atol, rtol, seed)
     inputs = [backend.get_array_module(x).array(x, copy=True) if hasattr(x, "shape")
               else np.asarray(x, dtype=np.float64) for x in inputs]
     for i, x in enumerate(inputs):

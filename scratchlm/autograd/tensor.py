@@ -20,6 +20,8 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd import dispatch, engine
+from scratchlm.checks import check_bool, check_dtype, check_numbers, check_requires_grad
+from scratchlm.errors import ArgumentError
 
 DEFAULT_FLOAT = np.float32
 
@@ -39,9 +41,9 @@ def _as_array(data, dtype, device):
     if isinstance(data, np.generic):
         data = np.asarray(data)
     if backend.is_gpu_array(data) or isinstance(data, np.ndarray):
-        array = data.astype(dtype or data.dtype, copy=True)
+        array = check_numbers("tensor", "data", data).astype(dtype or data.dtype, copy=True)
     else:
-        array = np.asarray(data, dtype=dtype)
+        array = check_numbers("tensor", "data", data, dtype)
         if dtype is None and array.dtype == np.float64:
             array = array.astype(DEFAULT_FLOAT)
     return backend.to_device(array, device)
@@ -56,14 +58,12 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if device is None:
             device = backend.device_of(data.data if isinstance(data, Tensor) else data)
-        self.data = _as_array(data, dtype, device)
+        self.data = _as_array(data, check_dtype("tensor", dtype), device)
         self._version = 0
         self.grad = None
         self._ctx = None
         self._index = 0
-        self.requires_grad = False
-        if requires_grad:
-            self.requires_grad_(True)
+        self.requires_grad = check_requires_grad("tensor", requires_grad, self.data.dtype)
 
     @classmethod
     def _wrap(cls, array, ctx=None, index=0):
@@ -74,10 +74,8 @@ class Tensor:
         return t
 
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"only floating-point tensors can require gradients, got dtype "
-                            f"{self.data.dtype}")
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = check_requires_grad("requires_grad_", requires_grad,
+                                                 self.data.dtype)
         return self
 
     # ----------------------------------------------------------------- in-place changes
@@ -150,7 +148,7 @@ class Tensor:
 
     def to(self, device):
         """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); a leaf stays a leaf."""
-        backend.check_device(device)
+        backend.check_device(device, "Tensor.to")
         if device == self.device:
             return self
         moved = Tensor._wrap(backend.to_device(self.data, device))
@@ -164,6 +162,7 @@ class Tensor:
 
         ``grad`` is ∂L/∂self (array or Tensor); a scalar (one element) may omit it (1).
         """
+        check_bool("backward", "retain_graph", retain_graph)
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require a gradient; "
                                "it was not computed from any tensor with requires_grad=True")
@@ -175,10 +174,11 @@ class Tensor:
             grad = xp.ones(self.shape, dtype=self.dtype)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            grad = xp.asarray(grad, dtype=self.dtype)
+            grad = xp.asarray(check_numbers("backward", "grad", grad), dtype=self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(): grad has shape {grad.shape} but the tensor "
-                                 f"has shape {self.shape}")
+                raise ArgumentError(f"backward(): grad has shape {grad.shape} but the tensor "
+                                    f"has shape {self.shape}", where="backward", name="grad",
+                                    value=grad)
         run_backward = dispatch.faster(engine.run_backward, self.device) or engine.run_backward
         run_backward(self, grad, retain_graph=retain_graph)
 
@@ -289,5 +289,5 @@ def _array(value):
 
 def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     """Make a leaf tensor. Python floats become float32; NumPy arrays keep their dtype."""
-    backend.check_device(device)
+    backend.check_device(device, "tensor")
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)

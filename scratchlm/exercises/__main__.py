@@ -218,6 +218,13 @@ def environment_seed():
         raise NotGradable(f"SCRATCHLM_GRADE_SEED={text!r} is not a whole number") from None
 
 
+def say(text):
+    """Print ``text`` on stdout, a character stdout cannot encode (a lone surrogate: a
+    student folder named in bytes that are not UTF-8) as its backslash escape."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(str(text).encode(encoding, "backslashreplace").decode(encoding))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -237,7 +244,7 @@ def _command(args):
         report = grade_file(args.name, args.file, args.class_name, timeout=args.timeout,
                             memory_mb=args.memory, expected=args.expected)
         report = unlock(report, Path(args.file).resolve().parent)
-        print(report)
+        say(report)
         return 0 if report.passed else 1
     elif args.command == "grade-all":
         exercises = args.exercises.split(",") if args.exercises else None
@@ -282,10 +289,10 @@ def _command(args):
             written.append(f"{args.feedback}/STUDENT.md")
         maximum = sum(EXERCISES[name].points for name in exercises)
         for student, total in totals(table, late).items():
-            print(f"{student}: {total:g} of {maximum}")
+            say(f"{student}: {total:g} of {maximum}")
         flagged = [pair for pair in pairs if pair.flagged]
-        print(f"wrote {', '.join(map(str, written))} ({len(flagged)} pair(s) flagged as "
-              "similar)")
+        say(f"wrote {', '.join(map(str, written))} ({len(flagged)} pair(s) flagged as "
+            "similar)")
         print(f"graded in the {sandbox} sandbox, on the cases of "
               f"{'the public practice seed' if seed is None else 'the held-out seed'}")
     elif args.command == "gradescope":

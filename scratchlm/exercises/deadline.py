@@ -13,18 +13,24 @@ without a UTC offset is read as UTC.
 """
 
 import csv
+import io
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from scratchlm.errors import FileFormatError
 from scratchlm.exercises.harness import NotGradable
+from scratchlm.file_reading import read_file_bytes
 
 #: percent of the earned points lost per day or part of a day late
 DEFAULT_PENALTY = 10.0
 #: at most this percent is lost
 DEFAULT_CAP = 100.0
 DAY = timedelta(days=1)
+#: a --submitted CSV larger than this is refused (one line per student: a few kB)
+SUBMITTED_LIMIT = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,17 @@ def read_submitted(path):
     """{student: submission time} from a CSV with the columns ``student`` and
     ``submitted``."""
     path = Path(path)
+    try:  # a FIFO or a device is refused, not read forever
+        raw = read_file_bytes(path, "--submitted", "CSV of submission times",
+                              limit=SUBMITTED_LIMIT)
+    except FileFormatError as error:
+        raise NotGradable(f"{error}; give a CSV with the columns student,submitted") from None
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            table = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise NotGradable(f"--submitted {path} cannot be read ({type(error).__name__}); give "
-                          "a CSV with the columns student,submitted") from None
+        table = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise NotGradable(f"--submitted {path} cannot be read as CSV text ("
+                          f"{type(error).__name__}: {str(error)[:100]}); give a UTF-8 CSV "
+                          "with the columns student,submitted") from None
     if not table or not {"student", "submitted"} <= set(table[0]):
         raise NotGradable(f"--submitted {path} needs a header with the columns student and "
                           "submitted (an ISO 8601 time), one row per student")
@@ -73,9 +84,18 @@ def read_submitted(path):
             for row in table if row["student"] and row["submitted"]}
 
 
+def _mtime(path):
+    """When ``path`` was last modified: what it links to, or the link itself when that is
+    gone."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return os.lstat(path).st_mtime
+
+
 def modified(files):
     """The latest modification time of ``files`` (paths), or None when there are none."""
-    times = [Path(path).stat().st_mtime for path in files]
+    times = [_mtime(path) for path in files]
     return datetime.fromtimestamp(max(times), timezone.utc) if times else None
 
 

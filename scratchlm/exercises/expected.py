@@ -43,14 +43,20 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchlm.errors import FileFormatError, MissingFileError
 from scratchlm.exercises.answers import prepare_cases
 from scratchlm.exercises.runner import decode, encode
 from scratchlm.exercises.tasks import Task, prepare_task, reference_available
+from scratchlm.file_reading import JSONProblem, parse_json, read_file_bytes
 
 #: the version of the file layout
 FORMAT = 1
 #: the folder ``release`` writes the files into, and the one looked for near a graded file
 FOLDER = "expected"
+#: a stored-results file larger than this is refused unread (the largest is about 1 MB)
+FILE_LIMIT = 64 * 2**20
+#: the nesting a stored-results file may have (arrays of a few dimensions inside cases)
+MAX_DEPTH = 64
 
 
 class ExpectedError(Exception):
@@ -126,14 +132,18 @@ def load(folder, exercise, seed=0):
     """The stored results of ``exercise`` in ``folder``, checked; or :class:`ExpectedError`
     naming the file."""
     path = Path(folder) / f"{exercise.name}.json"
-    if not path.is_file():
-        raise ExpectedError(f"no stored results for {exercise.name}: {path} does not exist")
+    try:  # a FIFO, a device or a folder is refused before anything is read
+        raw = read_file_bytes(path, "grade", "stored-results file", limit=FILE_LIMIT)
+    except MissingFileError:
+        raise ExpectedError(f"no stored results for {exercise.name}: {path} does not exist"
+                            ) from None
+    except FileFormatError as error:
+        raise ExpectedError(f"{error}; copy it again from the release") from None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise ExpectedError(f"{path} cannot be read as JSON ({type(error).__name__}: "
-                            f"{str(error)[:200]}); it is damaged: copy it again from the "
-                            "release") from None
+        data = parse_json(raw, MAX_DEPTH, finite=False)
+    except JSONProblem as problem:
+        raise ExpectedError(f"{path} cannot be read as JSON ({problem}); it is damaged: "
+                            "copy it again from the release") from None
     if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
         raise ExpectedError(f"{path} is not a stored-results file (no checksum)")
     body = {key: value for key, value in data.items() if key != "sha256"}
@@ -150,11 +160,18 @@ def load(folder, exercise, seed=0):
         raise ExpectedError(f"{path} holds {len(cases) if isinstance(cases, list) else 'no'} "
                             f"cases; {exercise.name} has {len(exercise.cases)} (another "
                             "version of the exercises?)")
+    for number, entry in enumerate(cases, 1):
+        if not (isinstance(entry, dict) and isinstance(entry.get("label"), str)
+                and isinstance(entry.get("inputs"), str) and "expected" in entry):
+            raise ExpectedError(f"{path}: case {number} is not a stored case (an object with "
+                                "a label, the digest of its inputs and the expected answer); "
+                                "copy the file again from the release")
     try:
         cases = tuple(dict(entry, expected=decode(entry["expected"])) for entry in cases)
-    except (TypeError, KeyError, ValueError) as error:
-        raise ExpectedError(f"{path}: a case cannot be read ({type(error).__name__}: "
-                            f"{error})") from None
+    except (TypeError, KeyError, ValueError, RecursionError) as error:
+        raise ExpectedError(f"{path}: a case's expected answer cannot be read "
+                            f"({type(error).__name__}: {str(error)[:200]}); copy the file "
+                            "again from the release") from None
     return Stored(path, cases)
 
 

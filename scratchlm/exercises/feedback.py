@@ -120,7 +120,8 @@ def write_feedback(folder, table, totals, late=None):
         text = student_report(student, marks, totals[student], late[student] if late else None)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            # a student folder named in bytes that are not UTF-8: its escapes
+            with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as out:
                 out.write(text)
             os.replace(temporary, path)
         except BaseException:

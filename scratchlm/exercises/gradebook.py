@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scratchlm.errors import FileFormatError
 from scratchlm.exercises.catalog import EXERCISES
 from scratchlm.exercises.grader import GradeReport
 from scratchlm.exercises.harness import (
@@ -37,6 +38,7 @@ from scratchlm.exercises.options import check_jobs, check_memory, check_timeout
 from scratchlm.exercises.similarity import similar_pairs
 from scratchlm.exercises.statements import statement
 from scratchlm.exercises.tasks import reference_available
+from scratchlm.file_reading import open_regular_file
 
 #: a file named this may hold every engine exercise (they build one engine)
 ENGINE_FILE = "engine.py"
@@ -56,11 +58,13 @@ class Mark:
 
 
 def submission_file(folder, exercise):
-    """The student's file for ``exercise`` in ``folder``, or None."""
+    """The student's file for ``exercise`` in ``folder``, or None. Whatever has the name
+    counts (a folder, a FIFO, a broken link...): grading it says what it is instead of a
+    program."""
     own = folder / f"{exercise}.py"
-    if own.is_file():
+    if os.path.lexists(own):
         return own
-    if EXERCISES[exercise].track == 1 and (folder / ENGINE_FILE).is_file():
+    if EXERCISES[exercise].track == 1 and os.path.lexists(folder / ENGINE_FILE):
         return folder / ENGINE_FILE
     return None
 
@@ -201,9 +205,12 @@ def similarity(submissions, students, exercises):
         for student in students:
             path = submission_file(Path(submissions) / student, exercise)
             if path is not None:
-                with open(path, "rb") as handle:  # a huge file is compared on its start
-                    sources[student] = handle.read(SIMILARITY_LIMIT).decode("utf-8",
-                                                                            "replace")
+                try:  # a huge file is compared on its start
+                    with open_regular_file(path, "grade-all", "submission") as handle:
+                        sources[student] = handle.read(SIMILARITY_LIMIT).decode("utf-8",
+                                                                                "replace")
+                except (OSError, FileFormatError):  # replaced or unreadable since it was
+                    pass                              # graded: nothing to compare
         try:
             base = statement(exercise)
         except (OSError, ValueError):  # a source inspect cannot read: no starter to remove
@@ -226,7 +233,9 @@ def write_rows(rows_, path):
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+        # a student folder named in bytes that are not UTF-8 is written with its escapes
+        with os.fdopen(handle, "w", newline="", encoding="utf-8",
+                       errors="backslashreplace") as out:
             csv.writer(out).writerows(rows_)
         os.replace(temporary, path)
     except BaseException:

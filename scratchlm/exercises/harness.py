@@ -29,10 +29,12 @@ What the file printed is shown after the report, each line marked ``|``, so a pr
 supported.
 """
 
+import errno
 import json
 import os
 import re
 import signal
+import stat
 from pathlib import Path
 
 from scratchlm.exercises import sandbox as sandboxes
@@ -43,6 +45,7 @@ from scratchlm.exercises.expected import resolve
 from scratchlm.exercises.grader import CaseResult, GradeReport, check_outputs, get_exercise
 from scratchlm.exercises.runner import decode, encode
 from scratchlm.exercises.tasks import check_case, prepare_task
+from scratchlm.file_reading import file_kind
 
 #: the wall-clock limit of one grading, in seconds (the CPU limit is a little more)
 DEFAULT_TIMEOUT = 60.0
@@ -82,8 +85,7 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
                           "YourClass) grades a class in this process")
     sandbox = sandboxes.check_sandbox(sandbox)
     path = Path(path)
-    if not path.is_file():
-        raise NotGradable(f"no file {path}")
+    _check_regular_file(path)
     if path.suffix != ".py":
         raise NotGradable(f"{path} is not a Python file")
     real = path.resolve()
@@ -131,6 +133,26 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
     return GradeReport(exercise.name, class_name, tuple(cases), None, printed, sandbox=sandbox)
 
 
+def _check_regular_file(path):
+    """NotGradable, saying what ``path`` is instead, unless it is a regular file (a link
+    to one included): a FIFO would keep the child waiting, a folder or a device is no
+    program."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        dangling = " (a symbolic link to a file that does not exist)" if path.is_symlink() \
+            else ""
+        raise NotGradable(f"no file {path}{dangling}: give the path of your .py file") from None
+    except OSError as error:
+        reason = "a loop of symbolic links" if error.errno == errno.ELOOP else (
+            error.strerror or type(error).__name__).lower()
+        raise NotGradable(f"{path} cannot be read ({reason}): give the path of your .py "
+                          "file") from None
+    if not stat.S_ISREG(mode):
+        raise NotGradable(f"{path} is {file_kind(mode)}, not a Python file: give the path "
+                          "of your .py file")
+
+
 def _judged(exercise, prepared, reported):
     """Each case judged here, from the raw results the child sent; ValueError for a report
     that does not have the shape of one."""
@@ -165,8 +187,10 @@ def _not_graded(exercise, student, printed, reason, sandbox=""):
 
 
 def _text(value, limit=MESSAGE_LIMIT):
-    """A message from the child, as a bounded string."""
+    """A message from the child, as a bounded string that can be printed and written: a
+    lone surrogate (``raise ValueError("\\ud800")`` in the file) becomes its escape."""
     text = value if isinstance(value, str) else repr(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[:limit] + " …(cut)"
 
 

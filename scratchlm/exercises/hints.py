@@ -31,6 +31,8 @@ from scratchlm.exercises.catalog import EXERCISES
 PROGRESS_FILE = ".scratchlm_hints.json"
 #: a progress file larger than this is not read (a real one is a few hundred bytes)
 PROGRESS_LIMIT = 1024 * 1024
+#: a count of failed attempts this large was not written by the grader: counted from 0
+MAX_ATTEMPTS = 10**9
 
 #: kind of failure: (words of the report that show it, what the report calls it)
 FAILURE_KINDS = {
@@ -99,7 +101,8 @@ def _write(path, progress):
     handle, temporary = tempfile.mkstemp(prefix=PROGRESS_FILE, dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(progress, out, indent=1, ensure_ascii=False, sort_keys=True)
+            # ASCII with escapes: a key the file held with a lone surrogate is written back
+            json.dump(progress, out, indent=1, sort_keys=True)
             out.write("\n")
         os.replace(temporary, path)
     except BaseException:
@@ -119,14 +122,15 @@ def unlock(report, folder):
     entry = dict(entry) if isinstance(entry, dict) else {}
     count = len(exercise.hints)
     before = entry.get("unlocked")
-    unlocked = sorted({n for n in before if isinstance(n, int) and 1 <= n <= count}
+    unlocked = sorted({n for n in before if type(n) is int and 1 <= n <= count}
                       if isinstance(before, list) else set())
     number, why = choose(exercise, report, unlocked)
     unlocked = sorted(set(unlocked) | {number})
     if problem is None:
         attempts = entry.get("failed attempts")
         entry.update({"unlocked": unlocked,
-                      "failed attempts": (attempts if isinstance(attempts, int) else 0) + 1})
+                      "failed attempts": (attempts if type(attempts) is int
+                                          and 0 <= attempts < MAX_ATTEMPTS else 0) + 1})
         progress[exercise.name] = entry
         try:
             _write(path, progress)

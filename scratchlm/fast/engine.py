@@ -75,7 +75,7 @@ def run_backward_in_place(root, grad, retain_graph=False):
         new = type(fn) in NEW_GRADIENTS
         for x, g in zip(fn.inputs, call_backward(fn, grad_outputs)):
             if x is not None and g is not None:
-                _sum_into(x, g, new, op_sums, leaf_sums, fn.name)
+                _sum_into(x, g, new, op_sums, leaf_sums, fn)
         if not retain_graph:
             fn.release()
     for leaf, total in leaf_sums.items():
@@ -85,11 +85,12 @@ def run_backward_in_place(root, grad, retain_graph=False):
             leaf.grad += total.value
 
 
-def _sum_into(x, g, owned, op_sums, leaf_sums, op_name="backward"):
+def _sum_into(x, g, owned, op_sums, leaf_sums, fn=None):
     """Add the gradient ``g`` of ``x`` (summed to its shape and cast to its dtype first) into
-    its running sum; ``owned``: this engine may write into ``g``."""
+    its running sum; ``owned``: this engine may write into ``g``; ``fn``: the op whose
+    backward made ``g`` (None for the seed), named in a shape error."""
     if g.shape != x.shape:
-        g, owned = sum_to_shape(g, x.shape, op_name), True
+        g, owned = sum_to_shape(g, x.shape, "backward" if fn is None else fn.name), True
     if g.dtype != x.dtype:
         g, owned = g.astype(x.dtype), True
     sums, k = (leaf_sums, x) if x._ctx is None else (op_sums.setdefault(x._ctx, {}), x._index)

@@ -122,13 +122,17 @@ class ThreadsFollowLoad:
     and sets BLAS's and the fast layer's threads to the cores left, ``round(cores − others)``,
     at least 1 and at most the count each had on entry (restored on exit). This process's
     own time is taken out, so the count does not depend on how many threads it ran itself.
-    With the fast layer off, or off Linux, it changes nothing.
+    ``start_threads``: the count to run on until the first check measures, when one was
+    measured just before (a run's time estimate): otherwise a loop beside a busy process
+    would spend its first ``interval_s`` on every core's thread, waiting for the one that
+    lost its core. With the fast layer off, or off Linux, it changes nothing.
     """
 
     def __init__(self, interval_s=2.0, cores=None, clock=time.monotonic,
-                 machine_busy=_machine_busy_seconds, own=_own_seconds):
+                 machine_busy=_machine_busy_seconds, own=_own_seconds, start_threads=None):
         self.interval_s, self.cores = interval_s, cores or os.cpu_count() or 1
         self.clock, self.machine_busy, self.own = clock, machine_busy, own
+        self.start_threads = start_threads
         self.threads = None  # the cores left at the last check (None: not checked yet)
 
     def __enter__(self):
@@ -136,8 +140,17 @@ class ThreadsFollowLoad:
         if self.active:
             self.blas_before, self.limit_before = blas_threads(), threads.thread_limit()
             self.shared_most = threads.active_threads()
+            if self.start_threads is not None:
+                self._fit(max(1, int(self.start_threads)))
             self._mark()
         return self
+
+    def _fit(self, count):
+        """Run BLAS and the fast layer on ``count`` threads (at most what each had)."""
+        self.threads = count
+        if self.blas_before is not None:
+            set_blas_threads(min(count, self.blas_before))
+        threads.set_thread_limit(min(count, self.shared_most))
 
     def _mark(self):
         self.last = (self.clock(), self.machine_busy(), self.own())
@@ -151,10 +164,7 @@ class ThreadsFollowLoad:
                                                    self.own())
         self.last = now
         others = max(0.0, (now[1] - busy_0) - (now[2] - own_0)) / max(now[0] - wall_0, 1e-9)
-        self.threads = max(1, round(self.cores - others))
-        if self.blas_before is not None:
-            set_blas_threads(min(self.threads, self.blas_before))
-        threads.set_thread_limit(min(self.threads, self.shared_most))
+        self._fit(max(1, round(self.cores - others)))
         return others
 
     def __exit__(self, *exc):

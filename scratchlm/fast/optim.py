@@ -8,13 +8,20 @@ in the CPU's cache through all the passes, and the pieces are shared out among t
 (:mod:`scratchlm.fast.threads`). Every element sees the same operations as in the reference,
 so the results are the same to rounding. On the GPU, Adam's whole update is one fused
 elementwise kernel per parameter (:func:`scratchlm.fast.cuda_kernels.adam_update`).
+
+Each fast rule is a function registered for the reference rule it replaces, the method
+``Adam.update_parameter`` or ``SGD.update_parameter`` (AdamW inherits Adam's): it takes the
+optimizer as its first argument, like the method, and ``Optimizer.step`` calls it with the
+arguments the method would get.
 """
+
+import weakref
 
 import numpy as np
 
 from scratchlm.fast import cuda_kernels, threads
 from scratchlm.fast.registry import implements
-from scratchlm.optim.adam import Adam, AdamW
+from scratchlm.optim.adam import Adam
 from scratchlm.optim.sgd import SGD
 
 #: Elements per piece of the in-place update on the CPU: 2¹⁷ float32 = 512 KiB per array
@@ -33,11 +40,16 @@ def chunks(*arrays):
         yield tuple(f[start:start + CHUNK_SIZE] for f in flat)
 
 
+#: optimizer -> {(dtype, thread slot): two scratch arrays}, reused every step and dropped
+#: with the optimizer
+_scratch_arrays = weakref.WeakKeyDictionary()
+
+
 def for_each_piece(optimizer, update, *arrays):
     """Call ``update(work, tmp, *pieces)`` on matching pieces of ``arrays``, with two scratch
     arrays shaped like the pieces, the pieces shared out among threads (each thread with
-    scratch arrays of its own, kept on the optimizer and reused every step)."""
-    scratch = vars(optimizer).setdefault("_fast_scratch", {})  # (dtype, slot) -> 2 arrays
+    scratch arrays of its own, kept for this optimizer and reused every step)."""
+    scratch = _scratch_arrays.setdefault(optimizer, {})
 
     def run(piece, slot):
         size, dtype = piece[0].size, piece[0].dtype
@@ -48,90 +60,81 @@ def for_each_piece(optimizer, update, *arrays):
     threads.run_shared(run, chunks(*arrays))
 
 
-class AdamInPieces(Adam):
+@implements(Adam.update_parameter, "cpu")
+def adam_in_pieces(optimizer, param, grad, state, group):
     """:meth:`Adam.update_parameter` in place, piece by piece on the threads; the bias
     correction of v is folded into two scalars (one division pass fewer):
         θ ← θ + m / (√v + ε√(1 − β₂ᵗ)) · (−η√(1 − β₂ᵗ)/(1 − β₁ᵗ))."""
+    lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+    state["step"] += 1
+    bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
+    eps_scaled = group["eps"] * bias_correction2_sqrt
+    step_scaled = -lr / (1 - beta1 ** state["step"]) * bias_correction2_sqrt
 
-    def update_parameter(self, param, grad, state, group):
-        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
-        state["step"] += 1
-        bias_correction2_sqrt = (1 - beta2 ** state["step"]) ** 0.5
-        eps_scaled = group["eps"] * bias_correction2_sqrt
-        step_scaled = -lr / (1 - beta1 ** state["step"]) * bias_correction2_sqrt
-
-        def update(work, tmp, p, g, m, v):
-            if self.decoupled_weight_decay:
-                p *= 1 - lr * weight_decay
-            elif weight_decay:
-                np.multiply(p, weight_decay, out=work)
-                work += g
-                g = work
-            np.subtract(g, m, out=tmp)
-            tmp *= 1 - beta1
-            m += tmp
-            v *= beta2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - beta2
-            v += tmp
-            np.sqrt(v, out=tmp)
-            tmp += eps_scaled
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_scaled
-            p += tmp
-        for_each_piece(self, update, param, grad, state["exp_avg"], state["exp_avg_sq"])
+    def update(work, tmp, p, g, m, v):
+        if optimizer.decoupled_weight_decay:
+            p *= 1 - lr * weight_decay
+        elif weight_decay:
+            np.multiply(p, weight_decay, out=work)
+            work += g
+            g = work
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - beta1
+        m += tmp
+        v *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += eps_scaled
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_scaled
+        p += tmp
+    for_each_piece(optimizer, update, param, grad, state["exp_avg"], state["exp_avg_sq"])
 
 
-class AdamKernel(Adam):
-    """:meth:`Adam.update_parameter` as one fused CUDA kernel per parameter."""
+@implements(Adam.update_parameter, "cuda")
+def adam_kernel(optimizer, param, grad, state, group):
+    """:meth:`Adam.update_parameter` as one fused CUDA kernel per parameter (the reference
+    where the arrays cannot be fused)."""
+    if not cuda_kernels.fusable(param, grad, state["exp_avg"], state["exp_avg_sq"]):
+        return optimizer.update_parameter(param, grad, state, group)
+    state["step"] += 1
+    beta1, beta2 = group["betas"]
+    cuda_kernels.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"],
+                             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                             weight_decay=group["weight_decay"],
+                             decoupled=optimizer.decoupled_weight_decay, step=state["step"])
 
-    def update_parameter(self, param, grad, state, group):
-        if not cuda_kernels.fusable(param, grad, state["exp_avg"], state["exp_avg_sq"]):
-            return super().update_parameter(param, grad, state, group)
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        cuda_kernels.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"],
-                                 lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                                 weight_decay=group["weight_decay"],
-                                 decoupled=self.decoupled_weight_decay, step=state["step"])
 
-
-@implements(SGD, "cpu")
-class SGDInPieces(SGD):
+@implements(SGD.update_parameter, "cpu")
+def sgd_in_pieces(optimizer, param, grad, state, group):
     """:meth:`SGD.update_parameter` in place, piece by piece on the threads."""
+    lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+    first_step = momentum != 0 and "momentum_buffer" not in state
+    if first_step:
+        state["momentum_buffer"] = np.empty_like(param)
+    buffers = (state["momentum_buffer"],) if momentum != 0 else ()
 
-    def update_parameter(self, param, grad, state, group):
-        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        first_step = momentum != 0 and "momentum_buffer" not in state
-        if first_step:
-            state["momentum_buffer"] = np.empty_like(param)
-        buffers = (state["momentum_buffer"],) if momentum != 0 else ()
-
-        def update(work, tmp, p, g, *buffer):
-            if weight_decay != 0:
-                np.multiply(p, weight_decay, out=work)
-                work += g
-                g = work
-            if momentum != 0:
-                (b,) = buffer
-                if first_step:
-                    b[...] = g
-                else:
-                    b *= momentum
-                    np.multiply(g, 1 - group["dampening"], out=tmp)
-                    b += tmp
-                if group["nesterov"]:
-                    np.multiply(b, momentum, out=tmp)
-                    tmp += g
-                    g = tmp
-                else:
-                    g = b
-            np.multiply(g, -lr, out=tmp)
-            p += tmp
-        for_each_piece(self, update, param, grad, *buffers)
-
-
-implements(Adam, "cpu")(AdamInPieces)
-implements(AdamW, "cpu")(type("AdamWInPieces", (AdamW, AdamInPieces), {}))
-implements(Adam, "cuda")(AdamKernel)
-implements(AdamW, "cuda")(type("AdamWKernel", (AdamW, AdamKernel), {}))
+    def update(work, tmp, p, g, *buffer):
+        if weight_decay != 0:
+            np.multiply(p, weight_decay, out=work)
+            work += g
+            g = work
+        if momentum != 0:
+            (b,) = buffer
+            if first_step:
+                b[...] = g
+            else:
+                b *= momentum
+                np.multiply(g, 1 - group["dampening"], out=tmp)
+                b += tmp
+            if group["nesterov"]:
+                np.multiply(b, momentum, out=tmp)
+                tmp += g
+                g = tmp
+            else:
+                g = b
+        np.multiply(g, -lr, out=tmp)
+        p += tmp
+    for_each_piece(optimizer, update, param, grad, *buffers)

@@ -10,15 +10,18 @@ blocks that stay in cache, threads, fused CUDA kernels)::
         def forward(self, x, weight, bias): ...
         def backward(self, grad): ...
 
-The backward pass is registered the same way: ``@implements(engine.run_backward, "cpu")``
-on a function with its signature (:mod:`scratchlm.fast.engine`).
+The backward pass and the optimizers' update rules are registered the same way, on a
+function with the reference function's signature: ``@implements(engine.run_backward,
+"cpu")`` (:mod:`scratchlm.fast.engine`), ``@implements(Adam.update_parameter, "cpu")`` with
+the optimizer as first argument (:mod:`scratchlm.fast.optim`).
 
 Importing this module puts :func:`fast_version` into the one hook the reference library
 exposes, :data:`scratchlm.autograd.dispatch.faster`, which ops, the backward pass and the
 optimizers ask before they run: the library never imports the fast layer. With fast mode off
 (``sl.use_fast(False)`` or ``SCRATCHLM_FAST=0`` in the environment) it finds nothing, and
-the reference runs everywhere. Only exact classes are looked up: a user's subclass of
-``LayerNorm`` runs its own code, never a fast version of its parent.
+the reference runs everywhere. Only exact classes and functions are looked up: a user's
+subclass of ``LayerNorm`` runs its own code, never a fast version of its parent, and an
+optimizer subclass with its own ``update_parameter`` runs that.
 """
 
 import importlib
@@ -51,8 +54,8 @@ def implements(reference, device):
 
 
 def fast_version(reference, device):
-    """The fast subclass registered for exactly ``reference`` on ``device``, or None (none
-    registered, or fast mode off)."""
+    """The fast subclass or function registered for exactly ``reference`` on ``device``, or
+    None (none registered, or fast mode off)."""
     global _loaded
     if not _enabled:
         return None

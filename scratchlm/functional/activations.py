@@ -6,6 +6,7 @@ import numpy as np
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.checks import check_choice, check_operand
 from scratchlm.functional.erf import erf
 from scratchlm.ops import Tanh
 
@@ -80,23 +81,22 @@ class Sigmoid(Function):
 
 def relu(x):
     """max(x, 0) elementwise."""
-    return ReLU()(x)
+    return ReLU()(check_operand("relu", "x", x))
 
 
 def gelu(x, approximate="tanh"):
     """x Φ(x): ``approximate="tanh"`` for GPT-2's tanh form, ``"none"`` for the erf form."""
-    if approximate == "tanh":
+    check_operand("gelu", "x", x)
+    if check_choice("gelu", "approximate", approximate, ("tanh", "none")) == "tanh":
         return GELUTanh()(x)
-    if approximate == "none":
-        return GELUErf()(x)
-    raise ValueError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
+    return GELUErf()(x)
 
 
 def sigmoid(x):
     """1/(1 + e⁻ˣ) elementwise, stable for large |x|."""
-    return Sigmoid()(x)
+    return Sigmoid()(check_operand("sigmoid", "x", x))
 
 
 def tanh(x):
     """tanh x elementwise (the engine's op: dy/dx = 1 − y²)."""
-    return Tanh()(x)
+    return Tanh()(check_operand("tanh", "x", x))

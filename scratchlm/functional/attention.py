@@ -7,7 +7,8 @@ import numpy as np
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_probability
+from scratchlm.checks import check_bool, check_operand, check_probability
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.functional.dropout import keep_mask, survivor_scale
 from scratchlm.functional.softmax import shifted_exp
 
@@ -16,11 +17,11 @@ OP = "scaled_dot_product_attention"
 
 def _check_shapes(q, k, v):
     if min(q.ndim, k.ndim, v.ndim) < 2:
-        raise ValueError(f"{OP}: q, k and v need at least 2 axes (…, T, d), got shapes "
-                         f"{q.shape}, {k.shape} and {v.shape}")
+        raise ArgumentError(f"{OP}: q, k and v need at least 2 axes (…, T, d), got shapes "
+                            f"{q.shape}, {k.shape} and {v.shape}")
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{OP}: shapes q {q.shape}, k {k.shape}, v {v.shape} do not fit; "
-                         "expected q (…, Tq, d), k (…, Tk, d) and v (…, Tk, dv)")
+        raise ArgumentError(f"{OP}: shapes q {q.shape}, k {k.shape}, v {v.shape} do not fit; "
+                            "expected q (…, Tq, d), k (…, Tk, d) and v (…, Tk, dv)")
 
 
 def _scores_shape(q, k):
@@ -29,22 +30,27 @@ def _scores_shape(q, k):
     try:
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
     except ValueError:
-        raise ValueError(f"{OP}: the leading (batch) axes of q {q.shape} and k {k.shape} "
-                         "cannot be broadcast together") from None
+        raise ArgumentError(f"{OP}: the leading (batch) axes of q {q.shape} and k {k.shape} "
+                            "cannot be broadcast together") from None
     return batch + (q.shape[-2], k.shape[-2])
 
 
 def _check_mask(mask, scores_shape):
     if mask.dtype.kind not in "bf":
-        raise TypeError(f"{OP}: attn_mask must be boolean (True = may attend) or an additive "
-                        f"float mask, got dtype {mask.dtype}")
+        raise ArgumentTypeError(f"{OP}: attn_mask must be boolean (True = may attend) or an "
+                                f"additive float mask, got dtype {mask.dtype}")
+    if mask.dtype.kind == "f" and bool(((mask == 0) | (mask == 1)).all() and (mask == 1).any()):
+        raise ArgumentError(f"{OP}: attn_mask holds only 0s and 1s as {mask.dtype}, but a float "
+                            "mask is added to the scores, so its 1s block nothing; expected a "
+                            "boolean mask (mask.astype(bool)) or a float one of 0 (may attend) "
+                            "and -inf (may not)")
     try:
         fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
     except ValueError:
         fits = False
     if not fits:
-        raise ValueError(f"{OP}: attn_mask of shape {mask.shape} cannot be broadcast to the "
-                         f"attention scores' shape (…, Tq, Tk) = {scores_shape}")
+        raise ArgumentError(f"{OP}: attn_mask of shape {mask.shape} cannot be broadcast to "
+                            f"the attention scores' shape (…, Tq, Tk) = {scores_shape}")
 
 
 def checked_mask(q, k, v, attn_mask):
@@ -115,6 +121,11 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     ``attn_mask`` broadcasts to (…, Tq, Tk): boolean (True = may attend) or an additive float
     mask; ``is_causal`` lets query i attend keys j ≤ i; both may be combined. A query with
     no key to attend gets zeros. ``dropout_p`` drops attention weights (always, as PyTorch).
+    A float mask of only 0s and 1s is refused: added to the scores it would block nothing,
+    so a boolean mask was meant.
     """
+    for name, value in (("q", q), ("k", k), ("v", v)):
+        check_operand(OP, name, value, number=False)
+    is_causal = check_bool(OP, "is_causal", is_causal)
     check_probability(OP, "dropout_p", dropout_p)
     return ScaledDotProductAttention(is_causal, dropout_p)(q, k, v, attn_mask)

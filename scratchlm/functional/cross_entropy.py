@@ -3,7 +3,8 @@ the class axis last): the loss of a classifier and of every language model here.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_reduction, integer_array
+from scratchlm.checks import check_int, check_operand, check_real, check_reduction, integer_array
+from scratchlm.errors import ArgumentError
 from scratchlm.functional.losses import reduce_losses
 from scratchlm.functional.softmax import shifted_exp
 
@@ -11,9 +12,9 @@ from scratchlm.functional.softmax import shifted_exp
 def check_targets(target, logits, ignore_index):
     classes = logits.shape[-1]
     if target.shape != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy: target of shape {target.shape} does not fit logits of "
-                         f"shape {logits.shape}; expected target shape {logits.shape[:-1]} "
-                         "(the logits' shape without the class axis)")
+        raise ArgumentError(f"cross_entropy: target of shape {target.shape} does not fit logits "
+                            f"of shape {logits.shape}; expected target shape "
+                            f"{logits.shape[:-1]} (the logits' shape without the class axis)")
     out_of_range = (target != ignore_index) & ((target < 0) | (target >= classes))
     if out_of_range.any():
         bad = int(target[out_of_range].reshape(-1)[0])
@@ -58,8 +59,8 @@ class CrossEntropy(Function):
         (N, C)."""
         xp = get_array_module(logits)
         if logits.ndim == 0:
-            raise ValueError("cross_entropy: logits must have a class axis (…, C), got a 0-d "
-                             "input")
+            raise ArgumentError("cross_entropy: logits must have a class axis (…, C), got a "
+                                "0-d input")
         target = integer_array("cross_entropy", "target", target, xp)
         check_targets(target, logits, self.ignore_index)
         self.target_shape, self.logits_shape = target.shape, logits.shape
@@ -86,8 +87,8 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduct
     """Cross-entropy of ``logits`` (N, C) or (B, T, C) against integer class ids ``target``
     (N,) or (B, T), as PyTorch defines it with the class axis last. ``target == ignore_index``
     positions add nothing and "mean" averages over the others (0 if there are none)."""
+    check_operand("cross_entropy", "logits", logits, number=False)
+    check_int("cross_entropy", "ignore_index", ignore_index)
+    check_real("cross_entropy", "label_smoothing", label_smoothing, 0, 1)
     check_reduction("cross_entropy", reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing={label_smoothing}; expected "
-                         "0 ≤ label_smoothing ≤ 1")
     return CrossEntropy(ignore_index, label_smoothing, reduction)(logits, target)

@@ -3,7 +3,7 @@
 
 from scratchlm import backend
 from scratchlm.autograd.function import Function
-from scratchlm.checks import check_probability
+from scratchlm.checks import check_bool, check_operand, check_probability
 
 
 def keep_mask(shape, p, like):
@@ -39,7 +39,8 @@ class Dropout(Function):
 def dropout(x, p, training=True):
     """Inverted dropout with drop probability ``p`` (0 ≤ p ≤ 1); ``x`` itself when
     ``training`` is False or p = 0."""
+    check_operand("dropout", "x", x, number=False)
     check_probability("dropout", "p", p)
-    if not training or p == 0:
+    if not check_bool("dropout", "training", training) or p == 0:
         return x
     return Dropout(p)(x)

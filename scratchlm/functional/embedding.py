@@ -3,13 +3,14 @@
 from scratchlm import backend
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import integer_array
+from scratchlm.checks import check_operand, integer_array
+from scratchlm.errors import ArgumentError
 
 
 def _check_ids(ids, weight):
     if weight.ndim != 2:
-        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
-                         f"shape {weight.shape}")
+        raise ArgumentError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), "
+                            f"got shape {weight.shape}")
     vocab = weight.shape[0]
     if ids.size == 0:
         return
@@ -45,4 +46,4 @@ class Embedding(Function):
 def embedding(ids, weight):
     """Rows of ``weight`` (num_embeddings, embedding_dim) picked by integer ``ids`` of any
     shape (an array, a list or a Tensor): the result has shape ids.shape + (embedding_dim,)."""
-    return Embedding()(ids, weight)
+    return Embedding()(ids, check_operand("embedding", "weight", weight, number=False))

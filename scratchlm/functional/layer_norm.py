@@ -2,17 +2,19 @@
 ``normalized_shape=(C,)`` and llm.c's layernorm forward/backward pair."""
 
 from scratchlm.autograd.function import Function
+from scratchlm.checks import check_operand, check_real
+from scratchlm.errors import ArgumentError
 
 
 def check_layer_norm_shapes(x, weight, bias):
     if x.ndim == 0:
-        raise ValueError("layer_norm: input must have at least one axis (the C features to "
-                         "normalize over), got a 0-d input")
+        raise ArgumentError("layer_norm: input must have at least one axis (the C features "
+                            "to normalize over), got a 0-d input")
     features = x.shape[-1:]
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None and param.shape != features:
-            raise ValueError(f"layer_norm: {name} of shape {param.shape} does not fit input "
-                             f"of shape {x.shape}; expected {features}")
+            raise ArgumentError(f"layer_norm: {name} of shape {param.shape} does not fit "
+                                f"input of shape {x.shape}; expected {features}")
 
 
 class LayerNorm(Function):
@@ -50,5 +52,7 @@ class LayerNorm(Function):
 
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalize each row over the last axis to mean 0, variance 1, then scale and shift
-    (``weight`` and ``bias`` of shape (C,), or None)."""
+    (``weight`` and ``bias`` of shape (C,), or None; ``eps`` ≥ 0 is added to the variance)."""
+    check_operand("layer_norm", "x", x, number=False)
+    check_real("layer_norm", "eps", eps, 0, hint="(added to the variance, e.g. 1e-5)")
     return LayerNorm(eps)(x, weight, bias)

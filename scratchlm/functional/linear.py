@@ -1,19 +1,21 @@
 """A linear layer's affine map: y = x Wᵀ + b, as PyTorch's ``linear``."""
 
 from scratchlm.autograd.function import Function
+from scratchlm.checks import check_operand
+from scratchlm.errors import ArgumentError
 
 
 def _check_shapes(x, weight, bias):
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape "
-                         f"{weight.shape}")
+        raise ArgumentError(f"linear: weight must be 2-D (out_features, in_features), got "
+                            f"shape {weight.shape}")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {x.shape} does not fit weight of shape "
-                         f"{weight.shape}; expected the input's last axis to be "
-                         f"in_features={weight.shape[1]}")
+        raise ArgumentError(f"linear: input of shape {x.shape} does not fit weight of shape "
+                            f"{weight.shape}; expected the input's last axis to be "
+                            f"in_features={weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape "
-                         f"{weight.shape}; expected ({weight.shape[0]},)")
+        raise ArgumentError(f"linear: bias of shape {bias.shape} does not fit weight of "
+                            f"shape {weight.shape}; expected ({weight.shape[0]},)")
 
 
 class Linear(Function):
@@ -47,6 +49,9 @@ class Linear(Function):
 
 def linear(x, weight, bias=None):
     """y = x Wᵀ + b for x (…, in_features), weight (out_features, in_features), bias (out,)."""
+    check_operand("linear", "x", x, number=False)
+    check_operand("linear", "weight", weight, number=False)
+    check_operand("linear", "bias", bias, number=False, optional=True)
     if bias is None:
         return Linear()(x, weight)
     return Linear()(x, weight, bias)

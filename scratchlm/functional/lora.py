@@ -10,23 +10,24 @@ r-dimensional h = d(x) Aᵀ, never as the full ΔW.
 
 from scratchlm.autograd.function import Function
 from scratchlm.checks import check_probability
+from scratchlm.errors import ArgumentError
 from scratchlm.functional.dropout import keep_mask, survivor_scale
 
 
 def _check_shapes(x, weight, lora_a, lora_b, bias):
     out_features, in_features = weight.shape
     if x.ndim == 0 or x.shape[-1] != in_features:
-        raise ValueError(f"lora_linear: input of shape {x.shape} does not fit weight of shape "
-                         f"{weight.shape}; expected the input's last axis to be "
-                         f"in_features={in_features}")
+        raise ArgumentError(f"lora_linear: input of shape {x.shape} does not fit weight of shape "
+                            f"{weight.shape}; expected the input's last axis to be "
+                            f"in_features={in_features}")
     if lora_a.ndim != 2 or lora_a.shape[1] != in_features:
-        raise ValueError(f"lora_linear: lora_A of shape {lora_a.shape} should be "
-                         f"(r, in_features={in_features})")
+        raise ArgumentError(f"lora_linear: lora_A of shape {lora_a.shape} should be "
+                            f"(r, in_features={in_features})")
     if lora_b.shape != (out_features, lora_a.shape[0]):
-        raise ValueError(f"lora_linear: lora_B of shape {lora_b.shape} should be "
-                         f"(out_features={out_features}, r={lora_a.shape[0]})")
+        raise ArgumentError(f"lora_linear: lora_B of shape {lora_b.shape} should be "
+                            f"(out_features={out_features}, r={lora_a.shape[0]})")
     if bias is not None and bias.shape != (out_features,):
-        raise ValueError(f"lora_linear: bias of shape {bias.shape} should be ({out_features},)")
+        raise ArgumentError(f"lora_linear: bias of shape {bias.shape} should be ({out_features},)")
 
 
 class LoRALinear(Function):

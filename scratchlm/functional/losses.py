@@ -4,7 +4,8 @@ a 0-d tensor."""
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_reduction
+from scratchlm.checks import check_operand, check_reduction
+from scratchlm.errors import ArgumentError
 from scratchlm.functional.activations import logistic
 
 
@@ -18,8 +19,8 @@ def reduce_losses(losses, reduction, count):
 
 def _check_same_shape(op_name, a, b, names):
     if a.shape != b.shape:
-        raise ValueError(f"{op_name}: {names[0]} has shape {a.shape} but {names[1]} has shape "
-                         f"{b.shape}; expected equal shapes")
+        raise ArgumentError(f"{op_name}: {names[0]} has shape {a.shape} but {names[1]} has "
+                            f"shape {b.shape}; expected equal shapes")
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -70,10 +71,12 @@ class MSELoss(Function):
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     """Binary cross-entropy of probabilities σ(logits) against ``target`` in [0, 1] (same
     shape), stable for any logit."""
+    check_operand("binary_cross_entropy_with_logits", "logits", logits, number=False)
     check_reduction("binary_cross_entropy_with_logits", reduction)
     return BinaryCrossEntropyWithLogits(reduction)(logits, target)
 
 
 def mse_loss(x, y):
     """Mean squared error (1/n) Σ (x − y)² over all elements of two same-shaped tensors."""
-    return MSELoss()(x, y)
+    return MSELoss()(check_operand("mse_loss", "x", x, number=False),
+                     check_operand("mse_loss", "y", y, number=False))

@@ -8,7 +8,7 @@ overflows, even for scores of ±1e4.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import normalize_axis
+from scratchlm.checks import check_operand, normalize_axis
 
 
 def shifted_exp(x, axis=-1):
@@ -78,9 +78,9 @@ class LogSoftmax(Function):
 
 def softmax(x, axis=-1):
     """Probabilities along ``axis``: eˣ / Σ eˣ."""
-    return Softmax(axis)(x)
+    return Softmax(axis)(check_operand("softmax", "x", x, number=False))
 
 
 def log_softmax(x, axis=-1):
     """Log-probabilities along ``axis``: x − log Σ eˣ, stable for large scores."""
-    return LogSoftmax(axis)(x)
+    return LogSoftmax(axis)(check_operand("log_softmax", "x", x, number=False))

@@ -25,6 +25,7 @@ from scratchlm import functional as F
 from scratchlm.autograd.grad_mode import is_grad_enabled
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.checks import check_attention_sizes, check_bool, check_probability
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 from scratchlm.nn.heads import merge_heads, split_heads
 from scratchlm.nn.linear import Linear
 from scratchlm.nn.module import Module
@@ -83,8 +84,8 @@ class MultiHeadAttention(Module):
             cached_length = 0  # the keys are the memory's positions, not earlier steps
         else:
             if memory is not None:
-                raise ValueError("MultiHeadAttention: memory was given to a self-attention "
-                                 "layer; build it with cross_attention=True")
+                raise ArgumentError("MultiHeadAttention: memory was given to a self-attention "
+                                    "layer; build it with cross_attention=True")
             q, k, v = split_heads(self.c_attn(x), 3, self.num_heads)
             cached_length = 0 if kv_cache is None else kv_cache.length
             if kv_cache is not None:  # attend over every cached step and the new ones
@@ -101,12 +102,12 @@ class MultiHeadAttention(Module):
         if kv_cache is not None and kv_cache.length:
             return tuple(Tensor._wrap(a) for a in kv_cache.cached())
         if memory is None:
-            raise ValueError("MultiHeadAttention: cross-attention needs memory (B, S, "
-                             f"{self.embed_dim})")
+            raise ArgumentError("MultiHeadAttention: cross-attention needs memory (B, S, "
+                                f"{self.embed_dim})")
         self._check_sequence("memory", memory)
         if memory.shape[0] != x.shape[0]:
-            raise ValueError(f"MultiHeadAttention: memory of shape {memory.shape} and x of "
-                             f"shape {x.shape} have different batch sizes")
+            raise ArgumentError(f"MultiHeadAttention: memory of shape {memory.shape} and x of "
+                                f"shape {x.shape} have different batch sizes")
         k, v = split_heads(self.kv_proj(memory), 2, self.num_heads)
         if kv_cache is not None:
             kv_cache.append(k.data, v.data)
@@ -114,8 +115,8 @@ class MultiHeadAttention(Module):
 
     def _check_sequence(self, name, x):
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
-            raise ValueError(f"MultiHeadAttention: {name} of shape {x.shape} should be "
-                             f"(batch, time, embed_dim={self.embed_dim})")
+            raise ArgumentError(f"MultiHeadAttention: {name} of shape {x.shape} should be "
+                                f"(batch, time, embed_dim={self.embed_dim})")
 
     def _may_attend(self, x, Tq, Tk, attn_mask, key_padding_mask, is_causal, cached_length):
         """The mask for the attention op, broadcastable to (B, H, Tq, Tk) — boolean (True =
@@ -138,9 +139,9 @@ class MultiHeadAttention(Module):
         if key_padding_mask is not None:
             padding = xp.asarray(_array(key_padding_mask))
             if padding.shape != (B, Tk) or padding.dtype != bool:
-                raise ValueError(f"MultiHeadAttention: key_padding_mask of shape "
-                                 f"{padding.shape} and dtype {padding.dtype} should be boolean "
-                                 f"(batch, keys) = {(B, Tk)}, True at padding")
+                raise ArgumentError(f"MultiHeadAttention: key_padding_mask of shape "
+                                    f"{padding.shape} and dtype {padding.dtype} should be boolean "
+                                    f"(batch, keys) = {(B, Tk)}, True at padding")
             real_keys = ~padding[:, None, None, :]
             allowed = real_keys if allowed is None else allowed & real_keys
         if is_causal:  # query i sits at position cached_length + i; it sees keys j ≤ that
@@ -156,8 +157,9 @@ class MultiHeadAttention(Module):
         """``attn_mask`` checked and laid out to broadcast to (B, H, Tq, Tk)."""
         H = self.num_heads
         if mask.dtype != bool and mask.dtype.kind != "f":
-            raise ValueError(f"MultiHeadAttention: attn_mask has dtype {mask.dtype}; expected "
-                             "bool (True = may not attend) or float (added to the scores)")
+            raise ArgumentTypeError(f"MultiHeadAttention: attn_mask has dtype {mask.dtype}; "
+                                    "expected bool (True = may not attend) or float (added to "
+                                    "the scores)")
         if mask.shape == (Tq, Tk):
             return mask
         if mask.shape == (B * H, Tq, Tk):  # PyTorch's per-(batch, head) layout
@@ -165,9 +167,9 @@ class MultiHeadAttention(Module):
         if mask.ndim == 4 and mask.shape[0] in (1, B) and mask.shape[1] in (1, H) \
                 and mask.shape[2:] == (Tq, Tk):
             return mask
-        raise ValueError(f"MultiHeadAttention: attn_mask of shape {mask.shape} does not fit "
-                         f"{Tq} queries and {Tk} keys; expected {(Tq, Tk)}, "
-                         f"{(B * H, Tq, Tk)} or broadcastable to {(B, H, Tq, Tk)}")
+        raise ArgumentError(f"MultiHeadAttention: attn_mask of shape {mask.shape} does not fit "
+                            f"{Tq} queries and {Tk} keys; expected {(Tq, Tk)}, "
+                            f"{(B * H, Tq, Tk)} or broadcastable to {(B, H, Tq, Tk)}")
 
     def extra_repr(self):
         kind = ", cross_attention=True" if self.cross_attention else ""

@@ -4,13 +4,12 @@ Their children are registered under the names ``"0"``, ``"1"``, … (or the dict
 parameter names read ``h.0.attn.c_attn.weight`` as in PyTorch and nanoGPT.
 """
 
+from scratchlm.checks import check_type
 from scratchlm.nn.module import Module
 
 
-def _check_module(container, value):
-    if not isinstance(value, Module):
-        raise TypeError(f"{container}: expected an nn.Module, got a {type(value).__name__}")
-    return value
+def _check_module(where, name, value):
+    return check_type(where, name, value, Module, "an nn.Module (a layer, such as nn.Linear)")
 
 
 class ModuleList(Module):
@@ -18,10 +17,13 @@ class ModuleList(Module):
 
     def __init__(self, modules=()):
         super().__init__()
-        self.extend(modules)
+        for position, module in enumerate(modules):
+            setattr(self, str(position),
+                    _check_module(type(self).__name__, f"modules[{position}]", module))
 
     def append(self, module):
-        setattr(self, str(len(self)), _check_module("ModuleList.append", module))
+        setattr(self, str(len(self)), _check_module(f"{type(self).__name__}.append", "module",
+                                                    module))
         return self
 
     def extend(self, modules):
@@ -80,7 +82,7 @@ class ModuleDict(Module):
         if hasattr(ModuleDict, name):
             raise KeyError(f"ModuleDict: the key {name!r} would hide the attribute of that "
                            "name; choose another key")
-        setattr(self, name, _check_module("ModuleDict", module))
+        setattr(self, name, _check_module("ModuleDict", f"modules[{name!r}]", module))
 
     def __getitem__(self, name):
         try:

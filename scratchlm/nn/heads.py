@@ -8,6 +8,7 @@ the same memory, with no copy.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.errors import ArgumentError
 
 
 class SplitHeads(Function):
@@ -48,8 +49,8 @@ class MergeHeads(Function):
 
     def forward(self, x):
         if x.ndim != 4:
-            raise ValueError(f"merge_heads: expected heads of shape (batch, heads, time, "
-                             f"head_dim), got shape {x.shape}")
+            raise ArgumentError(f"merge_heads: expected heads of shape (batch, heads, time, "
+                                f"head_dim), got shape {x.shape}")
         B, H, T, self.head_dim = x.shape
         return x.transpose(0, 2, 1, 3).reshape(B, T, H * self.head_dim)
 

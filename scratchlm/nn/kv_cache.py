@@ -11,6 +11,7 @@ Caches hold plain arrays and are for inference: use them under ``sl.no_grad()``.
 
 from scratchlm import backend
 from scratchlm.checks import check_int
+from scratchlm.errors import ArgumentError
 
 
 class KVCache:
@@ -39,8 +40,8 @@ class KVCache:
         B, H, capacity, head_dim = self.keys.shape
         t = keys.shape[2]
         if keys.shape[:2] + keys.shape[3:] != (B, H, head_dim):
-            raise ValueError(f"KVCache: new keys of shape {keys.shape} do not fit the cache's "
-                             f"(batch, heads, time, head_dim) = {(B, H, '…', head_dim)}")
+            raise ArgumentError(f"KVCache: new keys of shape {keys.shape} do not fit the cache's "
+                                f"(batch, heads, time, head_dim) = {(B, H, '…', head_dim)}")
         if self.length + t > capacity:
             raise ValueError(f"KVCache: {self.length} cached positions plus {t} new exceed "
                              f"its capacity of {capacity} (max_len={self.max_len})")

@@ -10,11 +10,14 @@ Parameters and sub-modules are also ordinary attributes, so ``self.weight`` insi
 """
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.checks import check_bool, check_type
+from scratchlm.errors import ArgumentTypeError
 
 
 class Parameter(Tensor):
@@ -35,6 +38,21 @@ class Parameter(Tensor):
 
 #: What ``load_state_dict(strict=False)`` returns: the keys it could not match.
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+#: How many keys of each kind a load_state_dict error lists (a whole model's state dict
+#: would otherwise fill the screen in one line).
+KEYS_SHOWN = 4
+
+
+def _more(items):
+    """' and N more' for the items a message leaves out, else ''."""
+    return f" and {len(items) - KEYS_SHOWN} more" if len(items) > KEYS_SHOWN else ""
+
+
+def _listed(problems):
+    """The first few of ``problems`` (strings) joined by '; ', and how many more."""
+    return "; ".join(problems[:KEYS_SHOWN]) + _more(problems)
 
 
 class Module:
@@ -61,9 +79,11 @@ class Module:
             parameters.pop(name, None)
             modules[name] = value
         elif name in parameters and value is not None:
-            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} "
-                            f"to parameter {name!r}; assign an nn.Parameter (or None), or "
-                            f"change the data in place with .{name}.data")
+            raise ArgumentTypeError(f"{type(self).__name__}: cannot assign a "
+                                    f"{type(value).__name__} to parameter {name!r}; assign an "
+                                    f"nn.Parameter (or None), or change the data in place with "
+                                    f".{name}.data", where=type(self).__name__, name=name,
+                                    value=value)
         elif name in self._buffers:
             self._buffers[name] = value
         else:
@@ -166,11 +186,14 @@ class Module:
         missing and unexpected keys raise when ``strict``. Nothing is changed unless every
         check passes. Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
         """
+        check_type("load_state_dict", "state_dict", state_dict, Mapping,
+                   "a dict of arrays by dotted name, as state_dict() returns")
+        strict = check_bool("load_state_dict", "strict", strict)
         entries = list(self._state_entries())
         expected = {key for key, *_ in entries}
         missing = [key for key, *_ in entries if key not in state_dict]
         unexpected = [key for key in state_dict if key not in expected]
-        arrays, problems, misshaped = {}, [], []
+        arrays, not_float, misshaped = {}, [], []
         for key, module, name, kind in entries:
             if key not in state_dict:
                 continue
@@ -181,18 +204,19 @@ class Module:
             if array.shape != current_shape:
                 misshaped.append(f"{key}: expected shape {current_shape}, got {array.shape}")
             elif kind == "parameter" and array.dtype.kind != "f":
-                problems.append(f"{key}: a parameter needs floating-point values, got "
-                                f"dtype {array.dtype}")
+                not_float.append(f"{key}: a parameter needs floating-point values, got "
+                                 f"dtype {array.dtype}")
             arrays[key] = array
+        problems = [_listed(not_float)] if not_float else []
         if strict and missing:
-            problems.append(f"missing keys: {missing}")
+            problems.append(f"missing keys: {missing[:KEYS_SHOWN]}{_more(missing)}")
         if strict and unexpected:
-            problems.append(f"unexpected keys: {unexpected}")
+            problems.append(f"unexpected keys: {unexpected[:KEYS_SHOWN]}{_more(unexpected)}")
         if misshaped:
-            problems.append("mis-shaped keys:\n    " + "\n    ".join(misshaped))
+            problems.append("mis-shaped keys: " + _listed(misshaped))
         if problems:
             raise RuntimeError(f"load_state_dict: the state dict does not fit "
-                               f"{type(self).__name__}:\n  " + "\n  ".join(problems))
+                               f"{type(self).__name__}: " + "; ".join(problems))
         for key, module, name, kind in entries:
             if key not in arrays:
                 continue
@@ -211,8 +235,9 @@ class Module:
     # ------------------------------------------------------------------ modes and moves
     def train(self, mode=True):
         """Training mode (dropout active) for this module and all sub-modules; returns self."""
+        mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "training", mode)
         return self
 
     def eval(self):
@@ -234,7 +259,7 @@ class Module:
     def to(self, device):
         """Move every parameter (``.data`` and ``.grad``, in place) and buffer to ``device``
         (``"cpu"`` or ``"cuda"``); returns self."""
-        backend.check_device(device)
+        backend.check_device(device, f"{type(self).__name__}.to")
         for parameter in self.parameters():
             parameter.data = backend.to_device(parameter.data, device)
             if parameter.grad is not None:

@@ -8,6 +8,7 @@ after Tensor.
 import importlib
 import sys
 
+from scratchlm.checks import check_operand, check_type
 from scratchlm.ops.arithmetic import Add, Div, Mul, Neg, Pow, Sub
 from scratchlm.ops.elementwise import Cast, Exp, Log, Sqrt, Tanh
 from scratchlm.ops.join import Concat, Stack
@@ -19,17 +20,19 @@ from scratchlm.ops.where import Where
 
 def concat(tensors, axis=0):
     """Join tensors along an existing axis (``np.concatenate``)."""
-    return Concat(axis)(*tensors)
+    return Concat(axis)(*check_type("concat", "tensors", tensors, (list, tuple),
+                                    "a list of tensors"))
 
 
 def stack(tensors, axis=0):
     """Join same-shaped tensors along a new axis (``np.stack``)."""
-    return Stack(axis)(*tensors)
+    return Stack(axis)(*check_type("stack", "tensors", tensors, (list, tuple),
+                                   "a list of tensors"))
 
 
 def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b``, with broadcasting."""
-    return Where()(cond, a, b)
+    return Where()(cond, check_operand("where", "a", a), check_operand("where", "b", b))
 
 
 # the module, not scratchlm.autograd's function of the same name

@@ -7,6 +7,8 @@ A backward never writes into its incoming gradient: other ops may share that arr
 
 from scratchlm import backend
 from scratchlm.autograd.function import Function
+from scratchlm.checks import check_operand
+from scratchlm.errors import ArgumentError
 
 
 def shape_of(value):
@@ -14,15 +16,22 @@ def shape_of(value):
 
 
 def broadcast_call(op_name, compute, a, b):
-    """``compute(a, b)`` with a broadcast failure reported as the op and both shapes."""
+    """``compute(a, b)`` with a broadcast failure reported as the op and both shapes, and an
+    operand that is not numbers (a string, None) as the op and that operand. The checks run
+    only once NumPy has refused, so they cost nothing on the hot path."""
     try:
         return compute(a, b)
+    except TypeError as error:
+        refused = error
     except ValueError as error:
         if "broadcast" not in str(error):
             raise
-        raise ValueError(f"{op_name}: shapes {shape_of(a)} and {shape_of(b)} cannot be "
-                         "broadcast together (each axis, aligned from the right, must match "
-                         "or be 1)") from None
+        raise ArgumentError(f"{op_name}: shapes {shape_of(a)} and {shape_of(b)} cannot be "
+                            "broadcast together (each axis, aligned from the right, must "
+                            "match or be 1)") from None
+    check_operand(op_name, "a", a)
+    check_operand(op_name, "b", b)
+    raise refused
 
 
 class Add(Function):

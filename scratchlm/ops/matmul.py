@@ -10,24 +10,33 @@ product and a sum.
 """
 
 from scratchlm.autograd.function import Function
+from scratchlm.checks import check_operand
+from scratchlm.errors import ArgumentError
+
+
+def _check_operands(a, b):
+    """Two tensors (arrays by now) of numbers, each with an axis, whose inner sizes match."""
+    check_operand("matmul", "a", a, number=False, hint="(use * to scale by a number)")
+    check_operand("matmul", "b", b, number=False, hint="(use * to scale by a number)")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ArgumentError(f"matmul: operands must have at least one axis, got shapes "
+                            f"{a.shape} and {b.shape} (use * to scale by a scalar)")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ArgumentError(f"matmul: shapes {a.shape} and {b.shape} do not line up: the "
+                            f"last axis of the first ({a.shape[-1]}) must equal the "
+                            f"{'second-to-last' if b.ndim > 1 else 'only'} axis of the "
+                            f"second ({b.shape[-2 if b.ndim > 1 else 0]})")
 
 
 class MatMul(Function):
     def forward(self, a, b):
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul: operands must have at least one axis, got shapes "
-                             f"{a.shape} and {b.shape} (use * to scale by a scalar)")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up: the "
-                             f"last axis of the first ({a.shape[-1]}) must equal the "
-                             f"{'second-to-last' if b.ndim > 1 else 'only'} axis of the "
-                             f"second ({b.shape[-2 if b.ndim > 1 else 0]})")
+        _check_operands(a, b)
         self.a, self.b = a, b
         try:
             return a @ b
         except ValueError:
-            raise ValueError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot be "
-                             "broadcast together") from None
+            raise ArgumentError(f"matmul: batch axes of shapes {a.shape} and {b.shape} cannot "
+                                "be broadcast together") from None
 
     def backward(self, g):
         a, b = self.a, self.b

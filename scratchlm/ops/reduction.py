@@ -6,21 +6,27 @@ shape (size 1 on every reduced axis) and broadcast to the input's shape.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.checks import bad_argument, check_bool, is_integer
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 def normalize_axes(op_name, axis, ndim):
-    """``axis`` (None, int or tuple) as a sorted tuple of non-negative axes."""
+    """``axis`` (None, an integer or a tuple of them) as a sorted tuple of non-negative
+    axes of a tensor with ``ndim`` ≥ 1 axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     normalized = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"{op_name}: axis {a} is out of range for a tensor with {ndim} "
-                             f"axes (expected {-ndim} ≤ axis < {ndim})")
-        normalized.append(a % ndim if ndim else 0)
+        if not is_integer(a):
+            raise bad_argument(op_name, "axis", axis, "None, an integer or a tuple of integers",
+                               error=ArgumentTypeError)
+        if not -ndim <= a < ndim:
+            raise ArgumentError(f"{op_name}: axis {a} is out of range for a tensor with {ndim} "
+                                f"axes (expected {-ndim} ≤ axis < {ndim})")
+        normalized.append(a % ndim)
     if len(set(normalized)) != len(normalized):
-        raise ValueError(f"{op_name}: axis {axis} repeats an axis")
+        raise ArgumentError(f"{op_name}: axis {axis} repeats an axis")
     return tuple(sorted(normalized))
 
 
@@ -31,7 +37,7 @@ def kept_shape(shape, axes):
 
 class _Reduction(Function):
     def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = axis, check_bool(self.name.lower(), "keepdims", keepdims)
 
     def _save_axes_and_shape(self, x):
         self.axes = normalize_axes(self.name.lower(), self.axis, x.ndim) if x.ndim else ()
@@ -78,8 +84,8 @@ class Max(_Reduction):
     def forward(self, x):
         self._save_axes_and_shape(x)
         if x.size == 0:
-            raise ValueError(f"max: cannot take the maximum of an empty tensor of shape "
-                             f"{x.shape}")
+            raise ArgumentError(f"max: cannot take the maximum of an empty tensor of shape "
+                                f"{x.shape}")
         self.x = x
         self.y_kept = x.max(axis=self.axes, keepdims=True)
         return self.y_kept if self.keepdims else self.y_kept.reshape(

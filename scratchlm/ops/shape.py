@@ -4,6 +4,8 @@ import numpy as np
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module, scatter_add
+from scratchlm.checks import bad_argument
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 class Reshape(Function):
@@ -16,9 +18,12 @@ class Reshape(Function):
         self.input_shape = x.shape
         try:
             return x.reshape(self.shape)
+        except TypeError:  # an entry that is not an integer: 2.5, None, "4"
+            raise bad_argument("reshape", "shape", self.shape, "integers (one of them may be "
+                               "-1: the size that fits)", error=ArgumentTypeError) from None
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
-                             f"({x.size} elements) into shape {self.shape}") from None
+            raise ArgumentError(f"reshape: cannot reshape a tensor of shape {x.shape} "
+                                f"({x.size} elements) into shape {self.shape}") from None
 
     def backward(self, g):
         return g.reshape(self.input_shape)
@@ -32,11 +37,13 @@ class Transpose(Function):
 
     def forward(self, x):
         axes = tuple(reversed(range(x.ndim))) if self.axes is None else self.axes
-        if len(axes) != x.ndim or sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {self.axes} are not a permutation of the "
-                             f"{x.ndim} axes of a tensor of shape {x.shape}")
+        try:  # NumPy and CuPy refuse a wrong count, a repeat, 5 for 2 axes, 1.0
+            y = x.transpose(axes)
+        except (TypeError, ValueError, IndexError):
+            raise ArgumentError(f"transpose: axes {self.axes} are not a permutation of the "
+                                f"{x.ndim} axes of a tensor of shape {x.shape}") from None
         self.axes_used = axes
-        return x.transpose(axes)
+        return y
 
     def backward(self, g):
         return g.transpose(np.argsort([a % g.ndim for a in self.axes_used]))  # p⁻¹

@@ -2,6 +2,7 @@
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
 class Where(Function):
@@ -9,12 +10,18 @@ class Where(Function):
 
     def forward(self, cond, a, b):
         xp = get_array_module(cond, a, b)
-        self.cond = xp.asarray(cond, dtype=bool)
+        self.cond = xp.asarray(cond)
+        if self.cond.dtype != bool:
+            raise ArgumentTypeError(f"where: cond has dtype {self.cond.dtype}; expected a "
+                                    "boolean condition (a comparison such as x > 0, or "
+                                    "cond.astype(bool))", where="where", name="cond",
+                                    value=cond)
         try:
             return xp.where(self.cond, a, b)
         except ValueError:
-            raise ValueError(f"where: shapes {self.cond.shape}, {getattr(a, 'shape', ())} and "
-                             f"{getattr(b, 'shape', ())} cannot be broadcast together") from None
+            raise ArgumentError(f"where: shapes {self.cond.shape}, {getattr(a, 'shape', ())} "
+                                f"and {getattr(b, 'shape', ())} cannot be broadcast "
+                                "together") from None
 
     def backward(self, g):
         zero = g.dtype.type(0)

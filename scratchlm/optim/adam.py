@@ -17,6 +17,7 @@ import math
 
 from scratchlm.backend import get_array_module
 from scratchlm.checks import check_real
+from scratchlm.errors import ArgumentError
 from scratchlm.optim.optimizer import Optimizer
 
 
@@ -29,11 +30,13 @@ class Adam(Optimizer):
 
     def check_hyperparameters(self, group, where):
         check_real(where, "lr", group["lr"], 0)
-        check_real(where, "eps", group["eps"], 0)
+        check_real(where, "eps", group["eps"], 0, low_open=True,
+                   hint="(added to √v so the step never divides by 0, e.g. 1e-8)")
         check_real(where, "weight_decay", group["weight_decay"], 0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}")
+            raise ArgumentError(f"{where}: betas must be a pair (beta1, beta2), got {betas!r}",
+                                where=where, name="betas", value=betas)
         check_real(where, "betas[0]", betas[0], 0, 1, high_open=True)
         check_real(where, "betas[1]", betas[1], 0, 1, high_open=True)
 

@@ -12,8 +12,10 @@ by ``id()``, so ``state_dict()`` means the same thing in a fresh process and sav
 
 An optimizer's update rule is its formula on arrays (the reference); a faster version of it
 for one device (the update in cache-sized pieces shared among threads, or one fused CUDA
-kernel) may be registered in :mod:`scratchlm.fast`, and then runs in its place: ``step`` asks
-the one hook, :data:`scratchlm.autograd.dispatch.faster`, which the fast layer fills in.
+kernel) may be registered in :mod:`scratchlm.fast` as a function for the method
+``update_parameter``, and then runs in its place, given the optimizer as its first argument:
+``step`` asks the one hook, :data:`scratchlm.autograd.dispatch.faster`, which the fast layer
+fills in. A subclass that writes its own ``update_parameter`` always runs its own.
 """
 
 import abc
@@ -161,9 +163,12 @@ class Optimizer(abc.ABC):
             state = self.state.get(key)
             if state is None:
                 state = self.state[key] = self.initial_state(param.data)
-            # a fast version of this rule for the device, if one is registered, else this one
-            rule = dispatch.faster(type(self), param.device) or type(self)
-            rule.update_parameter(self, param.data, grad, state, group)
+            # the fast layer's version of this update rule for the device, if it has one
+            fast_update = dispatch.faster(type(self).update_parameter, param.device)
+            if fast_update is None:
+                self.update_parameter(param.data, grad, state, group)
+            else:
+                fast_update(self, param.data, grad, state, group)
             param.bump_version()  # changed in place: a graph recorded before sees it
 
     def initial_state(self, param):
