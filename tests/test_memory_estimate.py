@@ -37,6 +37,20 @@ def test_the_parameter_count_is_the_models(config):
     assert me.gpt_parameter_count(config) == GPT(config).num_parameters()
 
 
+def peak_over_three_steps(make_trainer):
+    """tracemalloc's peak bytes while ``make_trainer()`` builds a Trainer (its model built
+    after ``sl.manual_seed(0)``) and it takes three training steps."""
+    tracemalloc.start()
+    try:
+        sl.manual_seed(0)
+        trainer = make_trainer()
+        for _ in range(3):
+            trainer.train_step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
 @pytest.mark.parametrize("batch_size, config", CONFIGS, ids=["tiny", "wide"])
 def test_the_estimate_is_within_20_percent_of_the_measured_peak(batch_size, config, fast):
@@ -45,17 +59,9 @@ def test_the_estimate_is_within_20_percent_of_the_measured_peak(batch_size, conf
     gradients, moments and activations, as the estimate's training peak does."""
     ids = np.random.default_rng(0).integers(0, config.vocab_size, size=5000)
     with sl.use_fast(fast):
-        tracemalloc.start()
-        try:
-            sl.manual_seed(0)
-            model = GPT(config)
-            trainer = Trainer(model, ids, None, TrainConfig(max_steps=3, batch_size=batch_size,
-                                                            warmup_steps=0))
-            for _ in range(3):
-                trainer.train_step()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = peak_over_three_steps(lambda: Trainer(
+            GPT(config), ids, None,
+            TrainConfig(max_steps=3, batch_size=batch_size, warmup_steps=0)))
     estimate = me.estimate_gpt_training(config, batch_size)
     ratio = peak / estimate.training_peak
     assert 1 / TOLERANCE <= ratio <= TOLERANCE, (peak, estimate)
@@ -299,17 +305,9 @@ def test_the_bert_estimate_is_within_25_percent_of_the_measured_peak(batch_size,
     def loss_fn(model, batch):
         return model(**batch._asdict()).loss
 
-    tracemalloc.start()
-    try:
-        sl.manual_seed(0)
-        trainer = Trainer(BertForPreTraining(config), draw, None,
-                          TrainConfig(max_steps=3, batch_size=batch_size, warmup_steps=0),
-                          loss_fn=loss_fn)
-        for _ in range(3):
-            trainer.train_step()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_over_three_steps(lambda: Trainer(
+        BertForPreTraining(config), draw, None,
+        TrainConfig(max_steps=3, batch_size=batch_size, warmup_steps=0), loss_fn=loss_fn))
     estimate = me.estimate_bert_pretraining(config, batch_size)
     ratio = peak / estimate.training_peak
     assert 1 / TOLERANCE <= ratio <= TOLERANCE, (ratio, peak, estimate)
