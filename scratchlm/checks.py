@@ -240,14 +240,6 @@ def check_attention_sizes(where, width_name, width, heads_name, heads):
     return width, heads
 
 
-def check_reduction(op_name, reduction):
-    """``reduction`` is one of 'mean', 'sum' and 'none'."""
-    if reduction not in REDUCTIONS:
-        raise bad_argument(op_name, "reduction", reduction, "'mean', 'sum' or 'none'",
-                           error=ArgumentError if isinstance(reduction, str)
-                           else ArgumentTypeError)
-
-
 def normalize_axis(op_name, axis, shape):
     """``axis`` (an integer) as a non-negative axis of an array of ``shape``."""
     ndim = len(shape)

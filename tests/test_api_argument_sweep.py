@@ -179,6 +179,8 @@ CASES = {
                    "binary_cross_entropy_with_logits"),
     "bce_reduction": (lambda: F.binary_cross_entropy_with_logits(t(2), t(2), reduction="x"),
                       "binary_cross_entropy_with_logits"),
+    "bce_reduction_array": (lambda: F.binary_cross_entropy_with_logits(
+        t(2), t(2), reduction=np.array(["mean", "sum"])), "binary_cross_entropy_with_logits"),
     "mse_shapes": (lambda: F.mse_loss(t(2, 3), t(4)), "mse_loss"),
     "mse_string": (lambda: F.mse_loss(t(2), "x"), "mse_loss"),
     "sdpa_dims": (lambda: F.scaled_dot_product_attention(t(2, 4, 3), t(2, 4, 5),

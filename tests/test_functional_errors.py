@@ -63,7 +63,7 @@ BAD_CALLS = {
         r"cross_entropy: target must hold integers, got dtype float64"),
     "cross_entropy_reduction": (
         lambda: F.cross_entropy(t(2, 4), np.array([0, 1]), reduction="avg"), ValueError,
-        r"cross_entropy: reduction='avg'; expected 'mean', 'sum' or 'none'"),
+        r"cross_entropy: reduction='avg'; expected one of 'mean', 'sum', 'none'"),
     "cross_entropy_label_smoothing": (
         lambda: F.cross_entropy(t(2, 4), np.array([0, 1]), label_smoothing=1.5), ValueError,
         r"cross_entropy: label_smoothing=1.5; expected a finite number in \[0, 1\]"),

@@ -3,7 +3,14 @@ the class axis last): the loss of a classifier and of every language model here.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_int, check_operand, check_real, check_reduction, integer_array
+from scratchlm.checks import (
+    REDUCTIONS,
+    check_choice,
+    check_int,
+    check_operand,
+    check_real,
+    integer_array,
+)
 from scratchlm.errors import ArgumentError
 from scratchlm.functional.losses import reduce_losses
 from scratchlm.functional.softmax import shifted_exp
@@ -90,5 +97,5 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduct
     check_operand("cross_entropy", "logits", logits, number=False)
     check_int("cross_entropy", "ignore_index", ignore_index)
     check_real("cross_entropy", "label_smoothing", label_smoothing, 0, 1)
-    check_reduction("cross_entropy", reduction)
+    check_choice("cross_entropy", "reduction", reduction, REDUCTIONS)
     return CrossEntropy(ignore_index, label_smoothing, reduction)(logits, target)

@@ -4,7 +4,7 @@ a 0-d tensor."""
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import check_operand, check_reduction
+from scratchlm.checks import REDUCTIONS, check_choice, check_operand
 from scratchlm.errors import ArgumentError
 from scratchlm.functional.activations import logistic
 
@@ -72,7 +72,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     """Binary cross-entropy of probabilities σ(logits) against ``target`` in [0, 1] (same
     shape), stable for any logit."""
     check_operand("binary_cross_entropy_with_logits", "logits", logits, number=False)
-    check_reduction("binary_cross_entropy_with_logits", reduction)
+    check_choice("binary_cross_entropy_with_logits", "reduction", reduction, REDUCTIONS)
     return BinaryCrossEntropyWithLogits(reduction)(logits, target)
 
 
