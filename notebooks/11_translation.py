@@ -347,8 +347,8 @@ assert rouge_l["training"] > rouge_l["held-out"]
 #
 # ## Exercises
 #
-# 1. Train on 512 pairs instead of 256 (HSK levels 1–2, `load_zh_en_pairs(max_level=2)`, hold
-#    819): how do the training and held-out BLEU move?
+# 1. Train on 512 pairs instead of 256 (HSK levels 1–2 hold 819 pairs:
+#    `load_zh_en_pairs(max_level=2)`): how do the training and held-out BLEU move?
 # 2. Decode the held-out sentences greedily and with beams of 2, 4 and 8: does a wider beam
 #    raise BLEU here?
 # 3. Course week 11 (`notebooks/COURSE.md`): the `scratchlm.exercises` entries `bleu` and

@@ -229,8 +229,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The accuracy before training is below chance, while the loss is $\log V$ (why is measured in
-# the next section).
+# The accuracy before training is below chance, while the loss is about $\log V$ (why is measured
+# in the next section).
 #
 # The loss on the repeat stays at $\log V$ for the first 200 steps or so, then falls slowly
 # while the accuracy stays below 40% and the induction score below 0.25; then, within about
@@ -278,11 +278,11 @@ print(f"untrained, in the repeat: the prediction is the token being read at {rea
 # In every trained model the layer-2 head puts most of its weight (0.83–0.88 against 0.06
 # untrained) on the tokens that followed earlier occurrences of the current token, and layer
 # 1's head puts three times its untrained weight on the previous token (0.30–0.33 against
-# 0.10), while its own induction score is zero. That division of labour is the induction
-# circuit: layer 1 adds to each position something of the token before it; layer 2's query,
-# made from the current token $x_i$, matches the key at $j + 1$ whose predecessor $x_j$ is the
-# same token, and that key's value carries $x_{j+1}$, the prediction. The distance $i - j$
-# never enters.
+# 0.10), while its own induction score is about zero (0.00–0.01). That division of labour is
+# the induction circuit: layer 1 adds to each position something of the token before it;
+# layer 2's query, made from the current token $x_i$, matches the key at $j + 1$ whose
+# predecessor $x_j$ is the same token, and that key's value carries $x_{j+1}$, the prediction.
+# The distance $i - j$ never enters.
 #
 # Both heads on one probe sequence (seed 0; rows: the position that predicts, columns: the
 # positions it reads; red circles, for the rows in the repeat: the tokens after the earlier

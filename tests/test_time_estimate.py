@@ -109,14 +109,14 @@ def test_core_use_sees_a_busy_process(busy_process):
     assert use.busy, use  # the spinner alone keeps one core busy (others add to it)
 
 
-def small_trainer(steps, dropout=0.0):
+def small_trainer(steps, dropout=0.0, run_dir=None):
     sl.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=64,
                           dropout=dropout))
     data = np.random.default_rng(0).integers(0, 64, 5000)
     config = TrainConfig(max_steps=steps, batch_size=8, warmup_steps=1, eval_interval=1000,
                          checkpoint_interval=1000)
-    return Trainer(model, data, None, config)
+    return Trainer(model, data, None, config, run_dir=run_dir)
 
 
 def test_timing_the_run_own_steps_changes_nothing_the_run_does():
@@ -134,6 +134,35 @@ def test_timing_the_run_own_steps_changes_nothing_the_run_does():
         np.testing.assert_array_equal(a, b, err_msg=name)
     for a, b in zip(timed.optimizer.state.values(), plain.optimizer.state.values()):
         np.testing.assert_array_equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_a_step_failing_while_timed_leaves_the_run_as_it_was(tmp_path):
+    """A loss that raises in the middle of the timing (the third, after two steps' AdamW
+    updates) reaches the caller, and the weights, AdamW's state, the learning rate, the
+    schedule, the step count and both generators are as before; nothing is written."""
+    trainer = small_trainer(4, dropout=0.1, run_dir=str(tmp_path / "run"))
+    weights, lr = trainer.model.state_dict(), trainer.optimizer.param_groups[0]["lr"]
+    data_state, engine_state = trainer.data_rng.bit_generator.state, sl.backend.get_rng_state()
+    losses, model_loss = [], trainer.loss_fn
+
+    def failing_third(model, batch):
+        losses.append(batch)
+        if len(losses) == 3:
+            raise MemoryError("the third loss")
+        return model_loss(model, batch)
+
+    trainer.loss_fn = failing_third
+    with pytest.raises(MemoryError, match="the third loss"):
+        trainer.time_step(repeats=3)
+    assert len(losses) == 3
+    assert trainer.step == 0 and trainer.scheduler.last_step == 0 and not trainer.optimizer.state
+    assert trainer.optimizer.param_groups[0]["lr"] == lr
+    for name, array in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(array, weights[name], err_msg=name)
+    assert all(p.grad is None or not np.any(p.grad) for p in trainer.model.parameters())
+    assert trainer.data_rng.bit_generator.state == data_state
+    assert sl.backend.get_rng_state() == engine_state
+    assert not os.path.exists(tmp_path / "run") or not os.listdir(tmp_path / "run")
 
 
 def estimate_and_run(steps=24):

@@ -29,14 +29,13 @@ What the file printed is shown after the report, each line marked ``|``, so a pr
 supported.
 """
 
-import errno
 import json
 import os
 import re
 import signal
-import stat
 from pathlib import Path
 
+from scratchlm.errors import FileFormatError
 from scratchlm.exercises import sandbox as sandboxes
 from scratchlm.exercises.answers import prepare_cases
 from scratchlm.exercises.catalog import TRACK_MODULES, Exercise
@@ -45,7 +44,7 @@ from scratchlm.exercises.expected import resolve
 from scratchlm.exercises.grader import CaseResult, GradeReport, check_outputs, get_exercise
 from scratchlm.exercises.runner import decode, encode
 from scratchlm.exercises.tasks import check_case, prepare_task
-from scratchlm.file_reading import file_kind
+from scratchlm.file_reading import open_regular_file
 
 #: the wall-clock limit of one grading, in seconds (the CPU limit is a little more)
 DEFAULT_TIMEOUT = 60.0
@@ -134,23 +133,13 @@ def grade_file(exercise_name, path, class_name=None, *, timeout=DEFAULT_TIMEOUT,
 
 
 def _check_regular_file(path):
-    """NotGradable, saying what ``path`` is instead, unless it is a regular file (a link
-    to one included): a FIFO would keep the child waiting, a folder or a device is no
-    program."""
+    """NotGradable, saying what ``path`` is instead, unless it is a regular file that can
+    be opened (a link to one included): a FIFO would keep the child waiting, a folder or a
+    device is no program (:func:`scratchlm.file_reading.open_regular_file` says which)."""
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        dangling = " (a symbolic link to a file that does not exist)" if path.is_symlink() \
-            else ""
-        raise NotGradable(f"no file {path}{dangling}: give the path of your .py file") from None
-    except OSError as error:
-        reason = "a loop of symbolic links" if error.errno == errno.ELOOP else (
-            error.strerror or type(error).__name__).lower()
-        raise NotGradable(f"{path} cannot be read ({reason}): give the path of your .py "
-                          "file") from None
-    if not stat.S_ISREG(mode):
-        raise NotGradable(f"{path} is {file_kind(mode)}, not a Python file: give the path "
-                          "of your .py file")
+        open_regular_file(path, "grade", "Python file").close()
+    except FileFormatError as error:
+        raise NotGradable(str(error)) from None
 
 
 def _judged(exercise, prepared, reported):
