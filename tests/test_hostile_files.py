@@ -717,7 +717,7 @@ def run_exercise_case(case_id, verb, run_dir, path):
     if verb == "grade (hint progress)":
         return judge_hints(out, path, before, case_id.split(":", 1)[1] in HINTS_REPAIRED)
     reason = out.splitlines()[1].strip()  # the report's reason, under its first line
-    return judge(reason, path, run_dir)
+    return judge_report(reason, path)
 
 
 def _snapshot(path):
@@ -749,7 +749,7 @@ def judge_hints(out, path, before, repairable):
     said = [line for line in notes if line.startswith("hint progress not kept:")]
     if kept or not said or _snapshot(path) != before:
         return f"an unusable progress file was used or changed: {notes}"
-    return judge(said[0], path, os.path.dirname(path))
+    return judge_report(said[0], path)
 
 
 def judge_gradebook(run_dir, path):
@@ -759,7 +759,7 @@ def judge_gradebook(run_dir, path):
         rows = list(csv.DictReader(f))
     if len(rows) != 1 or rows[0]["total"] != "0":
         return f"the gradebook holds {rows}"
-    return judge(rows[0]["lost"], path, run_dir)
+    return judge_report(rows[0]["lost"], path)
 
 
 CASES = build_cases() + exercise_cases()
@@ -852,11 +852,22 @@ def run_case(case, tmp_path):
 def judge(message, path, run_dir):
     """'' when ``message`` names the file (its path, its name, or a file of the run folder)
     and says more than that, in words."""
-    named = next((name for name in (path, run_dir, os.path.basename(path))
-                  if name in message), None)
-    if named is None:
+    if not any(name in message for name in (path, run_dir, os.path.basename(path))):
         return f"does not name the file: {message[:200]}"
-    if CRYPTIC.search(message) or len(message) < len(named) + 25:
+    if CRYPTIC.search(message) or len(message) < len(path) + 25:
+        return f"cryptic: {message[:200]}"
+    return ""
+
+
+def judge_report(message, path):
+    """'' when a line of a grading report (about one student's submission, so naming it by
+    its file's or its folder's name) names it and says more than that, in words."""
+    name = next((name for name in (os.path.basename(path),
+                                   os.path.basename(os.path.dirname(path))) if name in message),
+                None)
+    if name is None:
+        return f"does not name the file: {message[:200]}"
+    if CRYPTIC.search(message) or len(message) < len(name) + 25:
         return f"cryptic: {message[:200]}"
     return ""
 
