@@ -255,7 +255,7 @@ def normalize_axis(op_name, axis, shape):
 
 def integer_array(op_name, what, values, xp):
     """``values`` (an array or a list of integers) as an integer array of module ``xp``."""
-    values = xp.asarray(values)
+    values = xp.asarray(check_numbers(op_name, what, values))
     if values.dtype.kind not in "iu":
         raise ArgumentTypeError(f"{op_name}: {what} must hold integers, got dtype "
                                 f"{values.dtype}", where=op_name, name=what, value=values)

@@ -182,9 +182,9 @@ def check_memory(preset_name):
     if limit is None or estimate.total <= limit.available:
         return estimate
     kind = PRETRAIN_PRESETS[preset_name].kind
-    fitting = sorted((preset_memory(name).total, name) for name, preset in
-                     PRETRAIN_PRESETS.items() if preset.kind == kind and name != preset_name
-                     and preset_memory(name).total <= limit.available)
+    others = ((preset_memory(name).total, name) for name, preset in PRETRAIN_PRESETS.items()
+              if preset.kind == kind and name != preset_name)
+    fitting = sorted(pair for pair in others if pair[0] <= limit.available)
     advice = (f"try --preset {fitting[-1][1]} (about {fmt(fitting[-1][0])}), or free memory"
               if fitting else "free memory, or raise the limit")
     raise NotEnoughMemoryError(

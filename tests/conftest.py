@@ -1,5 +1,9 @@
 """Shared test helpers: the device parameter and float tolerances."""
 
+import contextlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -54,3 +58,21 @@ def assert_damage_is_refused(load, data, path, seed, trials=300, max_flips=7):
             load(path)
         except FileFormatError as error:
             assert str(path) in str(error)
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(lock_path):
+    """Another process holds ``lock_path``'s exclusive lock (as a run's writer does) for the
+    ``with`` block; it is ended after, which frees the lock. Skips where there is no flock."""
+    pytest.importorskip("fcntl")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, time\n"
+        f"fd = os.open({str(lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import lock_held_elsewhere
 
 import scratchlm as sl
 from scratchlm import runs
@@ -186,25 +187,13 @@ def test_pretrain_force_with_a_bad_file_loses_no_run(tmp_path, capsys):
 
 def test_pretrain_force_into_a_run_in_use_is_refused(tmp_path, capsys):
     """Another process holds the lock: ``pretrain --force`` must not replace the run."""
-    import subprocess
-    import sys
-
     run_dir = tmp_path / "runs" / "gpt2"
     files = make_run(run_dir)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, time\n"
-        f"fd = os.open({str(run_dir / runs.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(run_dir / runs.LOCK_FILE):
         (tmp_path / "model.safetensors").write_bytes(b"not read")
         with pytest.raises(SystemExit) as stop:
             main(["pretrain", "--preset", "gpt-zh-tiny", "--run-name", "gpt2", "--force",
                   "--out-dir", str(tmp_path / "runs"), "--no-progress"])
         assert stop.value.code == 2
         assert "another process is writing into" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
     assert same_run(run_dir, files)

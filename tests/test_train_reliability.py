@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import lock_held_elsewhere
 
 import scratchlm as sl
 from scratchlm import checkpoint, optim
@@ -407,22 +408,11 @@ def test_recover_run_finishes_an_interrupted_rotation_and_removes_temporaries(tm
 
 
 def test_one_process_at_a_time_trains_into_a_run(tmp_path):
-    fcntl = pytest.importorskip("fcntl")
     trainer = make_trainer(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(tmp_path / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunInUseError, match="another process is writing into"):
-            trainer.train(progress=False)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert fcntl  # the lock is free again:
-    trainer.train(progress=False, stop_at=1)
+    with lock_held_elsewhere(tmp_path / LOCK_FILE), \
+            pytest.raises(RunInUseError, match="another process is writing into"):
+        trainer.train(progress=False)
+    trainer.train(progress=False, stop_at=1)  # the lock is free again
 
 
 def test_a_signal_in_a_library_run_finishes_the_step_and_saves(tmp_path):

@@ -53,6 +53,7 @@ class LayerNorm(Function):
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalize each row over the last axis to mean 0, variance 1, then scale and shift
     (``weight`` and ``bias`` of shape (C,), or None; ``eps`` ≥ 0 is added to the variance)."""
-    check_operand("layer_norm", "x", x, number=False)
+    for name, value in (("x", x), ("weight", weight), ("bias", bias)):
+        check_operand("layer_norm", name, value, number=False, optional=name != "x")
     check_real("layer_norm", "eps", eps, 0, hint="(added to the variance, e.g. 1e-5)")
     return LayerNorm(eps)(x, weight, bias)

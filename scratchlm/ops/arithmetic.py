@@ -21,14 +21,14 @@ def broadcast_call(op_name, compute, a, b):
     only once NumPy has refused, so they cost nothing on the hot path."""
     try:
         return compute(a, b)
+    except ValueError as error:  # shapes that do not broadcast, or a ragged list
+        if "broadcast" in str(error):
+            raise ArgumentError(f"{op_name}: shapes {shape_of(a)} and {shape_of(b)} cannot "
+                                "be broadcast together (each axis, aligned from the right, "
+                                "must match or be 1)") from None
+        refused = error
     except TypeError as error:
         refused = error
-    except ValueError as error:
-        if "broadcast" not in str(error):
-            raise
-        raise ArgumentError(f"{op_name}: shapes {shape_of(a)} and {shape_of(b)} cannot be "
-                            "broadcast together (each axis, aligned from the right, must "
-                            "match or be 1)") from None
     check_operand(op_name, "a", a)
     check_operand(op_name, "b", b)
     raise refused

@@ -2,6 +2,7 @@
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
+from scratchlm.checks import check_numbers
 from scratchlm.errors import ArgumentError, ArgumentTypeError
 
 
@@ -10,7 +11,7 @@ class Where(Function):
 
     def forward(self, cond, a, b):
         xp = get_array_module(cond, a, b)
-        self.cond = xp.asarray(cond)
+        self.cond = xp.asarray(check_numbers("where", "cond", cond))
         if self.cond.dtype != bool:
             raise ArgumentTypeError(f"where: cond has dtype {self.cond.dtype}; expected a "
                                     "boolean condition (a comparison such as x > 0, or "
