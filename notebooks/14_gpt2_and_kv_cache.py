@@ -105,12 +105,12 @@ assert difference == 0.0 and loaded.config.n_head == 4
 #
 # ## Generation: random weights, then trained ones
 #
-# The random GPT-2-shaped model continues the prompt with tokens drawn from its near-uniform
-# distribution over 50,257 ids — noise. For text that means something we train a model in the
-# same layout: GPT-2's blocks (pre-LN, GELU MLP, tied embedding), 4 layers, 128 wide, on
-# Shakespeare one character per token (a 50,257-id output layer would take this notebook's whole
-# time budget to train), write it in Hugging Face's layout, load it with `from_hf_gpt2` and
-# generate from the loaded copy.
+# The random GPT-2-shaped model's distribution over 50,257 ids is near uniform; taking its most
+# likely token at every step (greedy decoding), it repeats one token — noise. For text that
+# means something we train a model in the same layout: GPT-2's blocks (pre-LN, GELU MLP, tied
+# embedding), 4 layers, 128 wide, on Shakespeare one character per token (a 50,257-id output
+# layer would take this notebook's whole time budget to train), write it in Hugging Face's
+# layout, load it with `from_hf_gpt2` and generate from the loaded copy.
 
 # %%
 sl.manual_seed(0)

@@ -6,28 +6,20 @@ shape (size 1 on every reduced axis) and broadcast to the input's shape.
 
 from scratchlm.autograd.function import Function
 from scratchlm.backend import get_array_module
-from scratchlm.checks import bad_argument, check_bool, is_integer
-from scratchlm.errors import ArgumentError, ArgumentTypeError
+from scratchlm.checks import check_bool, normalize_axis
+from scratchlm.errors import ArgumentError
 
 
-def normalize_axes(op_name, axis, ndim):
+def normalize_axes(op_name, axis, shape):
     """``axis`` (None, an integer or a tuple of them) as a sorted tuple of non-negative
-    axes of a tensor with ``ndim`` ≥ 1 axes."""
+    axes of an array of ``shape`` (at least one axis)."""
     if axis is None:
-        return tuple(range(ndim))
+        return tuple(range(len(shape)))
     axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
-    normalized = []
-    for a in axes:
-        if not is_integer(a):
-            raise bad_argument(op_name, "axis", axis, "None, an integer or a tuple of integers",
-                               error=ArgumentTypeError)
-        if not -ndim <= a < ndim:
-            raise ArgumentError(f"{op_name}: axis {a} is out of range for a tensor with {ndim} "
-                                f"axes (expected {-ndim} ≤ axis < {ndim})")
-        normalized.append(a % ndim)
+    normalized = sorted(normalize_axis(op_name, a, shape) for a in axes)
     if len(set(normalized)) != len(normalized):
         raise ArgumentError(f"{op_name}: axis {axis} repeats an axis")
-    return tuple(sorted(normalized))
+    return tuple(normalized)
 
 
 def kept_shape(shape, axes):
@@ -40,7 +32,7 @@ class _Reduction(Function):
         self.axis, self.keepdims = axis, check_bool(self.name.lower(), "keepdims", keepdims)
 
     def _save_axes_and_shape(self, x):
-        self.axes = normalize_axes(self.name.lower(), self.axis, x.ndim) if x.ndim else ()
+        self.axes = normalize_axes(self.name.lower(), self.axis, x.shape) if x.ndim else ()
         self.input_shape = x.shape
 
     def _grad_kept(self, g):
