@@ -246,7 +246,7 @@ fresh = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=2, n_head=1, n_embd=32
 scores = {"未训练": head_scores(fresh)} | {
     f"种子 {seed}": head_scores(model) for seed, (model, _) in runs.items()}
 for name, layers in scores.items():
-    print(f"{name:>5}：" + "；".join(
+    print(f"{name}：" + "；".join(
         f"第 {n} 层 前一词元 {previous:.2f}，归纳 {induction:.2f}"
         for n, (previous, induction) in enumerate(layers, start=1)))
 trained = np.array([scores[f"种子 {seed}"] for seed in SEEDS])  # (种子, 层, 分数)

@@ -200,7 +200,7 @@ for kind, name in (("plain", "不分片"), ("zero", "ZeRO-1")):
     loss_gap = np.abs(two[f"{kind}_losses"] - one_losses).max() / np.abs(one_losses).max()
     weight_gap = max(np.abs(two[f"{kind}/{k}"] - v).max() / np.abs(v).max()
                      for k, v in model.state_dict().items())
-    print(f"2 个 rank（{name}）对比 1 个进程：损失 {loss_gap:.1e}，权重 {weight_gap:.1e} "
+    print(f"2 个 rank（{name}）对比 1 个进程：损失 {loss_gap:.1e}，权重 {weight_gap:.1e}"
           "（最大相对差）")
     assert loss_gap < 1e-10 and weight_gap < 1e-10
 print("损失：", np.round(one_losses, 4))
