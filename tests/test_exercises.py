@@ -495,7 +495,7 @@ def test_cli_says_which_classes_a_file_defines(tmp_path):
     with pytest.raises(SystemExit, match=r"defines no Function subclass \(of sl.Function or a "
                                          r"skeleton\) named Nope; it defines \['Sigmoid'\]"):
         main(["grade", "sigmoid", str(path), "--class", "Nope"])
-    with pytest.raises(SystemExit, match="no file"):
+    with pytest.raises(SystemExit, match=r"no Python file at .*missing\.py"):
         main(["grade", "sigmoid", str(tmp_path / "missing.py")])
 
 
